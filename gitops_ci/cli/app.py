@@ -1,0 +1,109 @@
+"""The click group, shared options and the one top-level error handler."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+
+from gitops_ci import __version__, logs
+from gitops_ci.errors import EXIT_INTERRUPTED, EXIT_USAGE, GitopsCiError
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("gitops_ci")
+
+
+class _State:
+    debug = False
+
+
+def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        _State.debug = True
+        logs.configure(debug=True)
+
+
+def common_options(func: F) -> F:
+    """`--debug` and `--format` on every command (so they may follow the command name)."""
+    func = click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        envvar="GITOPS_FORMAT",
+        show_default=True,
+        help="Result format on stdout.",
+    )(func)
+    return click.option(
+        "--debug",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        envvar="GITOPS_DEBUG",
+        callback=_set_debug,
+        help="Log every step and show tracebacks.",
+    )(func)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, prog_name="gitops-ci")
+@click.option(
+    "--debug",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_set_debug,
+    help="See --debug of each command.",
+)
+def cli() -> None:
+    """The CI half of GitOps: update kustomize overlays in a manifest repo, push or open merge requests,
+    trigger Argo CD or Flux, and wait until the cluster runs the new revision."""
+
+
+def emit(text: str) -> None:
+    """Results go to stdout; logs go to stderr."""
+    if text:
+        click.echo(logs.mask(text), nl=False)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"gitops-ci: error: {logs.mask(message)}", err=True)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    from gitops_ci.cli import commands  # noqa: F401  (registers the commands)
+
+    _State.debug = False
+    logs.configure()
+    try:
+        result = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="gitops-ci", standalone_mode=False
+        )
+    except GitopsCiError as err:
+        if _State.debug:
+            log.debug("%s", traceback.format_exc())
+        _fail(str(err))
+        return err.exit_code
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        _fail("interrupted")
+        return EXIT_INTERRUPTED
+    except click.ClickException as err:
+        hint = (
+            f" (see: {err.ctx.command_path} --help)" if isinstance(err, click.UsageError) and err.ctx else ""
+        )
+        _fail(err.format_message().replace("\n", " ") + hint)
+        return EXIT_USAGE if isinstance(err, click.UsageError) else err.exit_code
+    except Exception as err:  # a bug: say so, in one line unless --debug
+        if _State.debug:
+            log.error("%s", traceback.format_exc())
+        _fail(f"unexpected {type(err).__name__}: {err} (a gitops-ci bug; re-run with --debug for details)")
+        return 3
+    return result if isinstance(result, int) else 0
+
+
+def main() -> None:
+    sys.exit(run())

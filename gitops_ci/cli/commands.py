@@ -1,0 +1,5 @@
+"""Imports every command module so that each registers itself on the group."""
+
+from __future__ import annotations
+
+from gitops_ci.cli import set_image  # noqa: F401
