@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-from gitops_ci.cli import set_image  # noqa: F401
+from gitops_ci.cli import deploy, set_image  # noqa: F401

@@ -1,0 +1,98 @@
+"""Who gitops-ci is towards the manifest repo, and how git gets that without seeing it in argv or config.
+
+git reads `http.<url>.extraHeader` from GIT_CONFIG_COUNT/KEY_n/VALUE_n in its environment: the header is
+scoped to the manifest repo's server, never written to `.git/config`, never in a URL or a process list.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from gitops_ci import logs
+from gitops_ci.errors import ConfigurationError
+
+DEFAULT_USERNAME = "oauth2"
+JOB_TOKEN_USERNAME = "gitlab-ci-token"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A username and token, and the variable the token came from (for error messages)."""
+
+    username: str
+    token: str = field(repr=False)
+    variable: str
+
+    def basic_header(self) -> str:
+        raw = base64.b64encode(f"{self.username}:{self.token}".encode()).decode("ascii")
+        return f"Authorization: Basic {raw}"
+
+
+def resolve_credentials(environ: Mapping[str, str] | None = None) -> Credentials | None:
+    """GITOPS_TOKEN, else GITOPS_PASSWORD (the seed's name), else CI_JOB_TOKEN as gitlab-ci-token."""
+    env = os.environ if environ is None else environ
+    username = env.get("GITOPS_USERNAME") or DEFAULT_USERNAME
+    for variable in ("GITOPS_TOKEN", "GITOPS_PASSWORD"):
+        if env.get(variable):
+            return _registered(Credentials(username, env[variable], variable))
+    if env.get("CI_JOB_TOKEN"):
+        return _registered(Credentials(JOB_TOKEN_USERNAME, env["CI_JOB_TOKEN"], "CI_JOB_TOKEN"))
+    return None
+
+
+def _registered(credentials: Credentials) -> Credentials:
+    logs.register_secret(credentials.token)
+    logs.register_secret(credentials.basic_header().split(" ", 2)[2])
+    return credentials
+
+
+def server_prefix(url: str) -> str:
+    """`https://host:port/` — the scope for http.<url>.* settings."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/"
+
+
+def check_repo_url(url: str) -> str:
+    """An https (or http, or local) URL without credentials in it."""
+    parts = urlsplit(url)
+    if parts.scheme in ("https", "http"):
+        if parts.username or parts.password:
+            raise ConfigurationError(
+                "--repo-url contains credentials; remove them and set GITOPS_USERNAME and GITOPS_TOKEN"
+            )
+        if not parts.hostname:
+            raise ConfigurationError(
+                f"--repo-url {url!r} has no host; use https://gitlab.example.com/group/repo.git"
+            )
+        return url
+    if parts.scheme == "file" or (not parts.scheme and url.startswith(("/", "./", "../"))):
+        return url
+    raise ConfigurationError(
+        f"--repo-url {url!r} is not an https URL; use https://gitlab.example.com/group/repo.git"
+    )
+
+
+def git_environment(
+    url: str, credentials: Credentials | None, ca_file: str | None, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Environment for every git child: credentials and CA as scoped config, no prompts, no helpers."""
+    env = dict(os.environ if base is None else base)
+    count = int(env.get("GIT_CONFIG_COUNT", "0") or "0")
+    settings: list[tuple[str, str]] = [("credential.helper", ""), ("core.askPass", "")]
+    prefix = server_prefix(url)
+    if credentials is not None and prefix.startswith("http"):
+        settings.append((f"http.{prefix}.extraHeader", credentials.basic_header()))
+    if ca_file:
+        settings.append((f"http.{prefix}.sslCAInfo", ca_file))
+    for offset, (key, value) in enumerate(settings):
+        env[f"GIT_CONFIG_KEY_{count + offset}"] = key
+        env[f"GIT_CONFIG_VALUE_{count + offset}"] = value
+    env["GIT_CONFIG_COUNT"] = str(count + len(settings))
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    env["GIT_ASKPASS"] = "true"
+    env.pop("SSH_ASKPASS", None)
+    return env

@@ -1,0 +1,64 @@
+"""How a deploy result reads: on stdout (text or JSON) and in the dotenv report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gitops_ci.deploy import DeployResult
+from gitops_ci.dotenv import env_key
+from gitops_ci.output import describe_change, image_of, unified_diff
+
+
+def deploy_json(result: DeployResult) -> dict[str, Any]:
+    return {
+        "status": result.status,
+        "repo_url": result.repo_url,
+        "branch": result.branch,
+        "commit": result.commit,
+        "base_commit": result.base_commit,
+        "attempts": result.attempts,
+        "changed_files": result.changed_files,
+        "environments": {
+            change.environment: {
+                "path": change.path,
+                "changed": change.edit.changed,
+                "images": [
+                    {
+                        "name": c.name,
+                        "before": image_of(c.name, c.before) if c.before is not None else None,
+                        "after": image_of(c.name, c.after),
+                    }
+                    for c in change.edit.changes
+                ],
+                **({"diff": unified_diff(change.edit)} if result.status == "dry-run" else {}),
+            }
+            for change in result.changes
+        },
+    }
+
+
+def deploy_text(result: DeployResult) -> str:
+    if result.status == "up-to-date":
+        return f"{result.branch} already up to date at {result.base_commit[:12]}: nothing to commit\n"
+    if result.status == "dry-run":
+        return "".join(unified_diff(c.edit) for c in result.changes if c.edit.changed)
+    lines = [f"pushed {result.commit} to {result.branch} of {result.repo_url}\n"]
+    for change in result.changes:
+        lines.extend(f"  {change.environment}: {describe_change(c)}\n" for c in change.edit.changes)
+    return "".join(lines)
+
+
+def deploy_dotenv(result: DeployResult) -> dict[str, str]:
+    values = {
+        "GITOPS_STATUS": result.status,
+        "GITOPS_COMMIT_SHA": result.commit or result.base_commit,
+        "GITOPS_BRANCH": result.branch,
+        "GITOPS_REPO_URL": result.repo_url,
+        "GITOPS_CHANGED": "true" if result.changed_files else "false",
+        "GITOPS_ENVIRONMENTS": " ".join(c.environment for c in result.changes),
+    }
+    for change in result.changes:
+        if change.edit.changes:
+            last = change.edit.changes[-1]
+            values[f"GITOPS_IMAGE_{env_key(change.environment)}"] = image_of(last.name, last.after)
+    return values

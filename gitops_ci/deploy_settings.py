@@ -1,0 +1,123 @@
+"""What a deploy needs to know, validated before anything touches the network."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gitops_ci.errors import ConfigurationError
+from gitops_ci.git_repo import Identity
+from gitops_ci.imageref import ImageUpdate, parse_image_arguments
+
+DEFAULT_PATH_TEMPLATE = "kustomize/{app}/overlays/{env}"
+DEFAULT_MESSAGE = "[skip ci] update image of app {app} - {env} to {image}"
+_TRAILER_SOURCES = (
+    ("Source-Project", "CI_PROJECT_URL"),
+    ("Source-Commit", "CI_COMMIT_SHA"),
+    ("Pipeline", "CI_PIPELINE_URL"),
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeploySettings:
+    repo_url: str
+    app: str
+    environments: tuple[str, ...]
+    images: tuple[str, ...]
+    branch: str | None = None
+    path_template: str = DEFAULT_PATH_TEMPLATE
+    message: str = DEFAULT_MESSAGE
+    ca_file: str | None = None
+    workdir: Path | None = None
+    max_attempts: int = 10
+    backoff_seconds: float = 0.5
+    dry_run: bool = False
+    author: Identity | None = None
+    committer: Identity = field(default_factory=lambda: bot_identity())
+    trailers: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.app:
+            raise ConfigurationError("no app: pass --app or set GITOPS_APP_NAME")
+        if not self.environments:
+            raise ConfigurationError("no environment: pass --env or set GITOPS_ENVIRONMENT")
+        if not self.images:
+            raise ConfigurationError(
+                "no image: pass --image (e.g. --image registry.example.com/team/app:1.2)"
+            )
+        if self.max_attempts < 1:
+            raise ConfigurationError("--max-attempts must be at least 1")
+
+
+def bot_identity(environ: Mapping[str, str] | None = None) -> Identity:
+    env = os.environ if environ is None else environ
+    host = env.get("CI_SERVER_HOST") or "gitops-ci.invalid"
+    return Identity(
+        env.get("GITOPS_BOT_NAME") or "gitops-ci", env.get("GITOPS_BOT_EMAIL") or f"gitops-ci@{host}"
+    )
+
+
+def author_from_gitlab(environ: Mapping[str, str] | None = None) -> Identity | None:
+    """The user who started the pipeline, when GitLab says who that was."""
+    env = os.environ if environ is None else environ
+    if env.get("GITLAB_USER_NAME") and env.get("GITLAB_USER_EMAIL"):
+        return Identity(env["GITLAB_USER_NAME"], env["GITLAB_USER_EMAIL"])
+    return None
+
+
+def trailers_from_ci(environ: Mapping[str, str] | None = None) -> tuple[tuple[str, str], ...]:
+    env = os.environ if environ is None else environ
+    return tuple((key, env[var]) for key, var in _TRAILER_SOURCES if env.get(var))
+
+
+def overlay_path(template: str, app: str, env: str) -> str:
+    """The overlay directory inside the repo; refuses anything that would leave it."""
+    try:
+        raw = template.format(app=app, env=env)
+    except (KeyError, IndexError, ValueError) as err:
+        raise ConfigurationError(
+            f"--path-template {template!r} is invalid ({err}); only {{app}} and {{env}} are available"
+        ) from None
+    normalised = posixpath.normpath(raw)
+    if (
+        raw.startswith("/")
+        or normalised == ".."
+        or normalised.startswith("../")
+        or "\\" in raw
+        or "\0" in raw
+    ):
+        raise ConfigurationError(
+            f"overlay path {raw!r} leaves the repository; fix --path-template, --app or --env"
+        )
+    if any(part == ".." for part in raw.split("/")):
+        raise ConfigurationError(f"overlay path {raw!r} contains '..'; app and env names must be plain names")
+    return normalised
+
+
+def image_updates(app: str, images: Sequence[str]) -> list[ImageUpdate]:
+    """`--image ref` means `app=ref`; with `=` it is set-image syntax."""
+    return parse_image_arguments([image if "=" in image else f"{app}={image}" for image in images])
+
+
+def commit_message(
+    template: str,
+    *,
+    app: str,
+    environments: Sequence[str],
+    updates: Sequence[ImageUpdate],
+    trailers: Sequence[tuple[str, str]],
+) -> str:
+    try:
+        subject = template.format(
+            app=app, env=", ".join(environments), image=", ".join(u.reference() for u in updates)
+        )
+    except (KeyError, IndexError, ValueError) as err:
+        raise ConfigurationError(
+            f"--message {template!r} is invalid ({err}); available: {{app}}, {{env}}, {{image}}"
+        ) from None
+    if not trailers:
+        return subject
+    return subject + "\n\n" + "\n".join(f"{key}: {value}" for key, value in trailers)

@@ -1,0 +1,47 @@
+"""GitLab dotenv reports for later jobs: KEY=value lines, no secrets, at most 5 KB (GitLab's limit)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from gitops_ci import logs
+from gitops_ci.errors import ConfigurationError, OperationalError
+
+MAX_BYTES = 5 * 1024
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def env_key(name: str) -> str:
+    """`staging-eu` → `STAGING_EU`, for per-environment variable names."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", name).upper()
+
+
+def render_dotenv(values: Mapping[str, str]) -> str:
+    lines = []
+    for key, value in values.items():
+        if not _KEY.fullmatch(key):
+            raise ConfigurationError(f"dotenv key {key!r} is not a valid variable name")
+        if "\n" in value or "\r" in value:
+            raise ConfigurationError(
+                f"dotenv value of {key} spans lines; GitLab dotenv reports cannot hold that"
+            )
+        if logs.mask(value) != value:
+            raise ConfigurationError(f"dotenv value of {key} contains a secret; refusing to write it")
+        lines.append(f"{key}={value}\n")
+    text = "".join(lines)
+    if len(text.encode()) > MAX_BYTES:
+        raise ConfigurationError(
+            f"dotenv report would be {len(text.encode())} bytes; GitLab accepts at most 5 KB"
+        )
+    return text
+
+
+def write_dotenv(path: Path, values: Mapping[str, str]) -> None:
+    text = render_dotenv(values)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise OperationalError(f"{path}: cannot write the dotenv report: {err.strerror}") from None

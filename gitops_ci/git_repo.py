@@ -1,0 +1,196 @@
+"""The manifest repo through git (GitPython): the only module that runs git.
+
+Clones are shallow, blob-filtered and sparse, so their cost follows the overlays we edit, not the history
+or the size of the repo. Every GitCommandError becomes one of our errors, with git's words kept and
+secrets masked.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+from gitops_ci import logs
+from gitops_ci.errors import (
+    AuthError,
+    GitError,
+    GitopsCiError,
+    OperationalError,
+    PushRejectedError,
+    RetryableError,
+    UsageError,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    email: str
+
+
+@dataclass(frozen=True)
+class Remote:
+    """Where the manifest repo lives and how to reach it (`env` carries credentials; never log it)."""
+
+    url: str
+    env: Mapping[str, str]
+    token_variable: str | None = None
+
+
+class ManifestClone:
+    """A sparse working copy of one branch of the manifest repo."""
+
+    def __init__(self, repo: git.Repo, remote: Remote, branch: str) -> None:
+        self._repo = repo
+        self.remote = remote
+        self.branch = branch
+
+    @property
+    def root(self) -> Path:
+        return Path(str(self._repo.working_tree_dir))
+
+    @classmethod
+    def clone(
+        cls, remote: Remote, directory: Path, branch: str | None, sparse_paths: Sequence[str]
+    ) -> ManifestClone:
+        options = ["--depth=1", "--filter=blob:none", "--sparse", "--no-tags", "--single-branch"]
+        if branch:
+            options.append(f"--branch={branch}")
+        try:
+            repo = git.Repo.clone_from(
+                remote.url, str(directory), multi_options=options, env=dict(remote.env)
+            )
+        except git.GitCommandError as err:
+            raise classify(err, "clone", remote) from None
+        clone = cls(repo, remote, branch or repo.active_branch.name)
+        clone._git("sparse-checkout", "set", "--cone", "--", *sparse_paths)
+        return clone
+
+    def head(self) -> str:
+        return str(self._git("rev-parse", "HEAD"))
+
+    def refresh(self) -> str:
+        """Move to the remote branch's current tip (our unpushed commit, if any, is dropped)."""
+        self._git(
+            "fetch",
+            "--depth=1",
+            "--filter=blob:none",
+            "--no-tags",
+            "origin",
+            f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}",
+            action="fetch",
+        )
+        self._git("reset", "--hard", "-q", f"refs/remotes/origin/{self.branch}")
+        return self.head()
+
+    def start_branch(self, name: str) -> None:
+        """Put HEAD on a local branch `name` at the current commit (for merge-request branches)."""
+        self._git("checkout", "-q", "-B", name)
+
+    def commit(self, paths: Sequence[str], message: str, author: Identity, committer: Identity) -> str:
+        env = {
+            "GIT_AUTHOR_NAME": author.name,
+            "GIT_AUTHOR_EMAIL": author.email,
+            "GIT_COMMITTER_NAME": committer.name,
+            "GIT_COMMITTER_EMAIL": committer.email,
+        }
+        self._git("add", "--sparse", "--", *paths)
+        self._git("commit", "-q", "--no-verify", "--no-gpg-sign", "-m", message, extra_env=env)
+        return self.head()
+
+    def push(self, target_branch: str, *, force_with_lease: str | None = None) -> None:
+        args = ["push", "--porcelain", "--no-verify", "origin", f"HEAD:refs/heads/{target_branch}"]
+        if force_with_lease is not None:
+            args.insert(1, f"--force-with-lease=refs/heads/{target_branch}:{force_with_lease}")
+        self._git(*args, action="push")
+
+    def remote_branch_sha(self, branch: str) -> str | None:
+        out = self._git("ls-remote", "--heads", "origin", f"refs/heads/{branch}", action="ls-remote")
+        return out.split()[0] if out.strip() else None
+
+    def read(self, path: str) -> str | None:
+        """A file at HEAD (fetched on demand), or None when absent."""
+        try:
+            return str(self._repo.git.show(f"HEAD:{path}", env=dict(self.remote.env)))
+        except git.GitCommandError:
+            return None
+
+    def _git(self, *args: str, action: str | None = None, extra_env: Mapping[str, str] | None = None) -> str:
+        env = {**self.remote.env, **(extra_env or {})}
+        log.debug("git %s", " ".join(args))
+        try:
+            return str(self._repo.git.execute(["git", *args], env=env))
+        except git.GitCommandError as err:
+            raise classify(err, action or args[0], self.remote) from None
+
+
+_AUTH = re.compile(
+    r"returned error: 401|Authentication failed|could not read Username|invalid credentials", re.I
+)
+_FORBIDDEN = re.compile(r"returned error: 403|HTTP Basic: Access denied|not allowed to push", re.I)
+_PROTECTED = re.compile(r"protected branch", re.I)
+_TLS = re.compile(r"certificate|SSL|TLS|gnutls", re.I)
+_REJECTED = re.compile(
+    r"\[rejected\]|\[remote rejected\]|fetch first|non-fast-forward|stale info|cannot lock ref|"
+    r"failed to update ref",
+    re.I,
+)
+_TRANSIENT = re.compile(
+    r"returned error: 5\d\d|RPC failed|Connection reset|Empty reply|Failed to connect|Connection refused|"
+    r"timed out|unexpected disconnect|the remote end hung up|early EOF|transfer closed|HTTP/2 stream",
+    re.I,
+)
+_NOT_FOUND = re.compile(
+    r"returned error: 404|Repository not found|does not appear to be a git repository", re.I
+)
+_NO_BRANCH = re.compile(r"Remote branch (\S+) not found|couldn't find remote ref", re.I)
+
+
+def classify(err: git.GitCommandError, action: str, remote: Remote) -> GitopsCiError:
+    """Turn git's failure into an actionable error; which one decides whether we retry."""
+    output = logs.mask(f"{err.stderr or ''}\n{err.stdout or ''}")
+    detail = _last_line(output)
+    variable = remote.token_variable or "GITOPS_TOKEN"
+    if _PROTECTED.search(output):
+        return OperationalError(
+            f"git {action} to {remote.url}: the branch is protected against direct pushes; "
+            "use --mode merge-request (or allow the token's user to push)"
+        )
+    if _AUTH.search(output):
+        return AuthError(
+            f"git {action}: {variable} was rejected by {remote.url} (401); check the token is valid"
+        )
+    if _FORBIDDEN.search(output):
+        return AuthError(
+            f"git {action}: {variable} may not write to {remote.url} (403); "
+            "the token needs the write_repository scope and at least Developer access"
+        )
+    if _REJECTED.search(output):
+        return PushRejectedError(f"git {action}: the remote branch moved ({detail})")
+    if _TLS.search(output) and not _TRANSIENT.search(output):
+        return OperationalError(
+            f"git {action}: TLS verification of {remote.url} failed ({detail}); "
+            "point --ca-file or CI_SERVER_TLS_CA_FILE at the CA bundle of your GitLab"
+        )
+    if _NO_BRANCH.search(output):
+        return UsageError(f"git {action}: {detail}; check --branch")
+    if _TRANSIENT.search(output):
+        return RetryableError(f"git {action} to {remote.url} failed transiently ({detail})")
+    if _NOT_FOUND.search(output):
+        return OperationalError(
+            f"git {action}: {remote.url} was not found; check --repo-url and that {variable} can read it"
+        )
+    return GitError(f"git {action} failed: {detail}")
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip().removeprefix("stderr: ").strip("'") for line in text.splitlines() if line.strip()]
+    meaningful = [line for line in lines if line.startswith(("fatal:", "error:", "!", "remote:"))]
+    return (meaningful or lines or ["no output"])[-1]

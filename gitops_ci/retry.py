@@ -1,0 +1,38 @@
+"""Bounded retries with jittered exponential backoff, for steps that may fail transiently."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from gitops_ci.errors import OperationalError, RetryableError
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+MAX_DELAY = 8.0
+
+
+def backoff_delay(attempt: int, base: float) -> float:
+    """Full jitter (AWS architecture blog): uniform in [0, min(cap, base * 2**attempt)]."""
+    return random.uniform(0, min(MAX_DELAY, base * 2 ** (attempt - 1)))
+
+
+def sleep_before_retry(attempt: int, base: float, reason: str) -> None:
+    delay = backoff_delay(attempt, base)
+    log.info("%s; retrying in %.1fs (attempt %d)", reason, delay, attempt + 1)
+    time.sleep(delay)
+
+
+def with_retries(step: Callable[[], T], *, what: str, max_attempts: int, base: float) -> T:
+    """Run `step`, retrying RetryableError up to `max_attempts` in all; other errors pass through."""
+    for attempt in range(1, max_attempts + 1):
+        try:
+            return step()
+        except RetryableError as err:
+            if attempt == max_attempts:
+                raise OperationalError(f"{what} failed after {max_attempts} attempts: {err}") from None
+            sleep_before_retry(attempt, base, str(err))
+    raise AssertionError("unreachable")
