@@ -1,7 +1,7 @@
-"""`gitops-ci deploy`: clone → edit → commit → push, re-applying the edit when the branch moves.
+"""Changing the manifest repo: clone → edit → commit → push (or open merge requests).
 
-Rejected pushes are never rebased: the edit is applied again to the new tip, so a concurrent change to the
-same file is merged at the data level and an unrelated one is simply kept.
+Rejected pushes are never rebased: the edit is planned and applied again on the new tip, so a concurrent
+change to the same file is merged at the data level and an unrelated one is simply kept.
 """
 
 from __future__ import annotations
@@ -10,13 +10,20 @@ import contextlib
 import logging
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from gitops_ci import logs
 from gitops_ci.credentials import check_repo_url, git_environment, resolve_credentials
-from gitops_ci.deploy_settings import DeploySettings, commit_message, image_updates, overlay_path
+from gitops_ci.deploy_settings import (
+    DeploySettings,
+    RepoSettings,
+    commit_message,
+    image_updates,
+    overlay_path,
+    with_trailers,
+)
 from gitops_ci.errors import ConfigurationError, KustomizationError, OperationalError, RetryableError
 from gitops_ci.git_repo import ManifestClone, Remote
 from gitops_ci.imageref import ImageUpdate
@@ -27,25 +34,87 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class Target:
+    """One overlay to edit, and how."""
+
+    app: str
+    environment: str
+    path: str
+    updates: tuple[ImageUpdate, ...]
+
+
+@dataclass(frozen=True)
 class EnvironmentChange:
+    app: str
     environment: str
     path: str
     edit: OverlayEdit
 
+    @property
+    def file(self) -> str:
+        return f"{self.path}/{self.edit.file.name}"
+
+
+@dataclass(frozen=True)
+class MergeRequestResult:
+    app: str
+    environment: str
+    source_branch: str
+    action: str  # created, updated, unchanged, merged, auto-merge, up-to-date, dry-run
+    iid: int | None = None
+    web_url: str | None = None
+    commit: str | None = None
+
 
 @dataclass(frozen=True)
 class DeployResult:
-    status: str  # "pushed", "up-to-date" or "dry-run"
+    status: str  # pushed, up-to-date, dry-run, merge-requests
     repo_url: str
     branch: str
     commit: str | None
     base_commit: str
     changes: tuple[EnvironmentChange, ...]
     attempts: int = 1
+    merge_requests: tuple[MergeRequestResult, ...] = ()
 
     @property
     def changed_files(self) -> list[str]:
-        return [f"{c.path}/{c.edit.file.name}" for c in self.changes if c.edit.changed]
+        return [c.file for c in self.changes if c.edit.changed]
+
+
+Planner = Callable[[Path], list[Target]]
+MessageFor = Callable[[Sequence[EnvironmentChange]], str]
+
+
+def deploy(settings: DeploySettings) -> DeployResult:
+    updates = tuple(image_updates(settings.app, settings.images))
+    targets = [
+        Target(settings.app, env, overlay_path(settings.repo.path_template, settings.app, env), updates)
+        for env in settings.environments
+    ]
+    images = [u.reference() for u in updates]
+
+    def message(changes: Sequence[EnvironmentChange]) -> str:
+        envs = [c.environment for c in changes if c.edit.changed] or list(settings.environments)
+        return commit_message(
+            settings.message, app=settings.app, environments=envs, images=images, mode=settings.repo.mode
+        )
+
+    message([])  # a bad template is bad input: fail before cloning
+    return change_manifests(settings.repo, [t.path for t in targets], lambda root: targets, message)
+
+
+def change_manifests(
+    repo: RepoSettings, sparse_paths: Sequence[str], planner: Planner, message_for: MessageFor
+) -> DeployResult:
+    remote = remote_for(repo.repo_url, repo.ca_file)
+    with workspace(repo.workdir) as directory:
+        clone = open_clone(repo, remote, directory, sparse_paths)
+        if repo.mode == "merge-request":
+            from gitops_ci.merge_requests import open_merge_requests
+
+            return open_merge_requests(repo, clone, planner, message_for)
+        return push_with_retries(repo, clone, planner, message_for)
 
 
 def remote_for(repo_url: str, ca_file: str | None) -> Remote:
@@ -55,95 +124,70 @@ def remote_for(repo_url: str, ca_file: str | None) -> Remote:
     return Remote(url, git_environment(url, credentials, ca_file), variable)
 
 
-def deploy(settings: DeploySettings) -> DeployResult:
-    paths = {env: overlay_path(settings.path_template, settings.app, env) for env in settings.environments}
-    updates = image_updates(settings.app, settings.images)
-    remote = remote_for(settings.repo_url, settings.ca_file)
-    message = commit_message(
-        settings.message,
-        app=settings.app,
-        environments=settings.environments,
-        updates=updates,
-        trailers=settings.trailers,
-    )
-    with workspace(settings.workdir) as directory:
-        with logs.section("clone", f"Cloning {remote.url} (sparse: {', '.join(paths.values())})"):
-            clone = with_retries(
-                lambda: ManifestClone.clone(remote, directory, settings.branch, list(paths.values())),
-                what="clone",
-                max_attempts=settings.max_attempts,
-                base=settings.backoff_seconds,
-            )
-        return _edit_commit_push(settings, clone, paths, updates, message)
+def open_clone(
+    repo: RepoSettings, remote: Remote, directory: Path, sparse_paths: Sequence[str]
+) -> ManifestClone:
+    with logs.section("clone", f"Cloning {remote.url} (sparse: {', '.join(sparse_paths)})"):
+        return with_retries(
+            lambda: ManifestClone.clone(remote, directory, repo.branch, list(sparse_paths)),
+            what="clone",
+            max_attempts=repo.max_attempts,
+            base=repo.backoff_seconds,
+        )
 
 
-def _edit_commit_push(
-    settings: DeploySettings,
-    clone: ManifestClone,
-    paths: dict[str, str],
-    updates: Sequence[ImageUpdate],
-    message: str,
+def push_with_retries(
+    repo: RepoSettings, clone: ManifestClone, planner: Planner, message_for: MessageFor
 ) -> DeployResult:
     base = clone.head()
-    for attempt in range(1, settings.max_attempts + 1):
-        changes = edit_overlays(clone.root, paths, updates, dry_run=settings.dry_run)
-        files = [f"{c.path}/{c.edit.file.name}" for c in changes if c.edit.changed]
-        result = DeployResult(
-            "up-to-date", clone.remote.url, clone.branch, None, base, tuple(changes), attempt
+    url, branch = clone.remote.url, clone.branch
+    for attempt in range(1, repo.max_attempts + 1):
+        changes = tuple(edit_targets(clone.root, planner(clone.root), dry_run=repo.dry_run))
+        files = [c.file for c in changes if c.edit.changed]
+        if not files or repo.dry_run:
+            if not files:
+                log.info("%s already holds the images: nothing to commit", branch)
+            return DeployResult(
+                "dry-run" if files else "up-to-date", url, branch, None, base, changes, attempt
+            )
+        author = repo.author or repo.committer
+        commit = clone.commit(
+            files, with_trailers(message_for(changes), repo.trailers), author, repo.committer
         )
-        if not files:
-            log.info("%s already holds the image in %s: nothing to commit", clone.branch, ", ".join(paths))
-            return result
-        if settings.dry_run:
-            return DeployResult(
-                "dry-run", clone.remote.url, clone.branch, None, base, tuple(changes), attempt
-            )
-        commit = clone.commit(files, message, settings.author or settings.committer, settings.committer)
         try:
-            with logs.section(
-                f"push_{attempt}", f"Pushing {commit[:12]} to {clone.branch} (attempt {attempt})"
-            ):
-                clone.push(clone.branch)
-            return DeployResult(
-                "pushed", clone.remote.url, clone.branch, commit, base, tuple(changes), attempt
-            )
+            with logs.section(f"push_{attempt}", f"Pushing {commit[:12]} to {branch} (attempt {attempt})"):
+                clone.push(branch)
+            return DeployResult("pushed", url, branch, commit, base, changes, attempt)
         except RetryableError as err:
-            if attempt == settings.max_attempts:
+            if attempt == repo.max_attempts:
                 raise OperationalError(
-                    f"push to {clone.branch} failed after {attempt} attempts: {err}; "
+                    f"push to {branch} failed after {attempt} attempts: {err}; "
                     "raise --max-attempts or look for a job that pushes in a loop"
                 ) from None
-            sleep_before_retry(attempt, settings.backoff_seconds, str(err))
+            sleep_before_retry(attempt, repo.backoff_seconds, str(err))
             base = with_retries(
-                clone.refresh, what="fetch", max_attempts=settings.max_attempts, base=settings.backoff_seconds
+                clone.refresh, what="fetch", max_attempts=repo.max_attempts, base=repo.backoff_seconds
             )
             if base == commit:  # the push landed although the connection failed: never land it twice
                 log.info("the previous push of %s landed after all", commit[:12])
-                return DeployResult(
-                    "pushed", clone.remote.url, clone.branch, commit, base, tuple(changes), attempt
-                )
+                return DeployResult("pushed", url, branch, commit, base, changes, attempt)
     raise AssertionError("unreachable")
 
 
-def edit_overlays(
-    root: Path, paths: dict[str, str], updates: Sequence[ImageUpdate], *, dry_run: bool
-) -> list[EnvironmentChange]:
-    """Edit every environment's overlay at once (all or nothing); write unless dry-run."""
-    for env, path in paths.items():
-        if not (root / path).is_dir():
+def edit_targets(root: Path, targets: Sequence[Target], *, dry_run: bool) -> list[EnvironmentChange]:
+    """Plan every target's edit in memory (all or nothing), then write them unless dry-run."""
+    planned: list[EnvironmentChange] = []
+    for target in targets:
+        if not (root / target.path).is_dir():
             raise KustomizationError(
-                f"overlay {path} for environment {env!r} does not exist in the manifest repo; "
-                "check --app, --env and --path-template"
+                f"overlay {target.path} for environment {target.environment!r} does not exist in the "
+                "manifest repo; check --app, --env and --path-template"
             )
-    edits = plan_edits([root / p for p in paths.values()], updates, display_root=root)
+        (edit,) = plan_edits([root / target.path], target.updates, display_root=root)
+        planned.append(EnvironmentChange(target.app, target.environment, target.path, edit))
     if not dry_run:
-        write_edits(edits)
-    by_dir = {edit.overlay: edit for edit in edits}
-    return [
-        EnvironmentChange(env, path, by_dir[root / path])
-        for env, path in paths.items()
-        if root / path in by_dir
-    ]
+        write_edits([change.edit for change in planned])
+    return planned
 
 
 @contextlib.contextmanager

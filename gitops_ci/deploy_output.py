@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gitops_ci.deploy import DeployResult
+from gitops_ci.deploy import DeployResult, MergeRequestResult
 from gitops_ci.dotenv import env_key
 from gitops_ci.output import describe_change, image_of, unified_diff
 
@@ -18,8 +18,21 @@ def deploy_json(result: DeployResult) -> dict[str, Any]:
         "base_commit": result.base_commit,
         "attempts": result.attempts,
         "changed_files": result.changed_files,
+        "merge_requests": [
+            {
+                "app": mr.app,
+                "environment": mr.environment,
+                "source_branch": mr.source_branch,
+                "action": mr.action,
+                "iid": mr.iid,
+                "web_url": mr.web_url,
+                "commit": mr.commit,
+            }
+            for mr in result.merge_requests
+        ],
         "environments": {
             change.environment: {
+                "app": change.app,
                 "path": change.path,
                 "changed": change.edit.changed,
                 "images": [
@@ -38,6 +51,8 @@ def deploy_json(result: DeployResult) -> dict[str, Any]:
 
 
 def deploy_text(result: DeployResult) -> str:
+    if result.status == "merge-requests":
+        return "".join(_merge_request_line(mr) for mr in result.merge_requests)
     if result.status == "up-to-date":
         return f"{result.branch} already up to date at {result.base_commit[:12]}: nothing to commit\n"
     if result.status == "dry-run":
@@ -46,6 +61,11 @@ def deploy_text(result: DeployResult) -> str:
     for change in result.changes:
         lines.extend(f"  {change.environment}: {describe_change(c)}\n" for c in change.edit.changes)
     return "".join(lines)
+
+
+def _merge_request_line(mr: MergeRequestResult) -> str:
+    where = f" !{mr.iid} {mr.web_url}" if mr.iid is not None else ""
+    return f"{mr.app} {mr.environment}: {mr.action}{where} ({mr.source_branch})\n"
 
 
 def deploy_dotenv(result: DeployResult) -> dict[str, str]:
@@ -61,4 +81,9 @@ def deploy_dotenv(result: DeployResult) -> dict[str, str]:
         if change.edit.changes:
             last = change.edit.changes[-1]
             values[f"GITOPS_IMAGE_{env_key(change.environment)}"] = image_of(last.name, last.after)
+    for mr in result.merge_requests:
+        if mr.iid is not None and mr.web_url:
+            values[f"GITOPS_MR_URL_{env_key(mr.environment)}"] = mr.web_url
+            values[f"GITOPS_MR_IID_{env_key(mr.environment)}"] = str(mr.iid)
+            values[f"GITOPS_MR_ACTION_{env_key(mr.environment)}"] = mr.action
     return values

@@ -1,4 +1,4 @@
-"""What a deploy needs to know, validated before anything touches the network."""
+"""What a change to the manifest repo needs to know, validated before anything touches the network."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ from gitops_ci.imageref import ImageUpdate, parse_image_arguments
 
 DEFAULT_PATH_TEMPLATE = "kustomize/{app}/overlays/{env}"
 DEFAULT_MESSAGE = "[skip ci] update image of app {app} - {env} to {image}"
+DEFAULT_MR_BRANCH = "gitops/{app}/{env}"
+DEFAULT_MR_TITLE = "Deploy {app} to {env}: {image}"
+SKIP_CI = "[skip ci] "
 _TRAILER_SOURCES = (
     ("Source-Project", "CI_PROJECT_URL"),
     ("Source-Commit", "CI_COMMIT_SHA"),
@@ -22,22 +25,52 @@ _TRAILER_SOURCES = (
 
 
 @dataclass(frozen=True, kw_only=True)
-class DeploySettings:
+class MergeRequestOptions:
+    branch_template: str = DEFAULT_MR_BRANCH
+    title_template: str = DEFAULT_MR_TITLE
+    labels: tuple[str, ...] = ()
+    assignees: tuple[str, ...] = ()
+    reviewers: tuple[str, ...] = ()
+    remove_source_branch: bool = True
+    squash: bool = False
+    auto_merge: bool = False
+    merge_timeout: float = 300.0
+    poll_interval: float = 2.0
+    gitlab_url: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RepoSettings:
+    """Where the manifest repo is and how to change it: shared by deploy and promote."""
+
     repo_url: str
-    app: str
-    environments: tuple[str, ...]
-    images: tuple[str, ...]
     branch: str | None = None
     path_template: str = DEFAULT_PATH_TEMPLATE
-    message: str = DEFAULT_MESSAGE
     ca_file: str | None = None
     workdir: Path | None = None
     max_attempts: int = 10
     backoff_seconds: float = 0.5
     dry_run: bool = False
+    mode: str = "push"
+    merge_request: MergeRequestOptions = field(default_factory=MergeRequestOptions)
     author: Identity | None = None
     committer: Identity = field(default_factory=lambda: bot_identity())
     trailers: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ConfigurationError("--max-attempts must be at least 1")
+        if self.mode not in ("push", "merge-request"):
+            raise ConfigurationError(f"--mode {self.mode!r} is not push or merge-request")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeploySettings:
+    repo: RepoSettings
+    app: str
+    environments: tuple[str, ...]
+    images: tuple[str, ...]
+    message: str = DEFAULT_MESSAGE
 
     def __post_init__(self) -> None:
         if not self.app:
@@ -48,8 +81,6 @@ class DeploySettings:
             raise ConfigurationError(
                 "no image: pass --image (e.g. --image registry.example.com/team/app:1.2)"
             )
-        if self.max_attempts < 1:
-            raise ConfigurationError("--max-attempts must be at least 1")
 
 
 def bot_identity(environ: Mapping[str, str] | None = None) -> Identity:
@@ -73,27 +104,26 @@ def trailers_from_ci(environ: Mapping[str, str] | None = None) -> tuple[tuple[st
     return tuple((key, env[var]) for key, var in _TRAILER_SOURCES if env.get(var))
 
 
+def fill(template: str, option: str, **values: str) -> str:
+    """str.format for user templates, with a one-line error that lists what is available."""
+    try:
+        return template.format(**values)
+    except (KeyError, IndexError, ValueError) as err:
+        available = ", ".join("{" + name + "}" for name in values)
+        raise ConfigurationError(
+            f"{option} {template!r} is invalid ({err}); available: {available}"
+        ) from None
+
+
 def overlay_path(template: str, app: str, env: str) -> str:
     """The overlay directory inside the repo; refuses anything that would leave it."""
-    try:
-        raw = template.format(app=app, env=env)
-    except (KeyError, IndexError, ValueError) as err:
-        raise ConfigurationError(
-            f"--path-template {template!r} is invalid ({err}); only {{app}} and {{env}} are available"
-        ) from None
+    raw = fill(template, "--path-template", app=app, env=env)
     normalised = posixpath.normpath(raw)
-    if (
-        raw.startswith("/")
-        or normalised == ".."
-        or normalised.startswith("../")
-        or "\\" in raw
-        or "\0" in raw
-    ):
+    escapes = normalised == ".." or normalised.startswith("../") or any(p == ".." for p in raw.split("/"))
+    if raw.startswith("/") or escapes or "\\" in raw or "\0" in raw:
         raise ConfigurationError(
             f"overlay path {raw!r} leaves the repository; fix --path-template, --app or --env"
         )
-    if any(part == ".." for part in raw.split("/")):
-        raise ConfigurationError(f"overlay path {raw!r} contains '..'; app and env names must be plain names")
     return normalised
 
 
@@ -102,22 +132,17 @@ def image_updates(app: str, images: Sequence[str]) -> list[ImageUpdate]:
     return parse_image_arguments([image if "=" in image else f"{app}={image}" for image in images])
 
 
-def commit_message(
-    template: str,
-    *,
-    app: str,
-    environments: Sequence[str],
-    updates: Sequence[ImageUpdate],
-    trailers: Sequence[tuple[str, str]],
-) -> str:
-    try:
-        subject = template.format(
-            app=app, env=", ".join(environments), image=", ".join(u.reference() for u in updates)
-        )
-    except (KeyError, IndexError, ValueError) as err:
-        raise ConfigurationError(
-            f"--message {template!r} is invalid ({err}); available: {{app}}, {{env}}, {{image}}"
-        ) from None
+def with_trailers(subject: str, trailers: Sequence[tuple[str, str]]) -> str:
     if not trailers:
         return subject
     return subject + "\n\n" + "\n".join(f"{key}: {value}" for key, value in trailers)
+
+
+def commit_message(
+    template: str, *, app: str, environments: Sequence[str], images: Sequence[str], mode: str
+) -> str:
+    """The commit subject; merge-request commits must not skip the MR pipeline that gates auto-merge."""
+    subject = fill(template, "--message", app=app, env=", ".join(environments), image=", ".join(images))
+    if mode == "merge-request" and template == DEFAULT_MESSAGE:
+        subject = subject.removeprefix(SKIP_CI)
+    return subject

@@ -90,9 +90,23 @@ class ManifestClone:
         self._git("reset", "--hard", "-q", f"refs/remotes/origin/{self.branch}")
         return self.head()
 
-    def start_branch(self, name: str) -> None:
-        """Put HEAD on a local branch `name` at the current commit (for merge-request branches)."""
-        self._git("checkout", "-q", "-B", name)
+    def start_branch(self, name: str, at: str) -> None:
+        """Put HEAD on a fresh local branch `name` at commit `at`, discarding local edits."""
+        self._git("checkout", "-q", "-f", "-B", name, at)
+
+    def fetch_branch(self, branch: str, depth: int = 1) -> str:
+        """Fetch a branch's last `depth` commits (shallow, blob-less) as refs/remotes/origin/<branch>."""
+        ref = f"refs/remotes/origin/{branch}"
+        self._git(
+            "fetch",
+            f"--depth={depth}",
+            "--filter=blob:none",
+            "--no-tags",
+            "origin",
+            f"+refs/heads/{branch}:{ref}",
+            action="fetch",
+        )
+        return str(self._git("rev-parse", ref))
 
     def commit(self, paths: Sequence[str], message: str, author: Identity, committer: Identity) -> str:
         env = {
@@ -115,10 +129,14 @@ class ManifestClone:
         out = self._git("ls-remote", "--heads", "origin", f"refs/heads/{branch}", action="ls-remote")
         return out.split()[0] if out.strip() else None
 
-    def read(self, path: str) -> str | None:
-        """A file at HEAD (fetched on demand), or None when absent."""
+    def read(self, path: str, ref: str = "HEAD") -> str | None:
+        """A file at `ref` (its blob fetched on demand), or None when absent."""
         try:
-            return str(self._repo.git.show(f"HEAD:{path}", env=dict(self.remote.env)))
+            return str(
+                self._repo.git.execute(
+                    ["git", "show", f"{ref}:{path}"], env=dict(self.remote.env), strip_newline_in_stdout=False
+                )
+            )
         except git.GitCommandError:
             return None
 

@@ -11,7 +11,7 @@ import pkgutil
 
 import gitops_ci.cli as package
 
-_NOT_COMMANDS = {"app", "commands"}
+_NOT_COMMANDS = {"app", "commands", "options", "report"}
 
 for module in pkgutil.iter_modules(package.__path__):
     if module.name not in _NOT_COMMANDS and not module.name.startswith("_"):

@@ -277,7 +277,7 @@ def test_dotenv_report(run_deploy: Deploy, repo: Path, tmp_path: Path) -> None:
         (["--env", "qa"], "overlay kustomize/app0/overlays/qa for environment 'qa' does not exist"),
         (["--path-template", "/etc/{app}"], "leaves the repository"),
         (["--path-template", "kustomize/{app}/../../../x"], "leaves the repository"),
-        (["--path-template", "kustomize/{application}"], "only {app} and {env} are available"),
+        (["--path-template", "kustomize/{application}"], "available: {app}, {env}"),
         (["--image", "registry.example.com/shop/app0:bad tag"], "whitespace"),
         (["--message", "{nope}"], "available: {app}, {env}, {image}"),
     ],

@@ -1,0 +1,171 @@
+"""Options shared by the commands that change the manifest repo, and the settings they build."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from gitops_ci.deploy_settings import (
+    DEFAULT_MR_BRANCH,
+    DEFAULT_MR_TITLE,
+    DEFAULT_PATH_TEMPLATE,
+    MergeRequestOptions,
+    RepoSettings,
+    author_from_gitlab,
+    trailers_from_ci,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_REPO_OPTIONS = [
+    click.option(
+        "--repo-url", envvar="GITOPS_REPO_URL", required=True, help="HTTPS URL of the manifest repo."
+    ),
+    click.option("--branch", envvar="GITOPS_BRANCH", help="Target branch (default: the remote's default)."),
+    click.option(
+        "--path-template",
+        envvar="GITOPS_PATH_TEMPLATE",
+        default=DEFAULT_PATH_TEMPLATE,
+        show_default=True,
+        help="Overlay directory of {app} in {env}.",
+    ),
+    click.option(
+        "--mode",
+        type=click.Choice(["push", "merge-request"]),
+        envvar="GITOPS_MODE",
+        default="push",
+        show_default=True,
+        help="Push to the branch, or open one merge request per environment.",
+    ),
+    click.option(
+        "--ca-file", envvar=["GITOPS_CA_FILE", "CI_SERVER_TLS_CA_FILE"], help="CA bundle for HTTPS."
+    ),
+    click.option(
+        "--workdir",
+        envvar="GITOPS_WORKDIR",
+        type=click.Path(path_type=Path),
+        help="Keep the clone in this (new or empty) directory.",
+    ),
+    click.option(
+        "--max-attempts",
+        envvar="GITOPS_MAX_ATTEMPTS",
+        type=click.IntRange(min=1),
+        default=10,
+        show_default=True,
+        help="Pushes (and transient retries) before giving up.",
+    ),
+    click.option(
+        "--backoff",
+        envvar="GITOPS_BACKOFF_SECONDS",
+        type=click.FloatRange(min=0),
+        default=0.5,
+        show_default=True,
+        help="Base of the jittered exponential backoff, in seconds.",
+    ),
+    click.option("--dry-run", is_flag=True, envvar="GITOPS_DRY_RUN", help="Show the diff; push nothing."),
+    click.option(
+        "--dotenv",
+        envvar="GITOPS_DOTENV",
+        type=click.Path(path_type=Path),
+        help="Write results as a GitLab dotenv report.",
+    ),
+]
+
+_MR_OPTIONS = [
+    click.option(
+        "--gitlab-url",
+        envvar="GITOPS_GITLAB_URL",
+        help="GitLab URL (default: CI_SERVER_URL, else the repo's host).",
+    ),
+    click.option(
+        "--mr-branch",
+        envvar="GITOPS_MR_BRANCH",
+        default=DEFAULT_MR_BRANCH,
+        show_default=True,
+        help="Source branch of each merge request ({app}, {env}).",
+    ),
+    click.option(
+        "--mr-title",
+        envvar="GITOPS_MR_TITLE",
+        default=DEFAULT_MR_TITLE,
+        show_default=True,
+        help="Merge request title ({app}, {env}, {image}).",
+    ),
+    click.option("--label", "labels", multiple=True, envvar="GITOPS_MR_LABELS", help="Label (repeatable)."),
+    click.option(
+        "--assignee", "assignees", multiple=True, envvar="GITOPS_MR_ASSIGNEES", help="Username (repeatable)."
+    ),
+    click.option(
+        "--reviewer", "reviewers", multiple=True, envvar="GITOPS_MR_REVIEWERS", help="Username (repeatable)."
+    ),
+    click.option(
+        "--remove-source-branch/--keep-source-branch",
+        default=True,
+        envvar="GITOPS_MR_REMOVE_SOURCE_BRANCH",
+        show_default=True,
+        help="Delete the branch when merged.",
+    ),
+    click.option("--squash", is_flag=True, envvar="GITOPS_MR_SQUASH", help="Squash when merging."),
+    click.option(
+        "--auto-merge",
+        is_flag=True,
+        envvar="GITOPS_AUTO_MERGE",
+        help="Merge when the pipeline succeeds (at once when the project has none).",
+    ),
+    click.option(
+        "--merge-timeout",
+        type=click.FloatRange(min=0),
+        default=300.0,
+        envvar="GITOPS_MERGE_TIMEOUT",
+        show_default=True,
+        help="Seconds to wait while GitLab still checks mergeability.",
+    ),
+    click.option(
+        "--poll-interval",
+        type=click.FloatRange(min=0),
+        default=2.0,
+        envvar="GITOPS_POLL_INTERVAL",
+        show_default=True,
+        help="Seconds between status polls.",
+    ),
+]
+
+
+def repo_options(func: F) -> F:
+    for option in reversed(_REPO_OPTIONS + _MR_OPTIONS):
+        func = option(func)
+    return func
+
+
+def repo_settings(params: dict[str, Any]) -> RepoSettings:
+    """Build RepoSettings from the parsed options (removing them from `params`)."""
+    mr = MergeRequestOptions(
+        branch_template=params.pop("mr_branch"),
+        title_template=params.pop("mr_title"),
+        labels=params.pop("labels"),
+        assignees=params.pop("assignees"),
+        reviewers=params.pop("reviewers"),
+        remove_source_branch=params.pop("remove_source_branch"),
+        squash=params.pop("squash"),
+        auto_merge=params.pop("auto_merge"),
+        merge_timeout=params.pop("merge_timeout"),
+        poll_interval=params.pop("poll_interval"),
+        gitlab_url=params.pop("gitlab_url"),
+    )
+    return RepoSettings(
+        repo_url=params.pop("repo_url"),
+        branch=params.pop("branch"),
+        path_template=params.pop("path_template"),
+        mode=params.pop("mode"),
+        ca_file=params.pop("ca_file"),
+        workdir=params.pop("workdir"),
+        max_attempts=params.pop("max_attempts"),
+        backoff_seconds=params.pop("backoff"),
+        dry_run=params.pop("dry_run"),
+        merge_request=mr,
+        author=author_from_gitlab(),
+        trailers=trailers_from_ci(),
+    )

@@ -1,0 +1,225 @@
+"""GitLab's REST API through python-gitlab: the only module that imports `gitlab` (lazily).
+
+Every python-gitlab or requests exception is converted here into our errors, with messages that name the
+token variable and the scopes it needs, or the project path that was tried.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from gitops_ci.errors import AuthError, ConfigurationError, GitLabError, OperationalError, RetryableError
+
+log = logging.getLogger(__name__)
+SCOPES_HINT = "a project or group access token with the api and write_repository scopes"
+
+
+@dataclass(frozen=True)
+class GitLabConnection:
+    url: str
+    project_path: str
+    token: str = field(repr=False)
+    token_variable: str
+    ca_file: str | None = None
+
+
+@dataclass(frozen=True)
+class MergeRequestInfo:
+    iid: int
+    web_url: str
+    state: str
+    sha: str | None
+    detailed_merge_status: str
+    has_conflicts: bool
+    title: str
+    description: str
+    labels: tuple[str, ...]
+    head_pipeline_status: str | None = None
+
+
+def connection_for(
+    repo_url: str, gitlab_url: str | None, token: str | None, token_variable: str | None, ca_file: str | None
+) -> GitLabConnection:
+    """GitLab from --gitlab-url / CI_SERVER_URL, else the repo URL's host; project from the repo URL."""
+    if token is None or token_variable is None:
+        raise ConfigurationError(f"no GitLab token: set GITOPS_TOKEN to {SCOPES_HINT}")
+    if token_variable == "CI_JOB_TOKEN":
+        raise ConfigurationError(
+            f"CI_JOB_TOKEN cannot create merge requests in another project; set GITOPS_TOKEN to {SCOPES_HINT}"
+        )
+    repo = urlsplit(repo_url)
+    base = (gitlab_url or os.environ.get("CI_SERVER_URL") or f"{repo.scheme}://{repo.netloc}").rstrip("/")
+    prefix = urlsplit(base).path.rstrip("/")
+    path = repo.path.removeprefix(prefix).strip("/").removesuffix(".git")
+    if not path or "/" not in path:
+        raise ConfigurationError(
+            f"cannot tell the GitLab project from --repo-url {repo_url!r}; use group/project"
+        )
+    return GitLabConnection(base, path, token, token_variable, ca_file)
+
+
+class GitLabClient:
+    """One manifest-repo project on one GitLab server."""
+
+    def __init__(self, connection: GitLabConnection) -> None:
+        import gitlab  # heavy: only when merge requests are involved
+
+        self.connection = connection
+        self._gl = gitlab.Gitlab(
+            connection.url,
+            private_token=connection.token,
+            ssl_verify=connection.ca_file or True,
+            timeout=30,
+            retry_transient_errors=True,
+            user_agent="gitops-ci",
+        )
+        self._project: Any = None
+
+    @property
+    def project(self) -> Any:
+        if self._project is None:
+            with self._errors(f"reading project {self.connection.project_path}"):
+                self._project = self._gl.projects.get(self.connection.project_path)
+        return self._project
+
+    def find_open_merge_request(self, source_branch: str, target_branch: str) -> MergeRequestInfo | None:
+        with self._errors("listing merge requests"):
+            found = self.project.mergerequests.list(
+                state="opened", source_branch=source_branch, target_branch=target_branch, get_all=False
+            )
+            return self.get_merge_request(found[0].iid) if found else None
+
+    def get_merge_request(self, iid: int) -> MergeRequestInfo:
+        with self._errors(f"reading merge request !{iid}"):
+            return _info(self.project.mergerequests.get(iid))
+
+    def create_merge_request(self, fields: Mapping[str, Any]) -> MergeRequestInfo:
+        import gitlab
+
+        try:
+            with self._errors("creating a merge request"):
+                return _info(self.project.mergerequests.create(dict(fields)))
+        except GitLabError as err:
+            if (
+                not isinstance(err.__cause__, gitlab.exceptions.GitlabCreateError)
+                or err.__cause__.response_code != 409
+            ):
+                raise
+        # 409: an open MR for this branch appeared meanwhile (a concurrent job): update that one instead.
+        existing = self.find_open_merge_request(fields["source_branch"], fields["target_branch"])
+        if existing is None:
+            raise GitLabError(
+                "GitLab answered 409 to creating a merge request but none is open; retry the job"
+            )
+        return self.update_merge_request(existing.iid, fields)
+
+    def update_merge_request(self, iid: int, fields: Mapping[str, Any]) -> MergeRequestInfo:
+        with self._errors(f"updating merge request !{iid}"):
+            mr = self.project.mergerequests.get(iid)
+            for key, value in fields.items():
+                if key not in ("source_branch", "target_branch"):
+                    setattr(mr, key, value)
+            mr.save()
+            return _info(self.project.mergerequests.get(iid))
+
+    def merge(
+        self, iid: int, *, auto: bool, sha: str | None, remove_source_branch: bool, squash: bool
+    ) -> None:
+        options: dict[str, Any] = {"should_remove_source_branch": remove_source_branch, "squash": squash}
+        if sha:
+            options["sha"] = sha
+        if auto:
+            options["auto_merge"] = True
+            options["merge_when_pipeline_succeeds"] = True  # GitLab < 17.11 knows only this name
+        with self._errors(f"merging merge request !{iid}"):
+            self.project.mergerequests.get(iid, lazy=True).merge(**options)
+
+    def user_ids(self, usernames: Sequence[str]) -> list[int]:
+        ids = []
+        for username in usernames:
+            with self._errors(f"looking up user {username}"):
+                users = self._gl.users.list(username=username, get_all=False)
+            if not users:
+                raise ConfigurationError(f"GitLab user {username!r} not found; check --assignee/--reviewer")
+            ids.append(int(users[0].id))
+        return ids
+
+    def merge_request_notes(self, iid: int) -> list[tuple[int, str]]:
+        with self._errors(f"reading notes of merge request !{iid}"):
+            notes = self.project.mergerequests.get(iid, lazy=True).notes.list(get_all=True)
+            return [(int(n.id), str(n.body)) for n in notes]
+
+    def upsert_note(self, iid: int, body: str, note_id: int | None) -> int:
+        with self._errors(f"writing a note on merge request !{iid}"):
+            mr = self.project.mergerequests.get(iid, lazy=True)
+            if note_id is None:
+                return int(mr.notes.create({"body": body}).id)
+            note = mr.notes.get(note_id)
+            note.body = body
+            note.save()
+            return note_id
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        import gitlab
+        import requests
+
+        c = self.connection
+        try:
+            yield
+        except gitlab.exceptions.GitlabAuthenticationError:
+            raise AuthError(
+                f"{action}: {c.token_variable} was rejected by {c.url} (401); use {SCOPES_HINT}"
+            ) from None
+        except gitlab.exceptions.GitlabError as err:
+            code = err.response_code
+            message = _message(err)
+            if code == 403:
+                raise AuthError(
+                    f"{action}: {c.token_variable} is not allowed ({message}); use {SCOPES_HINT} "
+                    f"with at least Developer access to {c.project_path}"
+                ) from None
+            if code == 404:
+                raise OperationalError(
+                    f"{action}: {c.project_path} was not found on {c.url} ({message}); check --repo-url and "
+                    f"--gitlab-url, and that {c.token_variable} can see the project"
+                ) from None
+            if code is not None and code >= 500:
+                raise RetryableError(f"{action}: GitLab answered {code} ({message})") from None
+            raise GitLabError(f"{action}: GitLab answered {code} ({message})") from err
+        except requests.exceptions.SSLError:
+            raise OperationalError(
+                f"{action}: TLS verification of {c.url} failed; "
+                "point --ca-file or CI_SERVER_TLS_CA_FILE at its CA bundle"
+            ) from None
+        except requests.exceptions.RequestException as err:
+            raise RetryableError(f"{action}: cannot reach {c.url} ({type(err).__name__})") from None
+
+
+def _message(err: Any) -> str:
+    text = str(getattr(err, "error_message", "") or err)
+    return text.splitlines()[0][:300] if text else "no details"
+
+
+def _info(mr: Any) -> MergeRequestInfo:
+    pipeline = getattr(mr, "head_pipeline", None) or {}
+    return MergeRequestInfo(
+        iid=int(mr.iid),
+        web_url=str(mr.web_url),
+        state=str(mr.state),
+        sha=getattr(mr, "sha", None),
+        detailed_merge_status=str(
+            getattr(mr, "detailed_merge_status", None) or getattr(mr, "merge_status", "")
+        ),
+        has_conflicts=bool(getattr(mr, "has_conflicts", False)),
+        title=str(mr.title),
+        description=str(getattr(mr, "description", "") or ""),
+        labels=tuple(getattr(mr, "labels", ()) or ()),
+        head_pipeline_status=pipeline.get("status") if isinstance(pipeline, dict) else None,
+    )

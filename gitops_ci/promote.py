@@ -1,0 +1,126 @@
+"""`gitops-ci promote`: ship to the target environments exactly the images the source runs.
+
+The source overlay is read on the tip being edited (again on every retry), so a promotion never copies a
+stale image; copying means newName, newTag and digest all become the source's, absent fields included.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from gitops_ci.deploy import DeployResult, EnvironmentChange, Target, change_manifests
+from gitops_ci.deploy_settings import RepoSettings, commit_message, overlay_path
+from gitops_ci.errors import ConfigurationError, KustomizationError
+from gitops_ci.imageref import ImageUpdate
+from gitops_ci.kustomize_edit import read_images
+from gitops_ci.output import image_of
+from gitops_ci.overlays import find_kustomization, read_text
+
+log = logging.getLogger(__name__)
+DEFAULT_PROMOTE_MESSAGE = "[skip ci] promote app {app} to {env}: {image}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PromoteSettings:
+    repo: RepoSettings
+    app: str | None
+    all_apps: bool = False
+    source: str
+    targets: tuple[str, ...]
+    image_names: tuple[str, ...] = ()
+    message: str = DEFAULT_PROMOTE_MESSAGE
+
+    def __post_init__(self) -> None:
+        if bool(self.app) == self.all_apps:
+            raise ConfigurationError("pass either --app APP or --all-apps")
+        if not self.targets:
+            raise ConfigurationError("no target environment: pass --to ENV")
+        if self.source in self.targets:
+            raise ConfigurationError(
+                f"--from {self.source} is also a --to target; promote to other environments"
+            )
+
+
+def promote(settings: PromoteSettings) -> DeployResult:
+    template = settings.repo.path_template
+    if settings.all_apps:
+        sparse = [_apps_directory(template)]
+    else:
+        assert settings.app is not None
+        sparse = [overlay_path(template, settings.app, env) for env in (settings.source, *settings.targets)]
+    commit_message(
+        settings.message, app="app", environments=["env"], images=["image"], mode=settings.repo.mode
+    )
+
+    def planner(root: Path) -> list[Target]:
+        apps = _list_apps(root, template) if settings.all_apps else [settings.app or ""]
+        return [t for app in apps for t in _targets(root, settings, app)]
+
+    def message(changes: Sequence[EnvironmentChange]) -> str:
+        changed = [c for c in changes if c.edit.changed]
+        apps = sorted({c.app for c in changed})
+        images = sorted({image_of(e.name, e.after) for c in changed for e in c.edit.changes})
+        return commit_message(
+            settings.message,
+            app=", ".join(apps),
+            environments=sorted({c.environment for c in changed}),
+            images=images,
+            mode=settings.repo.mode,
+        )
+
+    return change_manifests(settings.repo, sparse, planner, message)
+
+
+def source_updates(root: Path, path: str, names: Sequence[str]) -> tuple[ImageUpdate, ...]:
+    """Updates that make a target's entries equal to the source overlay's (all entries, or those named)."""
+    file = find_kustomization(root / path)
+    entries = read_images(read_text(file).removeprefix("\ufeff"), str(file.relative_to(root)))
+    by_name = {e["name"]: e for e in entries}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise KustomizationError(f"{path} has no images entry named {', '.join(missing)}; check --image")
+    chosen = [by_name[n] for n in names] if names else list(by_name.values())
+    return tuple(
+        ImageUpdate(
+            e["name"], e.get("newName"), e.get("newTag"), e.get("digest"), argument=f"{e['name']} from {path}"
+        )
+        for e in chosen
+    )
+
+
+def _targets(root: Path, settings: PromoteSettings, app: str) -> list[Target]:
+    template = settings.repo.path_template
+    source = overlay_path(template, app, settings.source)
+    target_paths = {env: overlay_path(template, app, env) for env in settings.targets}
+    if settings.all_apps and not all((root / p).is_dir() for p in (source, *target_paths.values())):
+        log.info(
+            "%s: skipped, it lacks one of the overlays %s",
+            app,
+            ", ".join([settings.source, *settings.targets]),
+        )
+        return []
+    if not (root / source).is_dir():
+        raise KustomizationError(
+            f"source overlay {source} does not exist; check --app, --from and --path-template"
+        )
+    updates = source_updates(root, source, settings.image_names)
+    return [Target(app, env, path, updates) for env, path in target_paths.items()]
+
+
+def _apps_directory(template: str) -> str:
+    prefix = template.split("{app}", 1)[0].rstrip("/")
+    if "{" in prefix or "{app}" not in template:
+        raise ConfigurationError("--all-apps needs a --path-template whose {app} part comes before {env}")
+    return prefix or "."
+
+
+def _list_apps(root: Path, template: str) -> list[str]:
+    directory = root / _apps_directory(template)
+    return (
+        sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if directory.is_dir()
+        else []
+    )
