@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -29,6 +27,8 @@ def describe_change(change: EntryChange) -> str:
 
 
 def unified_diff(edit: OverlayEdit) -> str:
+    import difflib
+
     name = str(edit.file)
     lines = difflib.unified_diff(
         edit.before.splitlines(keepends=True), edit.after.splitlines(keepends=True), f"a/{name}", f"b/{name}"
@@ -67,4 +67,6 @@ def render_edits_text(edits: Sequence[OverlayEdit], *, dry_run: bool) -> str:
 
 
 def to_json(data: Any) -> str:
+    import json
+
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +108,8 @@ def write_edits(edits: Sequence[OverlayEdit]) -> None:
 
 
 def _stage(target: Path, text: str) -> Path:
+    import tempfile
+
     mode = stat.S_IMODE(target.stat().st_mode)
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     temp = Path(name)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -85,6 +84,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         )
     except GitopsCiError as err:
         if _State.debug:
+            import traceback
+
             log.debug("%s", traceback.format_exc())
         _fail(str(err))
         return err.exit_code
@@ -99,6 +100,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE if isinstance(err, click.UsageError) else err.exit_code
     except Exception as err:  # a bug: say so, in one line unless --debug
         if _State.debug:
+            import traceback
+
             log.error("%s", traceback.format_exc())
         _fail(f"unexpected {type(err).__name__}: {err} (a gitops-ci bug; re-run with --debug for details)")
         return 3
