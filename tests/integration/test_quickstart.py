@@ -1,0 +1,35 @@
+"""The README's first command works as written (run where tests/run made .venv)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.skipif(
+    not (ROOT / ".venv" / "bin" / "python").exists(), reason="run through tests/run (needs .venv)"
+)
+def test_quickstart_deploys_the_bundled_example() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITOPS_", "CI_"))}
+    proc = subprocess.run(
+        ["bash", str(ROOT / "examples" / "quickstart.sh")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    image = "registry.example.com/shop/frontend"
+    assert f"staging: frontend: {image}:1.3.2 → {image}:1.5.0" in proc.stdout
+    assert (
+        '+    newTag: "1.5.0" # renovate: datasource=docker depName=registry.example.com/shop/frontend'
+        in proc.stdout
+    )
+    assert proc.stdout.rstrip().endswith("nothing to commit")
