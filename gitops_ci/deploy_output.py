@@ -72,6 +72,8 @@ def deploy_dotenv(result: DeployResult) -> dict[str, str]:
     values = {
         "GITOPS_STATUS": result.status,
         "GITOPS_COMMIT_SHA": result.commit or result.base_commit,
+        "GITOPS_BASE_COMMIT_SHA": result.base_commit,
+        "GITOPS_CHANGED_FILES": " ".join(result.changed_files),
         "GITOPS_BRANCH": result.branch,
         "GITOPS_REPO_URL": result.repo_url,
         "GITOPS_CHANGED": "true" if result.changed_files else "false",

@@ -149,6 +149,46 @@ class ManifestClone:
             raise classify(err, action or args[0], self.remote) from None
 
 
+def contains_commit(remote: Remote, branch: str, ancestor: str, descendant: str, directory: Path) -> bool:
+    """Whether `descendant` contains `ancestor`; fetches only the commits of `branch` (no trees, no blobs)."""
+    repo = git.Repo.init(str(directory), bare=True)
+    env = dict(remote.env)
+    try:
+        repo.git.execute(
+            [
+                "git",
+                "fetch",
+                "--filter=tree:0",
+                "--no-tags",
+                remote.url,
+                f"+refs/heads/{branch}:refs/remotes/origin/{branch}",
+            ],
+            env=env,
+        )
+    except git.GitCommandError as err:
+        raise classify(err, "fetch", remote) from None
+    try:
+        repo.git.execute(["git", "merge-base", "--is-ancestor", ancestor, descendant], env=env)
+    except git.GitCommandError as err:
+        if err.status in (1, 128):  # 1: not an ancestor; 128: not a commit of that branch
+            return False
+        raise classify(err, "merge-base", remote) from None
+    return True
+
+
+def remote_branch_tip(remote: Remote, branch: str) -> str | None:
+    """The branch's current commit on the remote, without a clone."""
+    try:
+        out = str(
+            git.Git().execute(
+                ["git", "ls-remote", "--heads", remote.url, f"refs/heads/{branch}"], env=dict(remote.env)
+            )
+        )
+    except git.GitCommandError as err:
+        raise classify(err, "ls-remote", remote) from None
+    return out.split()[0] if out.strip() else None
+
+
 _AUTH = re.compile(
     r"returned error: 401|Authentication failed|could not read Username|invalid credentials", re.I
 )

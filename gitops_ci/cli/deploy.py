@@ -7,10 +7,11 @@ from typing import Any
 import click
 
 from gitops_ci.cli.app import cli, common_options
-from gitops_ci.cli.options import repo_options, repo_settings
+from gitops_ci.cli.options import follow_up_options, follow_up_settings, repo_options, repo_settings
 from gitops_ci.cli.report import report_change
 from gitops_ci.deploy import deploy
 from gitops_ci.deploy_settings import DEFAULT_MESSAGE, DeploySettings
+from gitops_ci.follow_up import follow_up
 
 
 @cli.command("deploy")
@@ -39,6 +40,7 @@ from gitops_ci.deploy_settings import DEFAULT_MESSAGE, DeploySettings
     help="Commit subject ({app}, {env}, {image}); [skip ci] is dropped in merge-request mode.",
 )
 @repo_options
+@follow_up_options
 @common_options
 def deploy_command(
     app: str,
@@ -50,8 +52,15 @@ def deploy_command(
 ) -> int:
     """Set the app's image in the manifest repo's overlays: push one commit, or open merge requests."""
     dotenv = options.pop("dotenv")
+    follow = follow_up_settings(options, options["ca_file"])
     settings = DeploySettings(
         repo=repo_settings(options), app=app, environments=environments, images=images, message=message
     )
-    report_change(deploy(settings), output_format, dotenv)
+    result = deploy(settings)
+    followed = None
+    try:
+        if follow.sync or follow.wait:
+            followed = follow_up(settings, result, follow)
+    finally:  # the change landed: report it even when sync or wait fails
+        report_change(result, output_format, dotenv, followed)
     return 0

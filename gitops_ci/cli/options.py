@@ -17,6 +17,7 @@ from gitops_ci.deploy_settings import (
     author_from_gitlab,
     trailers_from_ci,
 )
+from gitops_ci.follow_up import FollowUpSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -168,4 +169,114 @@ def repo_settings(params: dict[str, Any]) -> RepoSettings:
         merge_request=mr,
         author=author_from_gitlab(),
         trailers=trailers_from_ci(),
+    )
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | float) -> float:
+    from gitops_ci.cli.sync import duration
+
+    return duration(ctx, param, value)
+
+
+_FOLLOW_UP_OPTIONS = [
+    click.option(
+        "--sync",
+        "sync_after",
+        is_flag=True,
+        envvar="GITOPS_SYNC",
+        help="After the change, tell Argo CD or Flux (see gitops-ci sync).",
+    ),
+    click.option(
+        "--wait",
+        "wait_after",
+        is_flag=True,
+        envvar="GITOPS_WAIT",
+        help="Then wait until the cluster runs the revision, synced and healthy (see gitops-ci wait).",
+    ),
+    click.option("--argocd-webhook", envvar="GITOPS_ARGOCD_WEBHOOK", help="Argo CD .../api/webhook URL."),
+    click.option(
+        "--argocd-server",
+        envvar=["GITOPS_ARGOCD_SERVER", "ARGOCD_SERVER"],
+        help="Argo CD API URL (token: ARGOCD_AUTH_TOKEN).",
+    ),
+    click.option(
+        "--argocd-kube",
+        is_flag=True,
+        envvar="GITOPS_ARGOCD_KUBE",
+        help="Wait on Application objects through the kubernetes API.",
+    ),
+    click.option(
+        "--flux-receiver", envvar="GITOPS_FLUX_RECEIVER", help="Flux Receiver URL (.../hook/<digest>)."
+    ),
+    click.option(
+        "--flux-kustomization",
+        "flux_kustomizations",
+        multiple=True,
+        envvar="GITOPS_FLUX_KUSTOMIZATION",
+        help="Flux Kustomization NAMESPACE/NAME (repeatable).",
+    ),
+    click.option("--kubeconfig", envvar="KUBECONFIG", help="Kubeconfig file."),
+    click.option(
+        "--kube-context", envvar="GITOPS_KUBE_CONTEXT", help="Kubeconfig context (e.g. the GitLab agent's)."
+    ),
+    click.option(
+        "--app-name-template",
+        envvar="GITOPS_ARGOCD_APP_NAME_TEMPLATE",
+        default="{app}-{env}",
+        show_default=True,
+        help="Argo CD application name of {app} in {env}.",
+    ),
+    click.option(
+        "--app-namespace", envvar="GITOPS_ARGOCD_APP_NAMESPACE", help="Namespace of the Argo CD apps."
+    ),
+    click.option("--prune", is_flag=True, help="Argo CD API sync: delete resources no longer in git."),
+    click.option("--with-source", is_flag=True, help="Flux: reconcile the GitRepository too."),
+    click.option(
+        "--timeout",
+        envvar="GITOPS_WAIT_TIMEOUT",
+        callback=_duration,
+        default="10m",
+        show_default=True,
+        metavar="DURATION",
+        help="How long --wait waits.",
+    ),
+    click.option(
+        "--interval",
+        envvar="GITOPS_WAIT_INTERVAL",
+        callback=_duration,
+        default="5s",
+        show_default=True,
+        metavar="DURATION",
+        help="Time between status polls.",
+    ),
+]
+
+
+def follow_up_options(func: F) -> F:
+    for option in reversed(_FOLLOW_UP_OPTIONS):
+        func = option(func)
+    return func
+
+
+def follow_up_settings(params: dict[str, Any], ca_file: str | None) -> FollowUpSettings:
+    """Build FollowUpSettings from the parsed options (removing them from `params`)."""
+    from gitops_ci.kube import KubeSettings
+
+    return FollowUpSettings(
+        sync=params.pop("sync_after"),
+        wait=params.pop("wait_after"),
+        argocd_webhook=params.pop("argocd_webhook"),
+        argocd_server=params.pop("argocd_server"),
+        argocd_kube=params.pop("argocd_kube"),
+        flux_receiver=params.pop("flux_receiver"),
+        flux_kustomizations=params.pop("flux_kustomizations"),
+        app_name_template=params.pop("app_name_template"),
+        app_namespace=params.pop("app_namespace"),
+        prune=params.pop("prune"),
+        with_source=params.pop("with_source"),
+        kube=KubeSettings(
+            kubeconfig=params.pop("kubeconfig"), context=params.pop("kube_context"), ca_file=ca_file
+        ),
+        timeout_seconds=params.pop("timeout"),
+        interval_seconds=params.pop("interval"),
     )

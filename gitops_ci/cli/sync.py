@@ -1,0 +1,197 @@
+"""`gitops-ci sync`, and the options it shares with `gitops-ci wait`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from gitops_ci.cli.app import cli, common_options, emit
+from gitops_ci.errors import ConfigurationError
+from gitops_ci.kube import KubeSettings
+from gitops_ci.sync import DEFAULT_APP_NAME_TEMPLATE, SyncResult, SyncSettings, sync
+from gitops_ci.wait_status import parse_duration
+
+
+def duration(ctx: click.Context, param: click.Parameter, value: str | float) -> float:
+    """`10m`, `90s`, `1h`, `1h30m` or plain seconds, as a click callback."""
+    try:
+        return parse_duration(str(value))
+    except ConfigurationError as err:
+        raise click.BadParameter(str(err)) from None
+
+
+def to_json(data: Any) -> str:
+    """Like `output.to_json`, without importing the kustomize editor (ruamel.yaml) for these commands."""
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def _options(func: click.decorators.FC, options: list[Any]) -> click.decorators.FC:
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def app_options(func: click.decorators.FC) -> click.decorators.FC:
+    """Which Argo CD applications: the name template applied to the app and each environment."""
+    return _options(
+        func,
+        [
+            click.option("--app", envvar="GITOPS_APP_NAME", help="App name ({app} in the templates)."),
+            click.option(
+                "--env",
+                "environments",
+                envvar=["GITOPS_ENVIRONMENT", "GITOPS_ENVIRONMENTS"],
+                multiple=True,
+                help="Environment (repeatable; GITOPS_ENVIRONMENTS may list several).",
+            ),
+            click.option(
+                "--app-name-template",
+                envvar="GITOPS_ARGOCD_APP_NAME_TEMPLATE",
+                default=DEFAULT_APP_NAME_TEMPLATE,
+                show_default=True,
+                help="Argo CD application name of {app} in {env}.",
+            ),
+            click.option(
+                "--app-namespace",
+                envvar="GITOPS_ARGOCD_APP_NAMESPACE",
+                help="Namespace of the Argo CD applications (apps in any namespace; default: Argo CD's own).",
+            ),
+            click.option(
+                "--argocd-server",
+                envvar=["GITOPS_ARGOCD_SERVER", "ARGOCD_SERVER"],
+                help="Argo CD API URL; the token comes from ARGOCD_AUTH_TOKEN.",
+            ),
+            click.option(
+                "--flux-kustomization",
+                "flux_kustomizations",
+                envvar="GITOPS_FLUX_KUSTOMIZATION",
+                multiple=True,
+                help="Flux Kustomization NAMESPACE/NAME, through the kubernetes API (repeatable).",
+            ),
+            click.option(
+                "--kubeconfig",
+                envvar="KUBECONFIG",
+                help="Kubeconfig file (default: ~/.kube/config, in-cluster).",
+            ),
+            click.option(
+                "--kube-context",
+                envvar="GITOPS_KUBE_CONTEXT",
+                help="Kubeconfig context, e.g. the GitLab agent's path/to/agent-project:agent-name.",
+            ),
+            click.option(
+                "--ca-file",
+                envvar=["GITOPS_CA_FILE", "CI_SERVER_TLS_CA_FILE"],
+                help="CA bundle for HTTPS (for kubernetes only when the kubeconfig names none).",
+            ),
+            click.option(
+                "--interval",
+                envvar="GITOPS_WAIT_INTERVAL",
+                callback=duration,
+                metavar="DURATION",
+                default="5s",
+                show_default=True,
+                help="Time between status polls.",
+            ),
+        ],
+    )
+
+
+@cli.command("sync")
+@click.option("--repo-url", envvar="GITOPS_REPO_URL", help="HTTPS URL of the manifest repo (webhooks).")
+@click.option("--branch", envvar="GITOPS_BRANCH", help="Branch the commit was pushed to (webhooks).")
+@click.option(
+    "--default-branch", envvar="GITOPS_DEFAULT_BRANCH", help="The repo's default branch [--branch]."
+)
+@click.option("--revision", envvar="GITOPS_COMMIT_SHA", help="The commit the deploy produced.")
+@click.option("--before", envvar="GITOPS_BASE_COMMIT_SHA", help="The commit it replaced (Push Hook before).")
+@click.option(
+    "--changed-file",
+    "changed_files",
+    envvar="GITOPS_CHANGED_FILES",
+    multiple=True,
+    help="File the commit changed (repeatable; default: each --env overlay's kustomization.yaml).",
+)
+@click.option("--path-template", envvar="GITOPS_PATH_TEMPLATE", help="Overlay directory of {app} in {env}.")
+@click.option("--argocd-webhook", envvar="GITOPS_ARGOCD_WEBHOOK", help="Argo CD .../api/webhook URL.")
+@click.option("--flux-receiver", envvar="GITOPS_FLUX_RECEIVER", help="Flux Receiver URL (.../hook/<digest>).")
+@click.option("--prune", is_flag=True, help="Argo CD API sync: delete resources no longer in git.")
+@click.option("--with-source", is_flag=True, help="Flux: reconcile the Kustomization's GitRepository first.")
+@click.option(
+    "--source-timeout",
+    callback=duration,
+    metavar="DURATION",
+    default="2m",
+    show_default=True,
+    help="Flux: wait for the source.",
+)
+@app_options
+@click.option(
+    "--max-attempts",
+    envvar="GITOPS_MAX_ATTEMPTS",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="Tries per request on 5xx, 503 'Queue is full' and dropped connections.",
+)
+@click.option(
+    "--backoff",
+    envvar="GITOPS_BACKOFF_SECONDS",
+    type=click.FloatRange(min=0),
+    default=0.5,
+    show_default=True,
+    help="Base of the jittered exponential backoff, in seconds.",
+)
+@click.option(
+    "--dry-run", is_flag=True, envvar="GITOPS_DRY_RUN", help="Print what would be sent; send nothing."
+)
+@common_options
+def sync_command(
+    kubeconfig: str | None,
+    kube_context: str | None,
+    ca_file: str | None,
+    interval: float,
+    source_timeout: float,
+    backoff: float,
+    output_format: str,
+    **options: Any,
+) -> int:
+    """Tell Argo CD or Flux about the new commit now: an Argo CD webhook, an Argo CD API sync, a Flux
+    receiver, or a Flux reconcile request. Secrets: GITOPS_WEBHOOK_SECRET, ARGOCD_AUTH_TOKEN."""
+    result = sync(
+        SyncSettings(
+            **options,
+            ca_file=ca_file,
+            kube=KubeSettings(kubeconfig=kubeconfig, context=kube_context, ca_file=ca_file),
+            interval_seconds=interval,
+            source_timeout_seconds=source_timeout,
+            backoff_seconds=backoff,
+        )
+    )
+    emit(to_json(sync_json(result)) if output_format == "json" else sync_text(result))
+    return 0
+
+
+def sync_json(result: SyncResult) -> dict[str, Any]:
+    return {
+        "dry_run": result.dry_run,
+        "revision": result.revision,
+        "actions": [
+            {"target": a.target, "subject": a.subject, "outcome": a.outcome, "request": a.request}
+            for a in result.actions
+        ],
+    }
+
+
+def sync_text(result: SyncResult) -> str:
+    lines = []
+    for action in result.actions:
+        request = action.request
+        lines.append(f"{action.target}: {action.subject}: {action.outcome}\n")
+        if result.dry_run:
+            lines.append(f"  {request['method']} {request['url']}\n")
+            lines.extend(f"  {name}: {value}\n" for name, value in request["headers"].items())
+            body = to_json(request["body"]) if request["body"] is not None else ""
+            lines.extend(f"  {line}\n" for line in body.splitlines())
+    return "".join(lines)

@@ -1,0 +1,88 @@
+"""`gitops-ci wait`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from gitops_ci.cli.app import cli, common_options, emit
+from gitops_ci.cli.sync import app_options, duration, to_json
+from gitops_ci.kube import KubeSettings
+from gitops_ci.wait import WaitFailedError, WaitResult, WaitSettings, WaitTimedOutError, wait
+from gitops_ci.wait_status import short
+
+
+@cli.command("wait")
+@click.option("--revision", envvar="GITOPS_COMMIT_SHA", help="The commit to wait for (the deploy's).")
+@click.option(
+    "--argocd-kube",
+    is_flag=True,
+    envvar="GITOPS_ARGOCD_KUBE",
+    help="Read Argo CD Application objects through the kubernetes API instead of --argocd-server.",
+)
+@click.option(
+    "--timeout",
+    envvar="GITOPS_WAIT_TIMEOUT",
+    callback=duration,
+    metavar="DURATION",
+    default="10m",
+    show_default=True,
+    help="Give up after this long (10m, 90s, 1h or seconds).",
+)
+@app_options
+@common_options
+def wait_command(
+    revision: str | None,
+    kubeconfig: str | None,
+    kube_context: str | None,
+    ca_file: str | None,
+    timeout: float,
+    interval: float,
+    output_format: str,
+    **options: Any,
+) -> int:
+    """Wait until the cluster runs REVISION: Argo CD applications Synced and Healthy at it (through the
+    Argo CD API or the Application objects), or Flux Kustomizations Ready with it applied. Fails fast on
+    Degraded, a failed sync, or the timeout. The Argo CD API token comes from ARGOCD_AUTH_TOKEN."""
+    settings = WaitSettings(
+        revision=revision or "",
+        **options,
+        ca_file=ca_file,
+        kube=KubeSettings(kubeconfig=kubeconfig, context=kube_context, ca_file=ca_file),
+        timeout_seconds=timeout,
+        interval_seconds=interval,
+    )
+    try:
+        result = wait(settings)
+    except (WaitFailedError, WaitTimedOutError) as err:
+        emit(_render(err.result, output_format))
+        raise
+    emit(_render(result, output_format))
+    return 0
+
+
+def _render(result: WaitResult, output_format: str) -> str:
+    if output_format == "json":
+        return to_json(wait_json(result))
+    return "".join(f"{t.line()}: {t.state}\n" for t in result.targets)
+
+
+def wait_json(result: WaitResult) -> dict[str, Any]:
+    return {
+        "status": result.status,
+        "revision": result.revision,
+        "elapsed_seconds": round(result.elapsed_seconds, 1),
+        "targets": [
+            {
+                "name": t.name,
+                "kind": t.kind,
+                "state": t.state,
+                "revision": t.revision,
+                "short_revision": short(t.revision) if t.revision else None,
+                "status": t.status,
+                "messages": list(t.messages),
+            }
+            for t in result.targets
+        ],
+    }

@@ -1,0 +1,203 @@
+"""The kubernetes API (the `kubernetes` client, imported lazily: ~300 ms): read and annotate the custom
+resources of Argo CD and Flux.
+
+Access comes from a kubeconfig (`--kubeconfig`, else KUBECONFIG, else ~/.kube/config) and a context
+(`--kube-context`, e.g. the GitLab agent's CI tunnel `path/to/agent-project:agent-name`), or from the
+pod's service account when running in a cluster. Every ApiException, urllib3 or ssl error is converted
+here into our errors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gitops_ci import logs
+from gitops_ci.errors import AuthError, ConfigurationError, OperationalError, RetryableError, SyncError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+REQUEST_TIMEOUT = 30.0
+MERGE_PATCH = "application/merge-patch+json"
+
+
+@dataclass(frozen=True)
+class CustomKind:
+    group: str
+    version: str
+    plural: str
+    kind: str
+
+    def describe(self, namespace: str, name: str) -> str:
+        return f"{self.kind} {namespace}/{name}"
+
+
+APPLICATION = CustomKind("argoproj.io", "v1alpha1", "applications", "Application")
+KUSTOMIZATION = CustomKind("kustomize.toolkit.fluxcd.io", "v1", "kustomizations", "Kustomization")
+GIT_REPOSITORY = CustomKind("source.toolkit.fluxcd.io", "v1", "gitrepositories", "GitRepository")
+SOURCE_KINDS = {"GitRepository": GIT_REPOSITORY}
+
+
+@dataclass(frozen=True, kw_only=True)
+class KubeSettings:
+    kubeconfig: str | None = None
+    context: str | None = None
+    ca_file: str | None = None  # used only when the kubeconfig names no CA of its own
+
+    def where(self) -> str:
+        source = self.kubeconfig or _default_kubeconfig()
+        return (f"kubeconfig {source}" if source else "the in-cluster service account") + (
+            f", context {self.context}" if self.context else ""
+        )
+
+
+def parse_object_ref(value: str, option: str) -> tuple[str, str]:
+    """`NAMESPACE/NAME` → (namespace, name)."""
+    namespace, slash, name = value.partition("/")
+    if not slash or not namespace or not name or "/" in name:
+        raise ConfigurationError(f"{option} {value!r} must be NAMESPACE/NAME, e.g. flux-system/apps")
+    return namespace, name
+
+
+class KubeClient:
+    """Custom objects through one ApiClient; never touches the kubernetes client's global default."""
+
+    def __init__(self, settings: KubeSettings) -> None:
+        self.settings = settings
+        self._api: Any = None
+
+    def get(self, kind: CustomKind, namespace: str, name: str) -> dict[str, Any]:
+        return self._call(
+            kind,
+            namespace,
+            name,
+            "get",
+            lambda api: api.get_namespaced_custom_object(
+                kind.group, kind.version, namespace, kind.plural, name, _request_timeout=REQUEST_TIMEOUT
+            ),
+        )
+
+    def annotate(self, kind: CustomKind, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
+        """A merge patch of metadata.annotations only: no resourceVersion, so no conflict to retry."""
+        body = {"metadata": {"annotations": dict(annotations)}}
+        self._call(
+            kind,
+            namespace,
+            name,
+            "patch",
+            lambda api: api.patch_namespaced_custom_object(
+                kind.group,
+                kind.version,
+                namespace,
+                kind.plural,
+                name,
+                body,
+                _content_type=MERGE_PATCH,
+                _request_timeout=REQUEST_TIMEOUT,
+            ),
+        )
+
+    def _call(
+        self, kind: CustomKind, namespace: str, name: str, verb: str, call: Callable[[Any], T]
+    ) -> dict[str, Any]:
+        with self._errors(kind, namespace, name, verb):
+            result = call(self._objects_api())
+        return dict(result) if isinstance(result, Mapping) else {}
+
+    def _objects_api(self) -> Any:
+        if self._api is None:
+            from kubernetes import client
+
+            self._api = client.CustomObjectsApi(self._api_client())
+        return self._api
+
+    def _api_client(self) -> Any:
+        from kubernetes import client, config
+
+        configuration = client.Configuration()
+        kubeconfig = self.settings.kubeconfig or _default_kubeconfig()
+        try:
+            if kubeconfig is not None:
+                config.load_kube_config(  # type: ignore[no-untyped-call]
+                    config_file=kubeconfig,
+                    context=self.settings.context,
+                    client_configuration=configuration,
+                    persist_config=False,  # never rewrite the job's kubeconfig
+                )
+            elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            else:
+                raise ConfigurationError(
+                    "no cluster access: set KUBECONFIG or --kubeconfig (with the GitLab agent, KUBECONFIG is "
+                    "set for you; pick its context with --kube-context path/to/agent-project:agent-name)"
+                )
+        except config.ConfigException as err:
+            raise ConfigurationError(f"cannot use {self.settings.where()}: {err}") from None
+        if not configuration.ssl_ca_cert and self.settings.ca_file:
+            if not Path(self.settings.ca_file).is_file():
+                raise ConfigurationError(f"--ca-file {self.settings.ca_file} does not exist")
+            configuration.ssl_ca_cert = self.settings.ca_file
+        for value in (configuration.api_key or {}).values():
+            logs.register_secret(str(value).removeprefix("Bearer "))
+        return client.ApiClient(configuration)
+
+    @contextmanager
+    def _errors(self, kind: CustomKind, namespace: str, name: str, verb: str) -> Iterator[None]:
+        import ssl
+
+        import urllib3
+        from kubernetes.client.exceptions import ApiException
+
+        what = kind.describe(namespace, name)
+        try:
+            yield
+        except ApiException as err:
+            raise _api_error(err, what, verb, self.settings) from None
+        except (ssl.SSLError, urllib3.exceptions.SSLError) as err:
+            raise _tls_error(what, err) from None
+        except urllib3.exceptions.MaxRetryError as err:
+            if isinstance(err.reason, (ssl.SSLError, urllib3.exceptions.SSLError)):
+                raise _tls_error(what, err.reason) from None
+            raise RetryableError(f"kubernetes API unreachable for {what} ({err.reason})") from None
+        except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as err:
+            raise RetryableError(f"kubernetes API failed for {what} ({err})") from None
+
+
+def _default_kubeconfig() -> str | None:
+    if os.environ.get("KUBECONFIG"):
+        return os.environ["KUBECONFIG"]
+    home = Path(os.environ.get("HOME", "~")).expanduser() / ".kube" / "config"
+    return str(home) if home.is_file() else None
+
+
+def _tls_error(what: str, err: Exception) -> OperationalError:
+    return OperationalError(
+        f"TLS verification of the kubernetes API failed for {what} ({err}); the kubeconfig's "
+        "certificate-authority (or --ca-file when it has none) must sign the API server's certificate"
+    )
+
+
+def _api_error(err: Any, what: str, verb: str, settings: KubeSettings) -> OperationalError:
+    status = int(err.status or 0)
+    try:
+        message = str(json.loads(err.body or "{}").get("message") or err.reason)
+    except (ValueError, AttributeError):
+        message = str(err.reason)
+    if status == 401:
+        return AuthError(f"the kubernetes API rejected the credentials of {settings.where()} ({message})")
+    if status == 403:
+        return AuthError(
+            f"{message}; grant `{verb}` on it to the identity of {settings.where()} (for the GitLab agent: "
+            "ci_access with an impersonated service account that has this RBAC)"
+        )
+    if status == 404:
+        return SyncError(f"{what} does not exist ({message}); check the namespace and name")
+    if status in (409, 429) or status >= 500:
+        return RetryableError(f"kubernetes API answered {status} for {what} ({message})")
+    return SyncError(f"kubernetes API refused to {verb} {what} ({status}: {message})")
