@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import click
 
@@ -48,7 +49,35 @@ def common_options(func: F) -> F:
     )(func)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+class LazyGroup(click.Group):
+    """Imports a command's module only when that command runs (or help lists them all), so that
+    `gitops-ci set-image` never pays for GitPython, python-gitlab, requests or kubernetes."""
+
+    commands_by_name: ClassVar[dict[str, str]] = {
+        "set-image": "gitops_ci.cli.set_image:set_image_command",
+        "deploy": "gitops_ci.cli.deploy:deploy_command",
+        "promote": "gitops_ci.cli.promote:promote_command",
+        "sync": "gitops_ci.cli.sync:sync_command",
+        "wait": "gitops_ci.cli.wait:wait_command",
+        "validate": "gitops_ci.cli.validate:validate_command",
+        "review": "gitops_ci.cli.review:review_command",
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.commands_by_name})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands_by_name:
+            module, attribute = self.commands_by_name[cmd_name].split(":")
+            command = getattr(importlib.import_module(module), attribute)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(
+    cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110}
+)
 @click.version_option(__version__, prog_name="gitops-ci")
 @click.option(
     "--debug",
@@ -74,8 +103,6 @@ def _fail(message: str) -> None:
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    from gitops_ci.cli import commands  # noqa: F401  (registers the commands)
-
     _State.debug = False
     logs.configure()
     try:

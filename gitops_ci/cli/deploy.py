@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from gitops_ci.cli.app import cli, common_options
+from gitops_ci.cli.app import common_options
 from gitops_ci.cli.options import follow_up_options, follow_up_settings, repo_options, repo_settings
 from gitops_ci.cli.report import report_change
 from gitops_ci.deploy import deploy
@@ -14,7 +14,7 @@ from gitops_ci.deploy_settings import DEFAULT_MESSAGE, DeploySettings
 from gitops_ci.follow_up import follow_up
 
 
-@cli.command("deploy")
+@click.command("deploy")
 @click.option("--app", envvar="GITOPS_APP_NAME", required=True, help="App name ({app} in the path template).")
 @click.option(
     "--env",

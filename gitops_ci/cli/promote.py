@@ -6,13 +6,13 @@ from typing import Any
 
 import click
 
-from gitops_ci.cli.app import cli, common_options
+from gitops_ci.cli.app import common_options
 from gitops_ci.cli.options import repo_options, repo_settings
 from gitops_ci.cli.report import report_change
 from gitops_ci.promote import DEFAULT_PROMOTE_MESSAGE, PromoteSettings, promote
 
 
-@cli.command("promote")
+@click.command("promote")
 @click.option("--app", envvar="GITOPS_APP_NAME", help="App to promote.")
 @click.option("--all-apps", is_flag=True, help="Promote every app whose images differ.")
 @click.option("--from", "source", envvar="GITOPS_PROMOTE_FROM", required=True, help="Source environment.")

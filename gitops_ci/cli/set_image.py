@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
-from gitops_ci.cli.app import cli, common_options, emit
+from gitops_ci.cli.app import common_options, emit
 from gitops_ci.output import edit_json, render_edits_text, to_json
 from gitops_ci.set_image import SetImageSettings, set_image
 
 
-@cli.command("set-image")
+@click.command("set-image")
 @click.option(
     "--overlay",
     "overlays",

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from gitops_ci.cli.app import cli, common_options, emit
+from gitops_ci.cli.app import common_options, emit
 from gitops_ci.errors import ConfigurationError
 from gitops_ci.kube import KubeSettings
 from gitops_ci.sync import DEFAULT_APP_NAME_TEMPLATE, SyncResult, SyncSettings, sync
@@ -98,7 +98,7 @@ def app_options(func: click.decorators.FC) -> click.decorators.FC:
     )
 
 
-@cli.command("sync")
+@click.command("sync")
 @click.option("--repo-url", envvar="GITOPS_REPO_URL", help="HTTPS URL of the manifest repo (webhooks).")
 @click.option("--branch", envvar="GITOPS_BRANCH", help="Branch the commit was pushed to (webhooks).")
 @click.option(

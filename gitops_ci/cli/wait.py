@@ -6,14 +6,14 @@ from typing import Any
 
 import click
 
-from gitops_ci.cli.app import cli, common_options, emit
+from gitops_ci.cli.app import common_options, emit
 from gitops_ci.cli.sync import app_options, duration, to_json
 from gitops_ci.kube import KubeSettings
 from gitops_ci.wait import WaitFailedError, WaitResult, WaitSettings, WaitTimedOutError, wait
 from gitops_ci.wait_status import short
 
 
-@cli.command("wait")
+@click.command("wait")
 @click.option("--revision", envvar="GITOPS_COMMIT_SHA", help="The commit to wait for (the deploy's).")
 @click.option(
     "--argocd-kube",
