@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
+from gitops_ci.cli import target_options as target
 from gitops_ci.deploy_settings import (
     DEFAULT_MR_BRANCH,
     DEFAULT_MR_TITLE,
@@ -136,9 +137,7 @@ _MR_OPTIONS = [
 
 
 def repo_options(func: F) -> F:
-    for option in reversed(_REPO_OPTIONS + _MR_OPTIONS):
-        func = option(func)
-    return func
+    return target.apply(func, *_REPO_OPTIONS, *_MR_OPTIONS)
 
 
 def repo_settings(params: dict[str, Any]) -> RepoSettings:
@@ -172,12 +171,6 @@ def repo_settings(params: dict[str, Any]) -> RepoSettings:
     )
 
 
-def _duration(ctx: click.Context, param: click.Parameter, value: str | float) -> float:
-    from gitops_ci.cli.sync import duration
-
-    return duration(ctx, param, value)
-
-
 _FOLLOW_UP_OPTIONS = [
     click.option(
         "--sync",
@@ -193,69 +186,24 @@ _FOLLOW_UP_OPTIONS = [
         envvar="GITOPS_WAIT",
         help="Then wait until the cluster runs the revision, synced and healthy (see gitops-ci wait).",
     ),
-    click.option("--argocd-webhook", envvar="GITOPS_ARGOCD_WEBHOOK", help="Argo CD .../api/webhook URL."),
-    click.option(
-        "--argocd-server",
-        envvar=["GITOPS_ARGOCD_SERVER", "ARGOCD_SERVER"],
-        help="Argo CD API URL (token: ARGOCD_AUTH_TOKEN).",
-    ),
-    click.option(
-        "--argocd-kube",
-        is_flag=True,
-        envvar="GITOPS_ARGOCD_KUBE",
-        help="Wait on Application objects through the kubernetes API.",
-    ),
-    click.option(
-        "--flux-receiver", envvar="GITOPS_FLUX_RECEIVER", help="Flux Receiver URL (.../hook/<digest>)."
-    ),
-    click.option(
-        "--flux-kustomization",
-        "flux_kustomizations",
-        multiple=True,
-        envvar="GITOPS_FLUX_KUSTOMIZATION",
-        help="Flux Kustomization NAMESPACE/NAME (repeatable).",
-    ),
-    click.option("--kubeconfig", envvar="KUBECONFIG", help="Kubeconfig file."),
-    click.option(
-        "--kube-context", envvar="GITOPS_KUBE_CONTEXT", help="Kubeconfig context (e.g. the GitLab agent's)."
-    ),
-    click.option(
-        "--app-name-template",
-        envvar="GITOPS_ARGOCD_APP_NAME_TEMPLATE",
-        default="{app}-{env}",
-        show_default=True,
-        help="Argo CD application name of {app} in {env}.",
-    ),
-    click.option(
-        "--app-namespace", envvar="GITOPS_ARGOCD_APP_NAMESPACE", help="Namespace of the Argo CD apps."
-    ),
-    click.option("--prune", is_flag=True, help="Argo CD API sync: delete resources no longer in git."),
-    click.option("--with-source", is_flag=True, help="Flux: reconcile the GitRepository too."),
-    click.option(
-        "--timeout",
-        envvar="GITOPS_WAIT_TIMEOUT",
-        callback=_duration,
-        default="10m",
-        show_default=True,
-        metavar="DURATION",
-        help="How long --wait waits.",
-    ),
-    click.option(
-        "--interval",
-        envvar="GITOPS_WAIT_INTERVAL",
-        callback=_duration,
-        default="5s",
-        show_default=True,
-        metavar="DURATION",
-        help="Time between status polls.",
-    ),
+    target.ARGOCD_WEBHOOK,
+    target.ARGOCD_SERVER,
+    target.ARGOCD_KUBE,
+    target.FLUX_RECEIVER,
+    target.FLUX_KUSTOMIZATION,
+    target.KUBECONFIG,
+    target.KUBE_CONTEXT,
+    target.APP_NAME_TEMPLATE,
+    target.APP_NAMESPACE,
+    target.PRUNE,
+    target.WITH_SOURCE,
+    target.TIMEOUT,
+    target.INTERVAL,
 ]
 
 
 def follow_up_options(func: F) -> F:
-    for option in reversed(_FOLLOW_UP_OPTIONS):
-        func = option(func)
-    return func
+    return target.apply(func, *_FOLLOW_UP_OPTIONS)
 
 
 def follow_up_settings(params: dict[str, Any], ca_file: str | None) -> FollowUpSettings:

@@ -8,18 +8,23 @@ from typing import Any
 import click
 
 from gitops_ci.cli.app import common_options, emit
-from gitops_ci.errors import ConfigurationError
+from gitops_ci.cli.target_options import (
+    APP_NAME_TEMPLATE,
+    APP_NAMESPACE,
+    ARGOCD_SERVER,
+    ARGOCD_WEBHOOK,
+    FLUX_KUSTOMIZATION,
+    FLUX_RECEIVER,
+    INTERVAL,
+    KUBE_CONTEXT,
+    KUBECONFIG,
+    PRUNE,
+    WITH_SOURCE,
+    apply,
+    duration,
+)
 from gitops_ci.kube import KubeSettings
-from gitops_ci.sync import DEFAULT_APP_NAME_TEMPLATE, SyncResult, SyncSettings, sync
-from gitops_ci.wait_status import parse_duration
-
-
-def duration(ctx: click.Context, param: click.Parameter, value: str | float) -> float:
-    """`10m`, `90s`, `1h`, `1h30m` or plain seconds, as a click callback."""
-    try:
-        return parse_duration(str(value))
-    except ConfigurationError as err:
-        raise click.BadParameter(str(err)) from None
+from gitops_ci.sync import SyncResult, SyncSettings, sync
 
 
 def to_json(data: Any) -> str:
@@ -27,74 +32,30 @@ def to_json(data: Any) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
-def _options(func: click.decorators.FC, options: list[Any]) -> click.decorators.FC:
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
 def app_options(func: click.decorators.FC) -> click.decorators.FC:
-    """Which Argo CD applications: the name template applied to the app and each environment."""
-    return _options(
+    """Which Argo CD applications or Flux Kustomizations, and how to reach them."""
+    return apply(
         func,
-        [
-            click.option("--app", envvar="GITOPS_APP_NAME", help="App name ({app} in the templates)."),
-            click.option(
-                "--env",
-                "environments",
-                envvar=["GITOPS_ENVIRONMENT", "GITOPS_ENVIRONMENTS"],
-                multiple=True,
-                help="Environment (repeatable; GITOPS_ENVIRONMENTS may list several).",
-            ),
-            click.option(
-                "--app-name-template",
-                envvar="GITOPS_ARGOCD_APP_NAME_TEMPLATE",
-                default=DEFAULT_APP_NAME_TEMPLATE,
-                show_default=True,
-                help="Argo CD application name of {app} in {env}.",
-            ),
-            click.option(
-                "--app-namespace",
-                envvar="GITOPS_ARGOCD_APP_NAMESPACE",
-                help="Namespace of the Argo CD applications (apps in any namespace; default: Argo CD's own).",
-            ),
-            click.option(
-                "--argocd-server",
-                envvar=["GITOPS_ARGOCD_SERVER", "ARGOCD_SERVER"],
-                help="Argo CD API URL; the token comes from ARGOCD_AUTH_TOKEN.",
-            ),
-            click.option(
-                "--flux-kustomization",
-                "flux_kustomizations",
-                envvar="GITOPS_FLUX_KUSTOMIZATION",
-                multiple=True,
-                help="Flux Kustomization NAMESPACE/NAME, through the kubernetes API (repeatable).",
-            ),
-            click.option(
-                "--kubeconfig",
-                envvar="KUBECONFIG",
-                help="Kubeconfig file (default: ~/.kube/config, in-cluster).",
-            ),
-            click.option(
-                "--kube-context",
-                envvar="GITOPS_KUBE_CONTEXT",
-                help="Kubeconfig context, e.g. the GitLab agent's path/to/agent-project:agent-name.",
-            ),
-            click.option(
-                "--ca-file",
-                envvar=["GITOPS_CA_FILE", "CI_SERVER_TLS_CA_FILE"],
-                help="CA bundle for HTTPS (for kubernetes only when the kubeconfig names none).",
-            ),
-            click.option(
-                "--interval",
-                envvar="GITOPS_WAIT_INTERVAL",
-                callback=duration,
-                metavar="DURATION",
-                default="5s",
-                show_default=True,
-                help="Time between status polls.",
-            ),
-        ],
+        click.option("--app", envvar="GITOPS_APP_NAME", help="App name ({app} in the templates)."),
+        click.option(
+            "--env",
+            "environments",
+            envvar=["GITOPS_ENVIRONMENT", "GITOPS_ENVIRONMENTS"],
+            multiple=True,
+            help="Environment (repeatable; GITOPS_ENVIRONMENTS may list several).",
+        ),
+        APP_NAME_TEMPLATE,
+        APP_NAMESPACE,
+        ARGOCD_SERVER,
+        FLUX_KUSTOMIZATION,
+        KUBECONFIG,
+        KUBE_CONTEXT,
+        click.option(
+            "--ca-file",
+            envvar=["GITOPS_CA_FILE", "CI_SERVER_TLS_CA_FILE"],
+            help="CA bundle for HTTPS (for kubernetes only when the kubeconfig names none).",
+        ),
+        INTERVAL,
     )
 
 
@@ -114,10 +75,10 @@ def app_options(func: click.decorators.FC) -> click.decorators.FC:
     help="File the commit changed (repeatable; default: each --env overlay's kustomization.yaml).",
 )
 @click.option("--path-template", envvar="GITOPS_PATH_TEMPLATE", help="Overlay directory of {app} in {env}.")
-@click.option("--argocd-webhook", envvar="GITOPS_ARGOCD_WEBHOOK", help="Argo CD .../api/webhook URL.")
-@click.option("--flux-receiver", envvar="GITOPS_FLUX_RECEIVER", help="Flux Receiver URL (.../hook/<digest>).")
-@click.option("--prune", is_flag=True, help="Argo CD API sync: delete resources no longer in git.")
-@click.option("--with-source", is_flag=True, help="Flux: reconcile the Kustomization's GitRepository first.")
+@ARGOCD_WEBHOOK
+@FLUX_RECEIVER
+@PRUNE
+@WITH_SOURCE
 @click.option(
     "--source-timeout",
     callback=duration,

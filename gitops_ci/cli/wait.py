@@ -7,7 +7,8 @@ from typing import Any
 import click
 
 from gitops_ci.cli.app import common_options, emit
-from gitops_ci.cli.sync import app_options, duration, to_json
+from gitops_ci.cli.sync import app_options, to_json
+from gitops_ci.cli.target_options import ARGOCD_KUBE, TIMEOUT
 from gitops_ci.kube import KubeSettings
 from gitops_ci.wait import WaitFailedError, WaitResult, WaitSettings, WaitTimedOutError, wait
 from gitops_ci.wait_status import short
@@ -15,21 +16,8 @@ from gitops_ci.wait_status import short
 
 @click.command("wait")
 @click.option("--revision", envvar="GITOPS_COMMIT_SHA", help="The commit to wait for (the deploy's).")
-@click.option(
-    "--argocd-kube",
-    is_flag=True,
-    envvar="GITOPS_ARGOCD_KUBE",
-    help="Read Argo CD Application objects through the kubernetes API instead of --argocd-server.",
-)
-@click.option(
-    "--timeout",
-    envvar="GITOPS_WAIT_TIMEOUT",
-    callback=duration,
-    metavar="DURATION",
-    default="10m",
-    show_default=True,
-    help="Give up after this long (10m, 90s, 1h or seconds).",
-)
+@ARGOCD_KUBE
+@TIMEOUT
 @app_options
 @common_options
 def wait_command(

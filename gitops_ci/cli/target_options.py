@@ -1,0 +1,96 @@
+"""Options that say where Argo CD or Flux is: one definition each, shared by sync, wait and deploy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from gitops_ci.errors import ConfigurationError
+from gitops_ci.sync import DEFAULT_APP_NAME_TEMPLATE
+from gitops_ci.wait_status import parse_duration
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def duration(ctx: click.Context, param: click.Parameter, value: str | float) -> float:
+    """`10m`, `90s`, `1h`, `1h30m` or plain seconds, as a click callback."""
+    try:
+        return parse_duration(str(value))
+    except ConfigurationError as err:
+        raise click.BadParameter(str(err)) from None
+
+
+def apply(func: F, *options: Callable[[F], F]) -> F:
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+ARGOCD_WEBHOOK = click.option(
+    "--argocd-webhook", envvar="GITOPS_ARGOCD_WEBHOOK", help="Argo CD .../api/webhook URL."
+)
+ARGOCD_SERVER = click.option(
+    "--argocd-server",
+    envvar=["GITOPS_ARGOCD_SERVER", "ARGOCD_SERVER"],
+    help="Argo CD API URL; the token comes from ARGOCD_AUTH_TOKEN.",
+)
+ARGOCD_KUBE = click.option(
+    "--argocd-kube",
+    is_flag=True,
+    envvar="GITOPS_ARGOCD_KUBE",
+    help="Read Argo CD Application objects through the kubernetes API instead of --argocd-server.",
+)
+FLUX_RECEIVER = click.option(
+    "--flux-receiver", envvar="GITOPS_FLUX_RECEIVER", help="Flux Receiver URL (.../hook/<digest>)."
+)
+FLUX_KUSTOMIZATION = click.option(
+    "--flux-kustomization",
+    "flux_kustomizations",
+    envvar="GITOPS_FLUX_KUSTOMIZATION",
+    multiple=True,
+    help="Flux Kustomization NAMESPACE/NAME, through the kubernetes API (repeatable).",
+)
+KUBECONFIG = click.option(
+    "--kubeconfig", envvar="KUBECONFIG", help="Kubeconfig file (default: ~/.kube/config, in-cluster)."
+)
+KUBE_CONTEXT = click.option(
+    "--kube-context",
+    envvar="GITOPS_KUBE_CONTEXT",
+    help="Kubeconfig context, e.g. the GitLab agent's path/to/agent-project:agent-name.",
+)
+APP_NAME_TEMPLATE = click.option(
+    "--app-name-template",
+    envvar="GITOPS_ARGOCD_APP_NAME_TEMPLATE",
+    default=DEFAULT_APP_NAME_TEMPLATE,
+    show_default=True,
+    help="Argo CD application name of {app} in {env}.",
+)
+APP_NAMESPACE = click.option(
+    "--app-namespace",
+    envvar="GITOPS_ARGOCD_APP_NAMESPACE",
+    help="Namespace of the Argo CD applications (apps in any namespace; default: Argo CD's own).",
+)
+PRUNE = click.option("--prune", is_flag=True, help="Argo CD API sync: delete resources no longer in git.")
+WITH_SOURCE = click.option(
+    "--with-source", is_flag=True, help="Flux: reconcile the Kustomization's GitRepository first."
+)
+TIMEOUT = click.option(
+    "--timeout",
+    envvar="GITOPS_WAIT_TIMEOUT",
+    callback=duration,
+    metavar="DURATION",
+    default="10m",
+    show_default=True,
+    help="Give up waiting after this long (10m, 90s, 1h or seconds).",
+)
+INTERVAL = click.option(
+    "--interval",
+    envvar="GITOPS_WAIT_INTERVAL",
+    callback=duration,
+    metavar="DURATION",
+    default="5s",
+    show_default=True,
+    help="Time between status polls.",
+)
