@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from manifests import manifest_files, overlay
 
 from conftest import CliResult, CliRunner
+from manifests import manifest_files, overlay
 from servers.gitserver import (
     GitHttpServer,
     commit_count,

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import gitlab
 import pytest
-from manifests import manifest_files, overlay
 
 from conftest import CliResult, CliRunner
+from manifests import manifest_files, overlay
 from servers.gitlab_api import GitLabContractServer
 from servers.gitserver import GitError, GitHttpServer, commit_files, make_bare_repo, read_blob, rev_parse
 
