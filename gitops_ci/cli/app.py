@@ -59,6 +59,8 @@ class LazyGroup(click.Group):
         "promote": "gitops_ci.cli.promote:promote_command",
         "sync": "gitops_ci.cli.sync:sync_command",
         "wait": "gitops_ci.cli.wait:wait_command",
+        "validate": "gitops_ci.cli.validate:validate_command",
+        "review": "gitops_ci.cli.review:review_command",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
