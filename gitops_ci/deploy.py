@@ -10,6 +10,7 @@ import contextlib
 import logging
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from gitops_ci.overlays import OverlayEdit, plan_edits, write_edits
 from gitops_ci.retry import sleep_before_retry, with_retries
 
 log = logging.getLogger(__name__)
+PUSH_BACKOFF_CAP = 30.0
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,7 @@ def push_with_retries(
     base = clone.head()
     url, branch = clone.remote.url, clone.branch
     for attempt in range(1, repo.max_attempts + 1):
+        started = time.monotonic()
         changes = tuple(edit_targets(clone.root, planner(clone.root), dry_run=repo.dry_run))
         files = [c.file for c in changes if c.edit.changed]
         if not files or repo.dry_run:
@@ -164,7 +167,10 @@ def push_with_retries(
                     f"push to {branch} failed after {attempt} attempts: {err}; "
                     "raise --max-attempts or look for a job that pushes in a loop"
                 ) from None
-            sleep_before_retry(attempt, repo.backoff_seconds, str(err))
+            # Contenders collide while one of them is between its fetch and its push, so the backoff
+            # window grows from the length of that cycle as measured here, not from a fixed base.
+            cycle = time.monotonic() - started
+            sleep_before_retry(attempt, max(repo.backoff_seconds, cycle), str(err), cap=PUSH_BACKOFF_CAP)
             base = with_retries(
                 clone.refresh, what="fetch", max_attempts=repo.max_attempts, base=repo.backoff_seconds
             )

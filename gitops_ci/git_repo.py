@@ -70,7 +70,9 @@ class ManifestClone:
         except git.GitCommandError as err:
             raise classify(err, "clone", remote) from None
         clone = cls(repo, remote, branch or repo.active_branch.name)
-        clone._git("sparse-checkout", "set", "--cone", "--", *sparse_paths)
+        # A sparse index keeps only the checked-out directories in .git/index: add, commit and reset stay
+        # cheap on a repo of thousands of apps (git >= 2.32).
+        clone._git("sparse-checkout", "set", "--cone", "--sparse-index", "--", *sparse_paths)
         return clone
 
     def head(self) -> str:
@@ -115,8 +117,7 @@ class ManifestClone:
             "GIT_COMMITTER_NAME": committer.name,
             "GIT_COMMITTER_EMAIL": committer.email,
         }
-        self._git("add", "--sparse", "--", *paths)
-        self._git("commit", "-q", "--no-verify", "--no-gpg-sign", "-m", message, extra_env=env)
+        self._git("commit", "-q", "--no-verify", "--no-gpg-sign", "-m", message, "--", *paths, extra_env=env)
         return self.head()
 
     def push(self, target_branch: str, *, force_with_lease: str | None = None) -> None:

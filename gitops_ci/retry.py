@@ -15,13 +15,13 @@ log = logging.getLogger(__name__)
 MAX_DELAY = 8.0
 
 
-def backoff_delay(attempt: int, base: float) -> float:
+def backoff_delay(attempt: int, base: float, cap: float = MAX_DELAY) -> float:
     """Full jitter (AWS architecture blog): uniform in [0, min(cap, base * 2**attempt)]."""
-    return random.uniform(0, min(MAX_DELAY, base * 2 ** (attempt - 1)))
+    return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
 
 
-def sleep_before_retry(attempt: int, base: float, reason: str) -> None:
-    delay = backoff_delay(attempt, base)
+def sleep_before_retry(attempt: int, base: float, reason: str, cap: float = MAX_DELAY) -> None:
+    delay = backoff_delay(attempt, base, cap)
     log.info("%s; retrying in %.1fs (attempt %d)", reason, delay, attempt + 1)
     time.sleep(delay)
 
