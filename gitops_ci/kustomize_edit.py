@@ -84,8 +84,10 @@ def set_images(
     plan = Plan()
     changes: dict[int, EntryChange] = {}
     result = text
+    original = doc = _parse(text, source)
     for update in updates:
-        doc = _parse(result, source)
+        if doc.text is not result:  # the previous update changed the text: its offsets are stale
+            doc = _parse(result, source)
         matched = [e for e in doc.entries if e.name == update.name]
         if not matched and strict:
             raise KustomizationError(
@@ -108,7 +110,7 @@ def set_images(
             _note(changes, len(doc.entries), EntryChange(update.name, None, after))
         result = apply_splices(result, splices)
     if result != text:
-        verify(text, result, plan, source)
+        verify(original.root, result, plan, source)
     return EditResult(result, tuple(changes[i] for i in sorted(changes)))
 
 

@@ -54,9 +54,9 @@ def plain(node: Node | None, depth: int = 0) -> Any:
     raise InternalError(f"unexpected YAML node {type(node).__name__}")
 
 
-def verify(original: str, edited: str, plan: Plan, source: str) -> None:
-    """Raise InternalError unless `edited` differs from `original` only by the planned images data."""
-    before = plain(yamlconf.compose(original))
+def verify(original: Node | None, edited: str, plan: Plan, source: str) -> None:
+    """Raise InternalError unless `edited` differs from the `original` document only by the planned images."""
+    before = plain(original)
     try:
         after = plain(yamlconf.compose(edited))
     except YAMLError as err:
