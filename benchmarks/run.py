@@ -12,6 +12,7 @@ import functools
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_deploy
 import bench_set_image
 import bench_validate
-from common import REPO_ROOT, RESULTS_DIR, WORK_DIR, Report, git
+from common import REPO_ROOT, RESULTS_DIR, RUN_DIR, WORK_DIR, Report, git
 
 BENCHMARKS: dict[str, Callable[[bool], list[Report]]] = {
     "set-image": lambda quick: [bench_set_image.cold_start(quick)],
@@ -134,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         reports += _guarded(name, functools.partial(BENCHMARKS[name], args.quick))
     elapsed = time.perf_counter() - started
+    shutil.rmtree(RUN_DIR, ignore_errors=True)
     _print_table(reports)
     targets = [t for r in reports for t in r.targets]
     met = sum(t.met for t in targets)
