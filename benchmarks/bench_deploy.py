@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from common import (
-    WORK_DIR,
+    RUN_DIR,
     Report,
     Run,
     Samples,
@@ -115,7 +115,7 @@ def deploy_context(quick: bool) -> Iterator[Context]:
         pristine[size], generation[size] = cached_repo(spec)
         if generation[size] is not None:
             log(f"  generated in {generation[size]:.1f} s")
-    scratch = WORK_DIR / "deploy"
+    scratch = RUN_DIR / "deploy"
     shutil.rmtree(scratch, ignore_errors=True)
     tls = make_ca(scratch / "tls")
     with GitHttpServer(scratch / "srv", tls, token=secrets.token_urlsafe(24)) as server:

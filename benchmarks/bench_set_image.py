@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from common import (
-    WORK_DIR,
+    RUN_DIR,
     Report,
     Samples,
     fmt_samples,
@@ -50,9 +50,9 @@ def _write_tree(root: Path, files: dict[str, str]) -> None:
 
 def cold_start(quick: bool) -> Report:
     report = Report("set-image cold start")
-    root = WORK_DIR / "set-image" / "repo"
+    root = RUN_DIR / "set-image" / "repo"
     _write_tree(root, manifest_files([APP]))
-    env = hermetic_env(WORK_DIR / "set-image" / "home")
+    env = hermetic_env(RUN_DIR / "set-image" / "home")
     overlay_dir = str(Path(overlay(APP, "dev")).parent)
     tool, kube = gitops_ci(), kubectl()
     runs = 5 if quick else 15
@@ -115,7 +115,7 @@ def cold_start(quick: bool) -> Report:
 
 def _git_processes(tool: str, overlay_dir: str, root: Path, env: dict[str, str]) -> list[str]:
     """The git commands a set-image run starts (GitPython runs `git version` when it is imported)."""
-    trace = WORK_DIR / "set-image" / "trace2.json"
+    trace = RUN_DIR / "set-image" / "trace2.json"
     trace.unlink(missing_ok=True)
     run(
         [tool, "set-image", "--overlay", overlay_dir, f"{APP}:1.0.99999"],
@@ -212,7 +212,7 @@ def import_breakdown(tool: str, overlay_dir: str, root: Path, env: dict[str, str
 
 def many_overlays(quick: bool, count: int = 1000) -> Report:
     report = Report(f"set-image, {count} overlays in one invocation")
-    base = WORK_DIR / "set-image-many"
+    base = RUN_DIR / "set-image-many"
     root = base / "repo"
     envs = tuple(f"env{number:04d}" for number in range(count))
     _write_tree(root, manifest_files([APP], envs))

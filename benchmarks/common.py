@@ -36,6 +36,10 @@ IDENTITY = {
 }
 
 
+# Scratch space of this process: two benchmark runs at once (two engineers, CI) never share it.
+RUN_DIR = WORK_DIR / "runs" / str(os.getpid())
+
+
 def import_test_helpers() -> None:
     """Make `manifests` and `servers.gitserver` (under tests/) importable."""
     if str(TESTS_DIR) not in sys.path:

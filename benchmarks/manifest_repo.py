@@ -8,6 +8,7 @@ as a GitLab server's housekeeping leaves it, so full clones are served the way a
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -96,8 +97,9 @@ def cached_repo(spec: RepoSpec) -> tuple[Path, float | None]:
     target = repos / spec.key
     if (target / "bench-complete").is_file():
         return target, None
-    shutil.rmtree(target, ignore_errors=True)
-    building = repos / f"{spec.key}.building"
+    if target.exists():  # left by a run of an older version of this script
+        shutil.rmtree(target, ignore_errors=True)
+    building = repos / f"{spec.key}.building-{os.getpid()}"
     shutil.rmtree(building, ignore_errors=True)
     repos.mkdir(parents=True, exist_ok=True)
     env = hermetic_env(WORK_DIR / "home")
@@ -119,7 +121,12 @@ def cached_repo(spec: RepoSpec) -> tuple[Path, float | None]:
     run([git(), "--git-dir", str(building), "commit-graph", "write", "--reachable"], env=env)
     run([git(), "--git-dir", str(building), "pack-refs", "--all"], env=env)
     (building / "bench-complete").write_text(f"{spec}\n")
-    building.rename(target)
+    try:
+        building.rename(target)
+    except OSError:  # another run finished the same repo first: keep its copy
+        shutil.rmtree(building, ignore_errors=True)
+        if not (target / "bench-complete").is_file():
+            raise
     return target, time.perf_counter() - start
 
 

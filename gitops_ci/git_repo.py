@@ -80,9 +80,10 @@ class ManifestClone:
 
     def refresh(self) -> str:
         """Move to the remote branch's current tip (our unpushed commit, if any, is dropped)."""
+        # No --depth: the clone is shallow already, and deepening from it makes the server send the new tip's
+        # whole tree set again instead of the few trees that changed.
         self._git(
             "fetch",
-            "--depth=1",
             "--filter=blob:none",
             "--no-tags",
             "origin",
@@ -124,7 +125,9 @@ class ManifestClone:
         args = ["push", "--porcelain", "--no-verify", "origin", f"HEAD:refs/heads/{target_branch}"]
         if force_with_lease is not None:
             args.insert(1, f"--force-with-lease=refs/heads/{target_branch}:{force_with_lease}")
-        self._git(*args, action="push")
+        # When the branch moved, git would lazily fetch the remote tip's every tree to see whether the push
+        # fast-forwards; without lazy fetches it answers "fetch first" at once, and we re-apply anyway.
+        self._git(*args, action="push", extra_env={"GIT_NO_LAZY_FETCH": "1"})
 
     def remote_branch_sha(self, branch: str) -> str | None:
         out = self._git("ls-remote", "--heads", "origin", f"refs/heads/{branch}", action="ls-remote")
