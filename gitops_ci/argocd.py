@@ -20,6 +20,8 @@ from urllib.parse import quote, urlsplit
 from gitops_ci import logs
 from gitops_ci.errors import AuthError, ConfigurationError, OperationalError, RetryableError, SyncError
 
+DEFAULT_APP_NAME_TEMPLATE = "{app}-{env}"  # Argo CD names are global: the seed suffixes them per environment
+
 log = logging.getLogger(__name__)
 REQUEST_TIMEOUT = 30.0
 WEBHOOK_SECRET_VARIABLE = "GITOPS_WEBHOOK_SECRET"

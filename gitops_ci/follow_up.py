@@ -10,15 +10,18 @@ import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from gitops_ci.argocd import DEFAULT_APP_NAME_TEMPLATE
 from gitops_ci.deploy import DeployResult, remote_for
 from gitops_ci.deploy_settings import DeploySettings
 from gitops_ci.errors import ConfigurationError
 from gitops_ci.git_repo import contains_commit, remote_branch_tip
 from gitops_ci.kube import KubeSettings
-from gitops_ci.sync import DEFAULT_APP_NAME_TEMPLATE, SyncResult, SyncSettings, sync
-from gitops_ci.wait import WaitResult, WaitSettings, wait
+
+if TYPE_CHECKING:  # sync and wait are imported when a deploy asks for them, not on every deploy
+    from gitops_ci.sync import SyncResult
+    from gitops_ci.wait import WaitResult
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,8 @@ def follow_up(deploy: DeploySettings, result: DeployResult, settings: FollowUpSe
         return FollowUpResult(None, skipped=reason)
     synced = None
     if settings.sync:
+        from gitops_ci.sync import SyncSettings, sync
+
         synced = sync(
             SyncSettings(
                 revision=revision,
@@ -94,6 +99,8 @@ def follow_up(deploy: DeploySettings, result: DeployResult, settings: FollowUpSe
         )
     if not settings.wait or repo.dry_run:
         return FollowUpResult(revision, synced)
+    from gitops_ci.wait import WaitSettings, wait
+
     remote = remote_for(repo.repo_url, repo.ca_file)
     with tempfile.TemporaryDirectory(prefix="gitops-ci-history-") as history:
 

@@ -18,7 +18,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from gitops_ci import argocd, flux, logs
-from gitops_ci.argocd import ArgoCDApi, PlannedRequest
+from gitops_ci.argocd import DEFAULT_APP_NAME_TEMPLATE, ArgoCDApi, PlannedRequest
 from gitops_ci.errors import ConfigurationError
 from gitops_ci.kube import (
     GIT_REPOSITORY,
@@ -34,7 +34,6 @@ from gitops_ci.retry import with_retries
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-DEFAULT_APP_NAME_TEMPLATE = "{app}-{env}"  # Argo CD names are global: the seed suffixes them per environment
 _SHA = re.compile(r"[0-9a-fA-F]{7,64}")
 _TARGETS = ("--argocd-webhook", "--argocd-server", "--flux-receiver", "--flux-kustomization")
 

@@ -15,7 +15,7 @@ from functools import partial
 from typing import Any
 
 from gitops_ci import argocd, flux, logs
-from gitops_ci.argocd import ArgoCDApi
+from gitops_ci.argocd import DEFAULT_APP_NAME_TEMPLATE, ArgoCDApi
 from gitops_ci.errors import ConfigurationError, OperationalError, RetryableError, SyncError, WaitTimeoutError
 from gitops_ci.kube import (
     APPLICATION,
@@ -25,7 +25,7 @@ from gitops_ci.kube import (
     KubeSettings,
     parse_object_ref,
 )
-from gitops_ci.sync import DEFAULT_APP_NAME_TEMPLATE, app_names, check_revision, from_env
+from gitops_ci.sync import app_names, check_revision, from_env
 from gitops_ci.wait_status import (
     ContainsCheck,
     TargetStatus,

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from gitops_ci.cli.app import emit
-from gitops_ci.cli.sync import sync_json, sync_text
-from gitops_ci.cli.wait import wait_json
 from gitops_ci.deploy import DeployResult
 from gitops_ci.deploy_output import deploy_dotenv, deploy_json, deploy_text
 from gitops_ci.dotenv import write_dotenv
-from gitops_ci.follow_up import FollowUpResult
 from gitops_ci.output import to_json
+
+if TYPE_CHECKING:
+    from gitops_ci.follow_up import FollowUpResult
 
 
 def report_change(
@@ -22,14 +23,26 @@ def report_change(
     if output_format == "json":
         data = deploy_json(result)
         if followed is not None:
-            data["sync"] = sync_json(followed.sync) if followed.sync else None
-            data["wait"] = wait_json(followed.wait) if followed.wait else None
-            data["follow_up_skipped"] = followed.skipped
+            data.update(_follow_up_json(followed))
         emit(to_json(data))
         return
-    text = deploy_text(result)
-    if followed is not None:
-        text += sync_text(followed.sync) if followed.sync else ""
-        text += "".join(f"{t.line()}: {t.state}\n" for t in followed.wait.targets) if followed.wait else ""
-        text += f"{followed.skipped}\n" if followed.skipped else ""
-    emit(text)
+    emit(deploy_text(result) + (_follow_up_text(followed) if followed is not None else ""))
+
+
+def _follow_up_json(followed: FollowUpResult) -> dict[str, Any]:
+    from gitops_ci.cli.sync import sync_json
+    from gitops_ci.cli.wait import wait_json
+
+    return {
+        "sync": sync_json(followed.sync) if followed.sync else None,
+        "wait": wait_json(followed.wait) if followed.wait else None,
+        "follow_up_skipped": followed.skipped,
+    }
+
+
+def _follow_up_text(followed: FollowUpResult) -> str:
+    from gitops_ci.cli.sync import sync_text
+
+    text = sync_text(followed.sync) if followed.sync else ""
+    text += "".join(f"{t.line()}: {t.state}\n" for t in followed.wait.targets) if followed.wait else ""
+    return text + (f"{followed.skipped}\n" if followed.skipped else "")
