@@ -13,6 +13,7 @@ from gitops_ci.cli.target_options import (
     APP_NAMESPACE,
     ARGOCD_SERVER,
     ARGOCD_WEBHOOK,
+    BACKOFF,
     FLUX_KUSTOMIZATION,
     FLUX_RECEIVER,
     INTERVAL,
@@ -21,7 +22,9 @@ from gitops_ci.cli.target_options import (
     PRUNE,
     WITH_SOURCE,
     apply,
+    dry_run,
     duration,
+    max_attempts,
 )
 from gitops_ci.kube import KubeSettings
 from gitops_ci.sync import SyncResult, SyncSettings, sync
@@ -88,25 +91,9 @@ def app_options(func: click.decorators.FC) -> click.decorators.FC:
     help="Flux: wait for the source.",
 )
 @app_options
-@click.option(
-    "--max-attempts",
-    envvar="GITOPS_MAX_ATTEMPTS",
-    type=click.IntRange(min=1),
-    default=5,
-    show_default=True,
-    help="Tries per request on 5xx, 503 'Queue is full' and dropped connections.",
-)
-@click.option(
-    "--backoff",
-    envvar="GITOPS_BACKOFF_SECONDS",
-    type=click.FloatRange(min=0),
-    default=0.5,
-    show_default=True,
-    help="Base of the jittered exponential backoff, in seconds.",
-)
-@click.option(
-    "--dry-run", is_flag=True, envvar="GITOPS_DRY_RUN", help="Print what would be sent; send nothing."
-)
+@max_attempts(5, "Tries per request on 5xx, 503 'Queue is full' and dropped connections.")
+@BACKOFF
+@dry_run("Print what would be sent; send nothing.")
 @common_options
 def sync_command(
     kubeconfig: str | None,

@@ -1,4 +1,5 @@
-"""Options that say where Argo CD or Flux is: one definition each, shared by sync, wait and deploy."""
+"""Options shared by several commands, one definition each: where Argo CD or Flux is (sync, wait and
+deploy), retries and dry runs."""
 
 from __future__ import annotations
 
@@ -26,6 +27,31 @@ def apply(func: F, *options: Callable[[F], F]) -> F:
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def max_attempts(default: int, help_text: str) -> Callable[[F], F]:
+    return click.option(
+        "--max-attempts",
+        envvar="GITOPS_MAX_ATTEMPTS",
+        type=click.IntRange(min=1),
+        default=default,
+        show_default=True,
+        help=help_text,
+    )
+
+
+BACKOFF = click.option(
+    "--backoff",
+    envvar="GITOPS_BACKOFF_SECONDS",
+    type=click.FloatRange(min=0),
+    default=0.5,
+    show_default=True,
+    help="Base of the jittered exponential backoff, in seconds.",
+)
+
+
+def dry_run(help_text: str) -> Callable[[F], F]:
+    return click.option("--dry-run", is_flag=True, envvar="GITOPS_DRY_RUN", help=help_text)
 
 
 ARGOCD_WEBHOOK = click.option(
