@@ -10,7 +10,6 @@ also for apps that do not exist, so a wrong name and a missing grant read the sa
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from gitops_ci.errors import AuthError, ConfigurationError, OperationalError, Re
 
 DEFAULT_APP_NAME_TEMPLATE = "{app}-{env}"  # Argo CD names are global: the seed suffixes them per environment
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 REQUEST_TIMEOUT = 30.0
 WEBHOOK_SECRET_VARIABLE = "GITOPS_WEBHOOK_SECRET"
 TOKEN_VARIABLE = "ARGOCD_AUTH_TOKEN"

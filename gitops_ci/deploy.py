@@ -7,7 +7,6 @@ change to the same file is merged at the data level and an unrelated one is simp
 from __future__ import annotations
 
 import contextlib
-import logging
 import shutil
 import tempfile
 import time
@@ -31,7 +30,7 @@ from gitops_ci.imageref import ImageUpdate
 from gitops_ci.overlays import OverlayEdit, plan_edits, write_edits
 from gitops_ci.retry import sleep_before_retry, with_retries
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 PUSH_BACKOFF_CAP = 30.0
 
 

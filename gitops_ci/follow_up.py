@@ -6,12 +6,12 @@ target branch's tip, which contains every merge.
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gitops_ci import logs
 from gitops_ci.argocd import DEFAULT_APP_NAME_TEMPLATE
 from gitops_ci.deploy import DeployResult, remote_for
 from gitops_ci.deploy_settings import DeploySettings
@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # sync and wait are imported when a deploy asks for them, not
     from gitops_ci.sync import SyncResult
     from gitops_ci.wait import WaitResult
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,7 +7,6 @@ secrets masked.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from gitops_ci.errors import (
     UsageError,
 )
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 
 
 @dataclass(frozen=True)

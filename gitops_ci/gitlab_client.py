@@ -6,7 +6,6 @@ token variable and the scopes it needs, or the project path that was tried.
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -14,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from gitops_ci import logs
 from gitops_ci.errors import AuthError, ConfigurationError, GitLabError, OperationalError, RetryableError
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 SCOPES_HINT = "a project or group access token with the api and write_repository scopes"
 
 

@@ -10,7 +10,6 @@ here into our errors.
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -21,7 +20,7 @@ from typing import Any, TypeVar
 from gitops_ci import logs
 from gitops_ci.errors import AuthError, ConfigurationError, OperationalError, RetryableError, SyncError
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 T = TypeVar("T")
 REQUEST_TIMEOUT = 30.0
 MERGE_PATCH = "application/merge-patch+json"

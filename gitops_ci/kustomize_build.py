@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import re
 import shutil
@@ -21,9 +20,10 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from gitops_ci import logs
 from gitops_ci.errors import ConfigurationError
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 DEFAULT_TIMEOUT = 300.0
 _KLOG_PREFIX = re.compile(r'^[EWIF]\d{4} [\d:.]+\s+\d+ \S+\] "command failed" err=<?\s*')
 

@@ -1,16 +1,29 @@
-"""Logging for the CLI: stderr, secrets masked everywhere, GitLab collapsible sections in CI."""
+"""Logging for the CLI: stderr, secrets masked everywhere, GitLab collapsible sections in CI.
+
+Modules take their logger from `get_logger`, which imports `logging` and installs the stderr handler on
+first use: a command that never logs (set-image) never pays for importing `logging`.
+"""
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import logging
 
 MASK = "[MASKED]"
+ROOT = "gitops_ci"
 _secrets: set[str] = set()
+
+
+class _State:
+    debug = False
+    installed = False
 
 
 def register_secret(value: str | None) -> None:
@@ -25,21 +38,40 @@ def mask(text: str) -> str:
     return text
 
 
-class MaskingFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = mask(record.getMessage())
-        record.args = None
-        return True
+def _mask_record(record: logging.LogRecord) -> bool:
+    record.msg = mask(record.getMessage())
+    record.args = None
+    return True
 
 
 def configure(*, debug: bool = False) -> None:
+    """Set the level for this run (info, or debug); the handler is (re)installed when a logger is used."""
+    _State.debug = debug
+    _State.installed = False
+    if "logging" in sys.modules:
+        _install()
+
+
+def get_logger(name: str) -> logging.Logger:
+    """`logging.getLogger(name)`, with gitops-ci's masking stderr handler in place."""
+    import logging
+
+    if not _State.installed:
+        _install()
+    return logging.getLogger(name)
+
+
+def _install() -> None:
+    import logging
+
     handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(MaskingFilter())
+    handler.addFilter(_mask_record)
     handler.setFormatter(logging.Formatter("%(message)s"))
-    root = logging.getLogger("gitops_ci")
+    root = logging.getLogger(ROOT)
     root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if debug else logging.INFO)
+    root.setLevel(logging.DEBUG if _State.debug else logging.INFO)
     root.propagate = False
+    _State.installed = True
 
 
 def in_ci() -> bool:
@@ -49,7 +81,7 @@ def in_ci() -> bool:
 @contextmanager
 def section(name: str, title: str) -> Iterator[None]:
     """A collapsible section in GitLab job logs (plain log lines elsewhere)."""
-    log = logging.getLogger("gitops_ci")
+    log = get_logger(ROOT)
     if not in_ci():
         log.info("%s", title)
         yield

@@ -6,7 +6,6 @@ tip we saw; a re-run that would propose the same file content changes nothing.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ from gitops_ci.gitlab_client import GitLabClient, MergeRequestInfo, connection_f
 from gitops_ci.output import image_of
 from gitops_ci.retry import sleep_before_retry
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 _STILL_CHECKING = {"checking", "unchecked", "preparing", "approvals_syncing", "cannot_be_merged_recheck"}
 _WAIT_FOR_PIPELINE = {"ci_still_running", "ci_must_pass"}
 

@@ -108,11 +108,9 @@ def write_edits(edits: Sequence[OverlayEdit]) -> None:
 
 
 def _stage(target: Path, text: str) -> Path:
-    import tempfile
-
     mode = stat.S_IMODE(target.stat().st_mode)
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    temp = Path(name)
+    temp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(text.encode("utf-8"))

@@ -6,11 +6,11 @@ stale image; copying means newName, newTag and digest all become the source's, a
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from gitops_ci import logs
 from gitops_ci.deploy import DeployResult, EnvironmentChange, Target, change_manifests
 from gitops_ci.deploy_settings import RepoSettings, commit_message, overlay_path
 from gitops_ci.errors import ConfigurationError, KustomizationError
@@ -19,7 +19,7 @@ from gitops_ci.kustomize_edit import read_images
 from gitops_ci.output import image_of
 from gitops_ci.overlays import find_kustomization, read_text
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 DEFAULT_PROMOTE_MESSAGE = "[skip ci] promote app {app} to {env}: {image}"
 
 

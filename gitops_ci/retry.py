@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from gitops_ci import logs
 from gitops_ci.errors import OperationalError, RetryableError
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 MAX_DELAY = 8.0
 
 

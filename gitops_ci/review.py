@@ -8,7 +8,6 @@ they include); build both sides; diff, collect image changes, validate the head;
 
 from __future__ import annotations
 
-import logging
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -16,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gitops_ci import logs
 from gitops_ci.credentials import resolve_credentials
 from gitops_ci.errors import ConfigurationError
 from gitops_ci.gitlab_client import GitLabClient, GitLabConnection
@@ -29,7 +29,7 @@ from gitops_ci.validate_findings import unique_sorted
 from gitops_ci.validate_objects import ManifestFiles
 from gitops_ci.validate_repo import RepoLayout, discover, layout_of
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 DEFAULT_MAX_DIFF_LINES = 300
 
 

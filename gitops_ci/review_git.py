@@ -7,7 +7,6 @@ which is faster than `git archive | tar` and leaves no worktree metadata behind.
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,7 +17,7 @@ import git
 from gitops_ci import logs
 from gitops_ci.errors import ConfigurationError, GitError
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 
 
 class ReviewCheckout:

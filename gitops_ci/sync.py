@@ -8,7 +8,6 @@ retries transient failures (5xx, Argo CD's 503 "Queue is full", dropped connecti
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import time
@@ -32,7 +31,7 @@ from gitops_ci.kube import (
 from gitops_ci.push_hook import changed_overlay_files, push_hook_payload
 from gitops_ci.retry import with_retries
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 T = TypeVar("T")
 _SHA = re.compile(r"[0-9a-fA-F]{7,64}")
 _TARGETS = ("--argocd-webhook", "--argocd-server", "--flux-receiver", "--flux-kustomization")

@@ -7,14 +7,13 @@ a small pool, check each render as it arrives (schema, plaintext Secrets), then 
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from gitops_ci import validate_yaml
+from gitops_ci import logs, validate_yaml
 from gitops_ci.errors import ConfigurationError
 from gitops_ci.kustomize_build import BuildResult, KustomizeTool, find_tool, iter_builds
 from gitops_ci.schema_check import SchemaChecker
@@ -40,7 +39,7 @@ from gitops_ci.validate_layout import (
 from gitops_ci.validate_objects import Document, ManifestFiles, check_rendered, scan_repo_secrets
 from gitops_ci.validate_repo import RepoLayout, discover
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -7,7 +7,6 @@ is decided by the pure functions of `wait_status`. Transient read failures are l
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from gitops_ci.wait_status import (
     short,
 )
 
-log = logging.getLogger(__name__)
+log = logs.get_logger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)

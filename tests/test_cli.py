@@ -37,7 +37,7 @@ def test_set_image_imports_no_heavy_library(tmp_path: Path) -> None:
     probe = (
         "import sys\nfrom gitops_ci.cli import run\n"
         f"code = run(['set-image', '--overlay', {str(tmp_path)!r}, 'a:2'])\n"
-        "libraries = ('git', 'gitlab', 'requests', 'kubernetes', 'urllib3')\n"
+        "libraries = ('git', 'gitlab', 'requests', 'kubernetes', 'urllib3', 'logging', 'tempfile')\n"
         "heavy = sorted(m for m in libraries if m in sys.modules)\n"
         "print(code, heavy)\n"
     )

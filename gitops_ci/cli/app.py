@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
@@ -14,7 +13,6 @@ from gitops_ci import __version__, logs
 from gitops_ci.errors import EXIT_INTERRUPTED, EXIT_USAGE, GitopsCiError
 
 F = TypeVar("F", bound=Callable[..., Any])
-log = logging.getLogger("gitops_ci")
 
 
 class _State:
@@ -113,7 +111,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         if _State.debug:
             import traceback
 
-            log.debug("%s", traceback.format_exc())
+            logs.get_logger(logs.ROOT).debug("%s", traceback.format_exc())
         _fail(str(err))
         return err.exit_code
     except (KeyboardInterrupt, click.exceptions.Abort):
@@ -129,7 +127,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         if _State.debug:
             import traceback
 
-            log.error("%s", traceback.format_exc())
+            logs.get_logger(logs.ROOT).error("%s", traceback.format_exc())
         _fail(f"unexpected {type(err).__name__}: {err} (a gitops-ci bug; re-run with --debug for details)")
         return 3
     return result if isinstance(result, int) else 0
