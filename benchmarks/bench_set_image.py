@@ -2,7 +2,9 @@
 
 Cold start: each run is a fresh process of the installed console script (next to sys.executable) editing
 one overlay of tests/manifests.py's layout (a new tag every run, so every run writes), interleaved with
-`kubectl kustomize` of the same overlay; medians, ratio gitops-ci / kustomize.
+`kubectl kustomize` of the same overlay; medians, ratio gitops-ci / kustomize. The dependency floor
+(`python -c "import click, ruamel.yaml"`, in the same interleaving) bounds the ratio any CLI on these two
+libraries can reach.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def cold_start(quick: bool) -> Report:
         result = run([kube, "kustomize", overlay_dir], env=env, cwd=root)
         return result.seconds, result.max_rss_kib
 
-    python_floor, version_only = Samples(), Samples()
+    python_floor, dependency_floor, version_only = Samples(), Samples(), Samples()
     gitops, kustomize = Samples(), Samples()
     gitops_run(10_000)  # warm the page cache and the .pyc files; not counted
     kustomize_run()
@@ -80,6 +82,8 @@ def cold_start(quick: bool) -> Report:
                 kustomize.add(*kustomize_run())
         floor = run([sys.executable, "-c", "pass"], env=env)
         python_floor.add(floor.seconds, floor.max_rss_kib)
+        floor = run([sys.executable, "-c", "import click, ruamel.yaml"], env=env)
+        dependency_floor.add(floor.seconds, floor.max_rss_kib)
         version = run([tool, "--version"], env=env)
         version_only.add(version.seconds, version.max_rss_kib)
 
@@ -87,6 +91,15 @@ def cold_start(quick: bool) -> Report:
     report.row("gitops-ci set-image (1 overlay)", fmt_samples(gitops))
     report.row("kubectl kustomize (same overlay)", fmt_samples(kustomize))
     report.row("  python -c pass (interpreter floor)", fmt_samples(python_floor))
+    report.row("  import click, ruamel.yaml (dependency floor)", fmt_samples(dependency_floor))
+    report.row(
+        "  dependency floor / kustomize (the best ratio any click + ruamel CLI can reach)",
+        f"{ratio(dependency_floor.median, kustomize.median):.2f}",
+    )
+    report.row(
+        "  set-image / dependency floor (gitops-ci's own cost)",
+        f"{ratio(gitops.median, dependency_floor.median):.2f}",
+    )
     report.row("  gitops-ci --version (startup, no command)", fmt_samples(version_only))
     report.target("set-image / kustomize (cold, median)", value, "<=", 1.0)
     git_calls = _git_processes(tool, overlay_dir, root, env)
@@ -105,6 +118,7 @@ def cold_start(quick: bool) -> Report:
         "gitops_ci": gitops.summary(),
         "kustomize": kustomize.summary(),
         "python_floor": python_floor.summary(),
+        "dependency_floor": dependency_floor.summary(),
         "gitops_ci_version": version_only.summary(),
         "ratio": value,
         "git_processes": git_calls,
