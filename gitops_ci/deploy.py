@@ -25,7 +25,7 @@ from gitops_ci.deploy_settings import (
     with_trailers,
 )
 from gitops_ci.errors import ConfigurationError, KustomizationError, OperationalError, RetryableError
-from gitops_ci.git_repo import ManifestClone, Remote
+from gitops_ci.gitrepo import ManifestClone, Remote
 from gitops_ci.imageref import ImageUpdate
 from gitops_ci.overlays import OverlayEdit, plan_edits, write_edits
 from gitops_ci.retry import sleep_before_retry, with_retries

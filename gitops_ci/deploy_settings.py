@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitops_ci.errors import ConfigurationError
-from gitops_ci.git_repo import Identity
+from gitops_ci.gitrepo import Identity
 from gitops_ci.imageref import ImageUpdate, parse_image_arguments
 
 DEFAULT_PATH_TEMPLATE = "kustomize/{app}/overlays/{env}"

@@ -16,7 +16,7 @@ from gitops_ci.argocd import DEFAULT_APP_NAME_TEMPLATE
 from gitops_ci.deploy import DeployResult, remote_for
 from gitops_ci.deploy_settings import DeploySettings
 from gitops_ci.errors import ConfigurationError
-from gitops_ci.git_repo import contains_commit, remote_branch_tip
+from gitops_ci.gitrepo import contains_commit, remote_branch_tip
 from gitops_ci.kube import KubeSettings
 
 if TYPE_CHECKING:  # sync and wait are imported when a deploy asks for them, not on every deploy

@@ -23,8 +23,8 @@ from gitops_ci.deploy import (
 )
 from gitops_ci.deploy_settings import MergeRequestOptions, RepoSettings, fill, with_trailers
 from gitops_ci.errors import GitLabError, OperationalError, PushRejectedError
-from gitops_ci.git_repo import ManifestClone
 from gitops_ci.gitlab_client import GitLabClient, MergeRequestInfo, connection_for
+from gitops_ci.gitrepo import ManifestClone
 from gitops_ci.output import image_of
 from gitops_ci.retry import sleep_before_retry
 

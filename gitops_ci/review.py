@@ -19,9 +19,9 @@ from gitops_ci import logs
 from gitops_ci.credentials import resolve_credentials
 from gitops_ci.errors import ConfigurationError
 from gitops_ci.gitlab_client import GitLabClient, GitLabConnection
+from gitops_ci.gitrepo import ReviewCheckout
 from gitops_ci.kustomize_build import BuildResult, KustomizeTool, build_all, find_tool
 from gitops_ci.review_diff import Render, diff_renders, image_changes, render_from_output
-from gitops_ci.review_git import ReviewCheckout
 from gitops_ci.review_note import OverlayReview, app_and_env, is_review_note, render_note
 from gitops_ci.schema_check import SchemaChecker
 from gitops_ci.validate import check_overlay, closure_findings

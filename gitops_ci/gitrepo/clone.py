@@ -1,13 +1,11 @@
-"""The manifest repo through git (GitPython): the only module that runs git.
+"""Clones of the manifest repo that deploy and promote edit, commit and push.
 
 Clones are shallow, blob-filtered and sparse, so their cost follows the overlays we edit, not the history
-or the size of the repo. Every GitCommandError becomes one of our errors, with git's words kept and
-secrets masked.
+or the size of the repo.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,15 +13,7 @@ from pathlib import Path
 import git
 
 from gitops_ci import logs
-from gitops_ci.errors import (
-    AuthError,
-    GitError,
-    GitopsCiError,
-    OperationalError,
-    PushRejectedError,
-    RetryableError,
-    UsageError,
-)
+from gitops_ci.gitrepo.errors import classify
 
 log = logs.get_logger(__name__)
 
@@ -190,68 +180,3 @@ def remote_branch_tip(remote: Remote, branch: str) -> str | None:
     except git.GitCommandError as err:
         raise classify(err, "ls-remote", remote) from None
     return out.split()[0] if out.strip() else None
-
-
-_AUTH = re.compile(
-    r"returned error: 401|Authentication failed|could not read Username|invalid credentials", re.I
-)
-_FORBIDDEN = re.compile(r"returned error: 403|HTTP Basic: Access denied|not allowed to push", re.I)
-_PROTECTED = re.compile(r"protected branch", re.I)
-_TLS = re.compile(r"certificate|SSL|TLS|gnutls", re.I)
-_REJECTED = re.compile(
-    r"\[rejected\]|\[remote rejected\]|fetch first|non-fast-forward|stale info|cannot lock ref|"
-    r"failed to update ref",
-    re.I,
-)
-_TRANSIENT = re.compile(
-    r"returned error: 5\d\d|RPC failed|Connection reset|Empty reply|Failed to connect|Connection refused|"
-    r"timed out|unexpected disconnect|the remote end hung up|early EOF|transfer closed|HTTP/2 stream",
-    re.I,
-)
-_NOT_FOUND = re.compile(
-    r"returned error: 404|Repository not found|does not appear to be a git repository", re.I
-)
-_NO_BRANCH = re.compile(r"Remote branch (\S+) not found|couldn't find remote ref", re.I)
-
-
-def classify(err: git.GitCommandError, action: str, remote: Remote) -> GitopsCiError:
-    """Turn git's failure into an actionable error; which one decides whether we retry."""
-    output = logs.mask(f"{err.stderr or ''}\n{err.stdout or ''}")
-    detail = _last_line(output)
-    variable = remote.token_variable or "GITOPS_TOKEN"
-    if _PROTECTED.search(output):
-        return OperationalError(
-            f"git {action} to {remote.url}: the branch is protected against direct pushes; "
-            "use --mode merge-request (or allow the token's user to push)"
-        )
-    if _AUTH.search(output):
-        return AuthError(
-            f"git {action}: {variable} was rejected by {remote.url} (401); check the token is valid"
-        )
-    if _FORBIDDEN.search(output):
-        return AuthError(
-            f"git {action}: {variable} may not write to {remote.url} (403); "
-            "the token needs the write_repository scope and at least Developer access"
-        )
-    if _REJECTED.search(output):
-        return PushRejectedError(f"git {action}: the remote branch moved ({detail})")
-    if _TLS.search(output) and not _TRANSIENT.search(output):
-        return OperationalError(
-            f"git {action}: TLS verification of {remote.url} failed ({detail}); "
-            "point --ca-file or CI_SERVER_TLS_CA_FILE at the CA bundle of your GitLab"
-        )
-    if _NO_BRANCH.search(output):
-        return UsageError(f"git {action}: {detail}; check --branch")
-    if _TRANSIENT.search(output):
-        return RetryableError(f"git {action} to {remote.url} failed transiently ({detail})")
-    if _NOT_FOUND.search(output):
-        return OperationalError(
-            f"git {action}: {remote.url} was not found; check --repo-url and that {variable} can read it"
-        )
-    return GitError(f"git {action} failed: {detail}")
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip().removeprefix("stderr: ").strip("'") for line in text.splitlines() if line.strip()]
-    meaningful = [line for line in lines if line.startswith(("fatal:", "error:", "!", "remote:"))]
-    return (meaningful or lines or ["no output"])[-1]

@@ -1,4 +1,4 @@
-"""The clone a review job runs in, through GitPython: what the MR changed, and the tree it started from.
+"""The clone a review job runs in: what the MR changed, and the tree it started from.
 
 Nothing here moves HEAD, touches the index or writes to the working tree: the base tree is written to a
 temporary directory through a throwaway index (`GIT_INDEX_FILE`), with `read-tree` and `checkout-index`,
@@ -16,6 +16,7 @@ import git
 
 from gitops_ci import logs
 from gitops_ci.errors import ConfigurationError, GitError
+from gitops_ci.gitrepo.errors import local_failure
 
 log = logs.get_logger(__name__)
 
@@ -116,8 +117,4 @@ class ReviewCheckout:
                 self._repo.git.execute(["git", *args], env=env, istream=stdin, strip_newline_in_stdout=False)
             )
         except git.GitCommandError as err:
-            lines = [line.strip() for line in str(err.stderr or "").splitlines() if line.strip()]
-            detail = (
-                logs.mask(lines[-1] if lines else f"exit {err.status}").removeprefix("stderr: ").strip("'")
-            )
-            raise GitError(f"git {args[0]} failed: {detail}") from None
+            raise local_failure(err, args[0]) from None
