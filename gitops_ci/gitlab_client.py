@@ -43,6 +43,13 @@ class MergeRequestInfo:
     head_pipeline_status: str | None = None
 
 
+@dataclass(frozen=True)
+class Note:
+    id: int
+    body: str
+    author_id: int | None
+
+
 def connection_for(
     repo_url: str, gitlab_url: str | None, token: str | None, token_variable: str | None, ca_file: str | None
 ) -> GitLabConnection:
@@ -150,10 +157,17 @@ class GitLabClient:
             ids.append(int(users[0].id))
         return ids
 
-    def merge_request_notes(self, iid: int) -> list[tuple[int, str]]:
+    def merge_request_notes(self, iid: int) -> list[Note]:
         with self._errors(f"reading notes of merge request !{iid}"):
             notes = self.project.mergerequests.get(iid, lazy=True).notes.list(get_all=True)
-            return [(int(n.id), str(n.body)) for n in notes]
+            return [Note(int(n.id), str(n.body), (getattr(n, "author", None) or {}).get("id")) for n in notes]
+
+    def current_user_id(self) -> int:
+        """The user the token belongs to (a bot user for project and group access tokens)."""
+        with self._errors("reading the token's user (GET /user)"):
+            self._gl.auth()
+            assert self._gl.user is not None
+            return int(self._gl.user.id)
 
     def upsert_note(self, iid: int, body: str, note_id: int | None) -> int:
         with self._errors(f"writing a note on merge request !{iid}"):

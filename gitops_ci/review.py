@@ -114,15 +114,18 @@ def _render_changes(
 
 
 def _post(client: GitLabClient, mr: int, note: str, changes: bool) -> tuple[str, int | None]:
-    """Edit our note (the oldest that starts with the marker), or create one if there is something to say."""
-    existing = next(
-        ((i, body) for i, body in sorted(client.merge_request_notes(mr)) if is_review_note(body)), None
+    """Edit our note (the oldest with the marker written by the token's user), or create one if there is
+    something to say. A marked note by anyone else (a quote, another bot) is never edited."""
+    me = client.current_user_id()
+    ours = sorted(
+        (n for n in client.merge_request_notes(mr) if n.author_id == me and is_review_note(n.body)),
+        key=lambda n: n.id,
     )
-    if existing is None:
+    if not ours:
         return ("created", client.upsert_note(mr, note, None)) if changes else ("skipped", None)
-    if existing[1] == note:
-        return "unchanged", existing[0]
-    return "updated", client.upsert_note(mr, note, existing[0])
+    if ours[0].body == note:
+        return "unchanged", ours[0].id
+    return "updated", client.upsert_note(mr, note, ours[0].id)
 
 
 def _review_overlays(

@@ -150,6 +150,26 @@ def test_one_note_with_both_diffs_updated_in_place(
     assert gitlab_api.notes(PROJECT, merge_request)[0]["body"] == "Looks fine to me"
 
 
+def test_a_marked_note_by_someone_else_is_left_alone(
+    gitops: CliRunner, checkout: Path, merge_request: int, gitlab_api: GitLabContractServer
+) -> None:
+    """Alice quotes an old review note (marker included): review writes its own note, not hers."""
+    alice = gitlab.Gitlab(gitlab_api.url, private_token="glpat-alice")
+    quoted = f"{MARKER}\n> the old review said app0 / prod changes; is that intended?"
+    alice.projects.get(PROJECT).mergerequests.get(merge_request, lazy=True).notes.create({"body": quoted})
+
+    first = run_review(gitops, checkout)
+    assert first.out == "review note created: 2 overlays changed\n", first.err
+    again = run_review(gitops, checkout)
+    assert again.out == "review note already up to date: 2 overlays changed\n"
+
+    notes = gitlab_api.notes(PROJECT, merge_request)
+    by_author = {str(n["author"]["username"]): n for n in notes[1:]}  # type: ignore[index]
+    assert set(by_author) == {"alice", "ci-bot"} and len(notes) == 3
+    assert by_author["alice"]["body"] == quoted
+    assert "#### app0 / prod" in str(by_author["ci-bot"]["body"])
+
+
 def test_dry_run_posts_nothing(
     gitops: CliRunner, checkout: Path, merge_request: int, gitlab_api: GitLabContractServer
 ) -> None:
