@@ -7,6 +7,7 @@ change to the same file is merged at the data level and an unrelated one is simp
 from __future__ import annotations
 
 import contextlib
+import itertools
 import shutil
 import tempfile
 import time
@@ -24,7 +25,13 @@ from gitops_ci.deploy_settings import (
     overlay_path,
     with_trailers,
 )
-from gitops_ci.errors import ConfigurationError, KustomizationError, OperationalError, RetryableError
+from gitops_ci.errors import (
+    ConfigurationError,
+    KustomizationError,
+    OperationalError,
+    PushRejectedError,
+    RetryableError,
+)
 from gitops_ci.gitrepo import ManifestClone, Remote
 from gitops_ci.imageref import ImageUpdate
 from gitops_ci.overlays import OverlayEdit, plan_edits, write_edits
@@ -140,9 +147,13 @@ def open_clone(
 def push_with_retries(
     repo: RepoSettings, clone: ManifestClone, planner: Planner, message_for: MessageFor
 ) -> DeployResult:
+    """Edit, commit and push until the push lands. A lost race (another job moved the branch) re-applies
+    the edit on the new tip until --push-timeout; a transient failure is retried --max-attempts times."""
     base = clone.head()
     url, branch = clone.remote.url, clone.branch
-    for attempt in range(1, repo.max_attempts + 1):
+    deadline = time.monotonic() + repo.push_timeout_seconds
+    failures = 0
+    for attempt in itertools.count(1):
         started = time.monotonic()
         changes = tuple(edit_targets(clone.root, planner(clone.root), dry_run=repo.dry_run))
         files = [c.file for c in changes if c.edit.changed]
@@ -160,22 +171,33 @@ def push_with_retries(
             with logs.section(f"push_{attempt}", f"Pushing {commit[:12]} to {branch} (attempt {attempt})"):
                 clone.push(branch)
             return DeployResult("pushed", url, branch, commit, base, changes, attempt)
-        except RetryableError as err:
-            if attempt == repo.max_attempts:
+        except PushRejectedError as err:
+            if time.monotonic() >= deadline:
                 raise OperationalError(
-                    f"push to {branch} failed after {attempt} attempts: {err}; "
-                    "raise --max-attempts or look for a job that pushes in a loop"
+                    f"{branch} kept moving: other pushes won {attempt} races in a row for "
+                    f"{repo.push_timeout_seconds:g}s; raise --push-timeout or look for a job that pushes "
+                    "in a loop"
                 ) from None
-            # Contenders collide while one of them is between its fetch and its push, so the backoff
-            # window grows from the length of that cycle as measured here, not from a fixed base.
-            cycle = time.monotonic() - started
-            sleep_before_retry(attempt, max(repo.backoff_seconds, cycle), str(err), cap=PUSH_BACKOFF_CAP)
-            base = with_retries(
-                clone.refresh, what="fetch", max_attempts=repo.max_attempts, base=repo.backoff_seconds
-            )
-            if base == commit:  # the push landed although the connection failed: never land it twice
-                log.info("the previous push of %s landed after all", commit[:12])
-                return DeployResult("pushed", url, branch, commit, base, changes, attempt)
+            reason = str(err)
+        except RetryableError as err:
+            failures += 1
+            if failures == repo.max_attempts:
+                raise OperationalError(
+                    f"push to {branch} failed {failures} times: {err}; raise --max-attempts if the server "
+                    "is only slow"
+                ) from None
+            reason = str(err)
+        # Contenders collide while one of them is between its fetch and its push, so the backoff
+        # window grows from the length of that cycle as measured here, not from a fixed base.
+        cycle = time.monotonic() - started
+        cap = max(0.0, min(PUSH_BACKOFF_CAP, deadline - time.monotonic()))
+        sleep_before_retry(attempt, max(repo.backoff_seconds, cycle), reason, cap=cap)
+        base = with_retries(
+            clone.refresh, what="fetch", max_attempts=repo.max_attempts, base=repo.backoff_seconds
+        )
+        if base == commit:  # the push landed although the connection failed: never land it twice
+            log.info("the previous push of %s landed after all", commit[:12])
+            return DeployResult("pushed", url, branch, commit, base, changes, attempt)
     raise AssertionError("unreachable")
 
 

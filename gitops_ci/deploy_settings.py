@@ -50,6 +50,7 @@ class RepoSettings:
     workdir: Path | None = None
     max_attempts: int = 10
     backoff_seconds: float = 0.5
+    push_timeout_seconds: float = 600.0
     dry_run: bool = False
     mode: str = "push"
     merge_request: MergeRequestOptions = field(default_factory=MergeRequestOptions)
@@ -60,6 +61,8 @@ class RepoSettings:
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ConfigurationError("--max-attempts must be at least 1")
+        if self.push_timeout_seconds <= 0:
+            raise ConfigurationError("--push-timeout must be more than 0 (for example 10m)")
         if self.mode not in ("push", "merge-request"):
             raise ConfigurationError(f"--mode {self.mode!r} is not push or merge-request")
 

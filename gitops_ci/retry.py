@@ -17,7 +17,7 @@ MAX_DELAY = 8.0
 
 def backoff_delay(attempt: int, base: float, cap: float = MAX_DELAY) -> float:
     """Full jitter (AWS architecture blog): uniform in [0, min(cap, base * 2**attempt)]."""
-    return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
+    return random.uniform(0, min(cap, base * 2 ** min(attempt - 1, 32)))
 
 
 def sleep_before_retry(attempt: int, base: float, reason: str, cap: float = MAX_DELAY) -> None:

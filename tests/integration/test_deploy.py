@@ -167,6 +167,57 @@ def test_moved_branch_is_fetched_and_the_edit_reapplied(
     assert commit_count(repo, "main") == 3
 
 
+def _branch_moves_before(pushes: int, repo: Path, git_server: GitHttpServer) -> list[int]:
+    """Another job lands a commit just before each of the next `pushes` pushes reaches the server."""
+    moved: list[int] = []
+
+    def concurrent_push() -> None:
+        if len(moved) < pushes:
+            moved.append(len(moved) + 1)
+            path = overlay(f"app{len(moved)}", "dev")
+            text = read_blob(repo, "main", path).replace("1.0.0", f"1.0.{len(moved)}")
+            commit_files(repo, "main", {path: text}, f"other job {len(moved)}")
+
+    git_server.before_receive_pack = concurrent_push
+    return moved
+
+
+def test_lost_races_do_not_use_up_max_attempts(
+    run_deploy: Deploy, repo: Path, git_server: GitHttpServer
+) -> None:
+    """Each lost race means another deploy landed: they are retried for --push-timeout, not counted."""
+    moved = _branch_moves_before(3, repo, git_server)
+    result = run_deploy(
+        "--image", "registry.example.com/shop/app0:2.0.0", "--max-attempts", "1", "--format", "json"
+    )
+    assert result.code == 0, result.err
+    assert moved == [1, 2, 3] and json.loads(result.out)["attempts"] == 4
+    assert log_messages(repo, "main")[1:4] == ["other job 3", "other job 2", "other job 1"]
+    assert 'newTag: "2.0.0"' in read_blob(repo, "main", overlay("app0", "dev"))
+
+
+def test_a_branch_that_keeps_moving_fails_after_push_timeout(
+    run_deploy: Deploy, repo: Path, git_server: GitHttpServer
+) -> None:
+    _branch_moves_before(10_000, repo, git_server)
+    result = run_deploy("--image", "registry.example.com/shop/app0:2.0.0", "--push-timeout", "1s")
+    assert result.code == 1, result.err
+    (error,) = [line for line in result.err.splitlines() if line.startswith("gitops-ci: error: ")]
+    assert "main kept moving: other pushes won" in error and "raise --push-timeout" in error
+    assert not any("update image of app app0" in m for m in log_messages(repo, "main"))
+
+
+def test_transient_push_failures_are_bounded_by_max_attempts(
+    run_deploy: Deploy, repo: Path, git_server: GitHttpServer
+) -> None:
+    head = rev_parse(repo, "main")
+    git_server.fail_next("git-receive-pack", status=500, times=2)
+    result = run_deploy("--image", "registry.example.com/shop/app0:2.0.0", "--max-attempts", "2")
+    assert result.code == 1, result.err
+    assert "push to main failed 2 times" in result.err and "raise --max-attempts" in result.err
+    assert rev_parse(repo, "main") == head
+
+
 def test_twenty_concurrent_deploys_all_land_exactly_once(git_server: GitHttpServer, repo: Path) -> None:
     env = {
         **os.environ,
@@ -280,6 +331,8 @@ def test_dotenv_report(run_deploy: Deploy, repo: Path, tmp_path: Path) -> None:
         (["--path-template", "kustomize/{application}"], "available: {app}, {env}"),
         (["--image", "registry.example.com/shop/app0:bad tag"], "whitespace"),
         (["--message", "{nope}"], "available: {app}, {env}, {image}"),
+        (["--push-timeout", "0"], "duration '0' must be positive"),
+        (["--push-timeout", "soon"], "--push-timeout"),
     ],
 )
 def test_bad_input_exits_2(run_deploy: Deploy, repo: Path, args: list[str], fragment: str) -> None:
