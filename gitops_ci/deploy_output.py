@@ -68,24 +68,33 @@ def _merge_request_line(mr: MergeRequestResult) -> str:
     return f"{mr.app} {mr.environment}: {mr.action}{where} ({mr.source_branch})\n"
 
 
-def deploy_dotenv(result: DeployResult) -> dict[str, str]:
-    values = {
+def deploy_dotenv(result: DeployResult) -> tuple[dict[str, str], dict[str, str]]:
+    """The variables later jobs always get, and the per-environment ones that come after them (within
+    GitLab's 5 KB). One app: `GITOPS_IMAGE_<ENV>`, `GITOPS_MR_URL_<ENV>` …; several apps (promote
+    --all-apps): `GITOPS_IMAGE_<APP>_<ENV>` … so that no app's value hides another's."""
+    required = {
         "GITOPS_STATUS": result.status,
         "GITOPS_COMMIT_SHA": result.commit or result.base_commit,
         "GITOPS_BASE_COMMIT_SHA": result.base_commit,
-        "GITOPS_CHANGED_FILES": " ".join(result.changed_files),
         "GITOPS_BRANCH": result.branch,
         "GITOPS_REPO_URL": result.repo_url,
         "GITOPS_CHANGED": "true" if result.changed_files else "false",
-        "GITOPS_ENVIRONMENTS": " ".join(c.environment for c in result.changes),
+        "GITOPS_ENVIRONMENTS": " ".join(dict.fromkeys(c.environment for c in result.changes)),
     }
+    apps = list(dict.fromkeys([*(c.app for c in result.changes), *(m.app for m in result.merge_requests)]))
+
+    def key(prefix: str, app: str, environment: str) -> str:
+        scope = f"{env_key(app)}_" if len(apps) > 1 else ""
+        return f"GITOPS_{prefix}_{scope}{env_key(environment)}"
+
+    optional = {"GITOPS_APPS": " ".join(apps), "GITOPS_CHANGED_FILES": " ".join(result.changed_files)}
     for change in result.changes:
         if change.edit.changes:
             last = change.edit.changes[-1]
-            values[f"GITOPS_IMAGE_{env_key(change.environment)}"] = image_of(last.name, last.after)
+            optional[key("IMAGE", change.app, change.environment)] = image_of(last.name, last.after)
     for mr in result.merge_requests:
         if mr.iid is not None and mr.web_url:
-            values[f"GITOPS_MR_URL_{env_key(mr.environment)}"] = mr.web_url
-            values[f"GITOPS_MR_IID_{env_key(mr.environment)}"] = str(mr.iid)
-            values[f"GITOPS_MR_ACTION_{env_key(mr.environment)}"] = mr.action
-    return values
+            optional[key("MR_URL", mr.app, mr.environment)] = mr.web_url
+            optional[key("MR_IID", mr.app, mr.environment)] = str(mr.iid)
+            optional[key("MR_ACTION", mr.app, mr.environment)] = mr.action
+    return required, optional

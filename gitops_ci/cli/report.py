@@ -18,15 +18,16 @@ if TYPE_CHECKING:
 def report_change(
     result: DeployResult, output_format: str, dotenv: Path | None, followed: FollowUpResult | None = None
 ) -> None:
-    if dotenv is not None:
-        write_dotenv(dotenv, deploy_dotenv(result))
+    """Stdout first: it must reach the job log even when the dotenv report cannot be written."""
     if output_format == "json":
         data = deploy_json(result)
         if followed is not None:
             data.update(_follow_up_json(followed))
         emit(to_json(data))
-        return
-    emit(deploy_text(result) + (_follow_up_text(followed) if followed is not None else ""))
+    else:
+        emit(deploy_text(result) + (_follow_up_text(followed) if followed is not None else ""))
+    if dotenv is not None:
+        write_dotenv(dotenv, *deploy_dotenv(result))
 
 
 def _follow_up_json(followed: FollowUpResult) -> dict[str, Any]:

@@ -226,10 +226,13 @@ def test_promote_copies_exactly_the_source_images(run: Run, repo: Path) -> None:
     assert again.code == 0 and "already up to date" in again.out
 
 
-def test_promote_all_apps_as_merge_requests(run: Run, repo: Path, gitlab_api: GitLabContractServer) -> None:
+def test_promote_all_apps_as_merge_requests(
+    run: Run, repo: Path, gitlab_api: GitLabContractServer, tmp_path: Path
+) -> None:
     for app in ("app0", "app2"):
         text = read_blob(repo, "main", overlay(app, "staging")).replace('"1.0.0"', '"7.0"')
         commit_files(repo, "main", {overlay(app, "staging"): text}, f"{app} staging 7.0")
+    dotenv = tmp_path / "promote.env"
     result = run(
         "promote",
         "--all-apps",
@@ -241,14 +244,22 @@ def test_promote_all_apps_as_merge_requests(run: Run, repo: Path, gitlab_api: Gi
         "merge-request",
         "--format",
         "json",
+        "--dotenv",
+        dotenv,
     )
     assert result.code == 0, result.err
     actions = {(m["app"], m["action"]) for m in json.loads(result.out)["merge_requests"]}
     assert actions == {("app0", "created"), ("app1", "up-to-date"), ("app2", "created")}
-    assert sorted(m["source_branch"] for m in gitlab_api.merge_requests("group/manifests")) == [
-        "gitops/app0/prod",
-        "gitops/app2/prod",
-    ]
+    opened = {m["source_branch"]: m for m in gitlab_api.merge_requests("group/manifests")}
+    assert sorted(opened) == ["gitops/app0/prod", "gitops/app2/prod"]
+
+    # Several apps: every variable names its app, so no app's MR hides another's.
+    values = dict(line.split("=", 1) for line in dotenv.read_text().splitlines())
+    assert values["GITOPS_MR_URL_APP0_PROD"] == opened["gitops/app0/prod"]["web_url"]
+    assert values["GITOPS_MR_URL_APP2_PROD"] == opened["gitops/app2/prod"]["web_url"]
+    assert values["GITOPS_IMAGE_APP2_PROD"] == "registry.example.com/shop/app2:7.0"
+    assert values["GITOPS_APPS"] == "app0 app1 app2" and values["GITOPS_ENVIRONMENTS"] == "prod"
+    assert not any(key.startswith(("GITOPS_MR_URL_PROD", "GITOPS_IMAGE_PROD")) for key in values)
 
 
 def test_gitlab_auth_failure_names_variable_and_scopes(
