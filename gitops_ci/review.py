@@ -9,9 +9,7 @@ they include); build both sides; diff, collect image changes, validate the head;
 from __future__ import annotations
 
 import tempfile
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +22,7 @@ from gitops_ci.kustomize_build import BuildResult, KustomizeTool, build_all, fin
 from gitops_ci.review_diff import Render, diff_renders, image_changes, render_from_output
 from gitops_ci.review_note import OverlayReview, app_and_env, is_review_note, render_note
 from gitops_ci.schema_check import SchemaChecker
-from gitops_ci.validate import check_overlay, closure_findings
+from gitops_ci.validate import check_overlay, closure_findings, timed
 from gitops_ci.validate_findings import unique_sorted
 from gitops_ci.validate_objects import ManifestFiles
 from gitops_ci.validate_repo import RepoLayout, discover, layout_of
@@ -95,7 +93,7 @@ def _render_changes(
 ) -> tuple[list[OverlayReview], list[str]]:
     tool = find_tool(settings.kustomize, settings.build_options)
     with tempfile.TemporaryDirectory(prefix="gitops-ci-review-") as scratch:
-        with _timed(timings, "discover_s"):
+        with timed(timings, "discover_s"):
             after = discover(checkout.root)
             # The base tree differs from the head only in the changed paths: list it, read only those.
             changed_paths = set(changed)
@@ -109,7 +107,7 @@ def _render_changes(
             )
             affected = sorted(set(after.affected_overlays(changed)) | set(before.affected_overlays(changed)))
         log.info("%d changed files; %d overlays to render", len(changed), len(affected))
-        with _timed(timings, "build_and_diff_s"):
+        with timed(timings, "build_and_diff_s"):
             return _review_overlays(tool, checkout, base, before, after, affected, settings, timings)
 
 
@@ -177,13 +175,13 @@ def _build_base(
     if not overlays:
         return {}
     needed = set().union(*(before.read_paths(o) for o in overlays))
-    with _timed(timings, "export_base_s"):
+    with timed(timings, "export_base_s"):
         checkout.export(base, before.root, [f for f in before.files if _under(f, needed)])
     builds = build_all(tool, before.root, overlays, jobs=jobs)
     failed = [o for o, b in builds.items() if not b.ok]
     if failed:
         log.info("%d base builds failed with a partial export; exporting the whole base tree", len(failed))
-        with _timed(timings, "export_base_s"):
+        with timed(timings, "export_base_s"):
             checkout.export(base, before.root)
         builds.update(build_all(tool, before.root, failed, jobs=jobs))
     return builds
@@ -234,12 +232,3 @@ def _client(settings: ReviewSettings) -> GitLabClient:
         settings.ca_file,
     )
     return GitLabClient(connection)
-
-
-@contextmanager
-def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[key] = timings.get(key, 0.0) + time.perf_counter() - start

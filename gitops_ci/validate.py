@@ -62,21 +62,21 @@ def validate(settings: ValidateSettings) -> ValidationReport:
     root = repo_root(settings.path)
     tool = find_tool(settings.kustomize, settings.build_options)
     timings: dict[str, float] = {}
-    with _timed(timings, "discover_s"):
+    with timed(timings, "discover_s"):
         layout = discover(root)
         files = ManifestFiles(layout)
     log.info("%s: %d kustomizations, %d overlays", root, len(layout.kustomizations), len(layout.overlays))
     findings = [f for k in layout.kustomizations.values() for f in check_kustomization(layout, k)]
-    with _timed(timings, "secret_scan_s"):
+    with timed(timings, "secret_scan_s"):
         repo_secrets = scan_repo_secrets(files)
     run = _Run(files, tool, SchemaChecker(), {(f.file, f.object) for f in repo_secrets}, settings.jobs)
-    with _timed(timings, "build_and_check_s"):
+    with timed(timings, "build_and_check_s"):
         run.build(layout.overlays, "overlay")
         covered = {d for o in run.overlays if o.built for d in o.includes}
         # A base whose overlays all fail is still checked, on its own (and a broken overlay does not hide it).
         run.build([d for d in layout.kustomizations if d not in covered and d not in run.done], "base")
     timings["schema_import_s"] = run.checker.import_seconds
-    with _timed(timings, "layout_s"):
+    with timed(timings, "layout_s"):
         findings += run.findings + repo_secrets + _repo_rules(files, run.apps)
     built = sum(o.built for o in run.overlays)
     log.info("%d built, %d with broken references not built", built, run.skipped)
@@ -204,7 +204,8 @@ def repo_root(path: Path) -> Path:
 
 
 @contextmanager
-def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
+def timed(timings: dict[str, float], key: str) -> Iterator[None]:
+    """Add the seconds the block takes to `timings[key]` (review and validate report where time went)."""
     start = time.perf_counter()
     try:
         yield
