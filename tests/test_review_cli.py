@@ -15,7 +15,6 @@ from manifests import DEPLOYMENT, manifest_files, overlay
 APPS = ["app0", "app1", "app2"]
 
 
-
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
 

@@ -29,7 +29,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-
 def make_repo(root: Path) -> Path:
     """The seeded tree as a git repo (validate does not need git; a manifest repo is one)."""
     shutil.copytree(SEEDED, root)

@@ -149,8 +149,8 @@ def test_deploy_component_pushes_one_commit_and_reports_it(
     )
     after = read_blob(manifest_repo, "main", overlay("frontend", "staging"))
     assert after == before.replace(
-        "    newName: registry.example.com/shop/frontend\n    newTag: \"1.0.0\"\n",
-        f"    newName: {name}\n    newTag: \"{tag}\"\n",
+        '    newName: registry.example.com/shop/frontend\n    newTag: "1.0.0"\n',
+        f'    newName: {name}\n    newTag: "{tag}"\n',
     )
     dotenv = read_dotenv_artifact(project, DEPLOY_JOB)
     assert dotenv["GITOPS_COMMIT_SHA"] == rev_parse(manifest_repo, "main")
@@ -343,7 +343,7 @@ def test_rendered_components_are_valid_gitlab_ci(
     assert staging["variables"]["GITOPS_INPUT_ENVIRONMENT_URL"] == (
         "https://frontend.$CI_ENVIRONMENT_NAME.shop.example.com"
     )
-    assert "--image \"${IMAGE:-$CI_REGISTRY_IMAGE}:$CI_COMMIT_SHORT_SHA\"" in staging["script"][0]
+    assert '--image "${IMAGE:-$CI_REGISTRY_IMAGE}:$CI_COMMIT_SHORT_SHA"' in staging["script"][0]
     assert config["gitops-promote"]["dependencies"] == []
 
 

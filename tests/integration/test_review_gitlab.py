@@ -29,7 +29,6 @@ APPS = ["app0", "app1", "app2"]
 PROJECT = "platform/manifests"
 
 
-
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
 
