@@ -107,7 +107,20 @@ class ManifestClone:
             "GIT_COMMITTER_NAME": committer.name,
             "GIT_COMMITTER_EMAIL": committer.email,
         }
-        self._git("commit", "-q", "--no-verify", "--no-gpg-sign", "-m", message, "--", *paths, extra_env=env)
+        # --include stages `paths` into the sparse index and commits it; the default (--only) would build a
+        # temporary full index of every path in the repo instead: 5x slower with thousands of apps.
+        self._git(
+            "commit",
+            "-q",
+            "--include",
+            "--no-verify",
+            "--no-gpg-sign",
+            "-m",
+            message,
+            "--",
+            *paths,
+            extra_env=env,
+        )
         return self.head()
 
     def push(self, target_branch: str, *, force_with_lease: str | None = None) -> None:
