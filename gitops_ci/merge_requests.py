@@ -6,6 +6,7 @@ tip we saw; a re-run that would propose the same file content changes nothing.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Sequence
@@ -42,13 +43,17 @@ def open_merge_requests(
     results: list[MergeRequestResult] = []
     changes: list[EnvironmentChange] = []
     for target in targets:
-        for attempt in range(1, repo.max_attempts + 1):
+        deadline = time.monotonic() + repo.push_timeout_seconds
+        for attempt in itertools.count(1):
             try:
                 change, result = _one(repo, clone, client, target, base, message_for)
                 break
             except PushRejectedError as err:  # another job pushed the same branch: look again
-                if attempt == repo.max_attempts:
-                    raise OperationalError(f"{target.app}/{target.environment}: {err}") from None
+                if time.monotonic() >= deadline:
+                    raise OperationalError(
+                        f"{target.app}/{target.environment}: {err}, for {repo.push_timeout_seconds:g}s; "
+                        "raise --push-timeout or look for another job that pushes this branch"
+                    ) from None
                 sleep_before_retry(attempt, repo.backoff_seconds, str(err))
         changes.append(change)
         results.append(result)
