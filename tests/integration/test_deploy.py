@@ -346,6 +346,17 @@ def test_bad_input_exits_2(run_deploy: Deploy, repo: Path, args: list[str], frag
     assert rev_parse(repo, "main") == head
 
 
+def test_an_empty_manifest_repo_is_bad_input(
+    run_deploy: Deploy, git_server: GitHttpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subprocess.run(["git", "init", "-q", "--bare", str(git_server.root / "group/empty.git")], check=True)
+    result = run_deploy(
+        "--image", "registry.example.com/shop/app0:2.0.0", "--repo-url", git_server.url_for("group/empty.git")
+    )
+    assert result.code == 2, result.err
+    assert "has no commits yet; push the manifests" in result.err and "Traceback" not in result.err
+
+
 def test_credentials_in_url_are_refused(gitops: CliRunner) -> None:
     result = gitops(
         "deploy",
