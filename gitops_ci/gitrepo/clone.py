@@ -13,7 +13,7 @@ from pathlib import Path
 import git
 
 from gitops_ci import logs
-from gitops_ci.errors import ConfigurationError
+from gitops_ci.errors import ConfigurationError, GitError
 from gitops_ci.gitrepo.errors import classify
 
 log = logs.get_logger(__name__)
@@ -68,11 +68,13 @@ class ManifestClone:
             )
         except git.GitCommandError as err:
             raise classify(err, "clone", remote) from None
-        if not repo.head.is_valid():
+        clone = cls(repo, remote, branch or repo.active_branch.name)
+        try:
+            clone.head()
+        except GitError:
             raise ConfigurationError(
                 f"{remote.url} has no commits yet; push the manifests (kustomize/<app>/overlays/<env>) first"
-            )
-        clone = cls(repo, remote, branch or repo.active_branch.name)
+            ) from None
         # A sparse index keeps only the checked-out directories in .git/index: add, commit and reset stay
         # cheap on a repo of thousands of apps (git >= 2.32).
         clone._git("sparse-checkout", "set", "--cone", "--sparse-index", "--", *sparse_paths)
