@@ -13,6 +13,8 @@ server):
   entry each instead of one entry per file of the whole repo).
 - floor-tree0: the floor-sparse-index with `--filter=tree:0`, to see whether fetching only the trees on the
   edited path brings big/small toward 1×.
+- floor-no-checkout: the floor-sparse-index cloned with `--no-checkout`, then `git sparse-checkout set` and
+  `git reset --hard`: no full index is written before the cone is known (what gitops-ci does).
 - gitops-ci: the installed CLI, `gitops-ci deploy` with GITOPS_TOKEN and --ca-file, one app, one env, a
   new tag each run.
 
@@ -69,7 +71,7 @@ from servers.gitserver import (  # noqa: E402
 ENV = "dev"
 FULL = {"big": RepoSpec(apps=3000, commits=30_000), "small": RepoSpec(apps=300, commits=3_000)}
 QUICK = {"big": RepoSpec(apps=3000, commits=3_000), "small": RepoSpec(apps=300, commits=300)}
-VARIANTS = ("seed", "floor", "floor-sparse-index", "floor-tree0", "gitops-ci")
+VARIANTS = ("seed", "floor", "floor-sparse-index", "floor-tree0", "floor-no-checkout", "gitops-ci")
 CONCURRENT = 20  # --quick: 10, so that the whole quick run stays around two minutes
 FAST_BACKOFF = 0.025
 PROFILE_RUNS = 3  # traced runs per variant (--quick: 1); the one with the median wall time is shown
@@ -168,7 +170,15 @@ def seed_job(ctx: Context, size: str, app: str, tag: str, workdir: Path) -> Outc
 
 
 def floor_job(
-    ctx: Context, size: str, app: str, tag: str, workdir: Path, *, sparse_index: bool, filter_spec: str
+    ctx: Context,
+    size: str,
+    app: str,
+    tag: str,
+    workdir: Path,
+    *,
+    sparse_index: bool,
+    filter_spec: str,
+    no_checkout: bool = False,
 ) -> Outcome:
     g = git()
     clone = workdir / "floor"
@@ -176,13 +186,17 @@ def floor_job(
     options = ["--depth", "1", f"--filter={filter_spec}", "--sparse", "--no-tags", "--single-branch"]
     if sparse_index:
         options += ["-c", "index.sparse=true"]
+    if no_checkout:
+        options.append("--no-checkout")
     checkout = [g, "-C", str(clone), "sparse-checkout", "set"]
     if sparse_index:
         checkout.append("--sparse-index")
+    reset = [("reset --hard", [g, "-C", str(clone), "reset", "-q", "--hard"])] if no_checkout else []
     return _git_steps(
         [
             ("clone", [g, "clone", "-q", *options, ctx.url(size), str(clone)]),
             ("sparse-checkout set", [*checkout, str(Path(path).parent)]),
+            *reset,
             ("edit (sed)", _sed_tag(clone / path, tag)),
             ("commit -am", [g, "-C", str(clone), "commit", "-q", "-am", _message(app, tag)]),
             ("push", [g, "-C", str(clone), "push", "-q", "origin", f"HEAD:{BRANCH}"]),
@@ -227,6 +241,9 @@ JOBS: dict[str, Callable[[Context, str, str, str, Path], Outcome]] = {
         c, s, a, t, w, sparse_index=True, filter_spec="blob:none"
     ),
     "floor-tree0": lambda c, s, a, t, w: floor_job(c, s, a, t, w, sparse_index=True, filter_spec="tree:0"),
+    "floor-no-checkout": lambda c, s, a, t, w: floor_job(
+        c, s, a, t, w, sparse_index=True, filter_spec="blob:none", no_checkout=True
+    ),
     "gitops-ci": gitops_job,
 }
 
@@ -302,13 +319,13 @@ def sequential(ctx: Context, quick: bool) -> Report:
     report.target(
         "gitops-ci big / small", ratio(med("gitops-ci", "big"), med("gitops-ci", "small")), "<=", 2.5
     )
-    for variant in ("floor", "floor-sparse-index", "floor-tree0", "seed"):
+    for variant in ("floor", "floor-sparse-index", "floor-tree0", "floor-no-checkout", "seed"):
         value = ratio(med(variant, "big"), med(variant, "small"))
         report.row(f"{variant} big / small", f"{value:.2f}")
-    report.row(
-        "gitops-ci / floor-sparse-index (big)",
-        f"{ratio(med('gitops-ci', 'big'), med('floor-sparse-index', 'big')):.2f}",
-    )
+    for floor in ("floor-sparse-index", "floor-no-checkout"):
+        for size in ctx.specs:
+            value = ratio(med("gitops-ci", size), med(floor, size))
+            report.row(f"gitops-ci / {floor} ({size})", f"{value:.2f}")
     report.data = {
         "specs": {s: {"apps": p.apps, "commits": p.commits} for s, p in ctx.specs.items()},
         "generation_s": ctx.generation_s,
