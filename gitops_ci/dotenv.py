@@ -22,16 +22,16 @@ def env_key(name: str) -> str:
 def render_dotenv(values: Mapping[str, str], optional: Mapping[str, str] | None = None) -> str:
     """`values` always; `optional` ones in order while the report stays within GitLab's 5 KB (a warning
     names how many were left out: the change has landed by now, so a big report must not fail the job)."""
-    text = "".join(_line(key, value) for key, value in values.items())
-    if len(text.encode()) > MAX_BYTES:
-        raise ConfigurationError(
-            f"dotenv report would be {len(text.encode())} bytes; GitLab accepts at most 5 KB"
-        )
+    lines = [_line(key, value) for key, value in values.items()]
+    size = sum(len(line.encode()) for line in lines)
+    if size > MAX_BYTES:
+        raise ConfigurationError(f"dotenv report would be {size} bytes; GitLab accepts at most 5 KB")
     left_out = []
     for key, value in (optional or {}).items():
         line = _line(key, value)
-        if len((text + line).encode()) <= MAX_BYTES:
-            text += line
+        if size + len(line.encode()) <= MAX_BYTES:
+            lines.append(line)
+            size += len(line.encode())
         else:
             left_out.append(key)
     if left_out:
@@ -41,7 +41,7 @@ def render_dotenv(values: Mapping[str, str], optional: Mapping[str, str] | None 
             len(left_out),
             left_out[0],
         )
-    return text
+    return "".join(lines)
 
 
 def _line(key: str, value: str) -> str:

@@ -115,15 +115,13 @@ def _post(client: GitLabClient, mr: int, note: str, changes: bool) -> tuple[str,
     """Edit our note (the oldest with the marker written by the token's user), or create one if there is
     something to say. A marked note by anyone else (a quote, another bot) is never edited."""
     me = client.current_user_id()
-    ours = sorted(
-        (n for n in client.merge_request_notes(mr) if n.author_id == me and is_review_note(n.body)),
-        key=lambda n: n.id,
-    )
+    ours = [n for n in client.merge_request_notes(mr) if n.author_id == me and is_review_note(n.body)]
     if not ours:
         return ("created", client.upsert_note(mr, note, None)) if changes else ("skipped", None)
-    if ours[0].body == note:
-        return "unchanged", ours[0].id
-    return "updated", client.upsert_note(mr, note, ours[0].id)
+    oldest = min(ours, key=lambda n: n.id)
+    if oldest.body == note:
+        return "unchanged", oldest.id
+    return "updated", client.upsert_note(mr, note, oldest.id)
 
 
 def _review_overlays(

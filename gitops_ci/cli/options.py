@@ -51,7 +51,7 @@ _REPO_OPTIONS = [
         type=click.Path(path_type=Path),
         help="Keep the clone in this (new or empty) directory.",
     ),
-    target.max_attempts(10, "Tries of each network step (clone, fetch, push) on transient failures."),
+    target.max_attempts_option(10, "Tries of each network step (clone, fetch, push) on transient failures."),
     click.option(
         "--push-timeout",
         envvar="GITOPS_PUSH_TIMEOUT",
@@ -62,7 +62,7 @@ _REPO_OPTIONS = [
         help="How long lost push races are retried (the branch moved: fetch, re-apply, push again).",
     ),
     target.BACKOFF,
-    target.dry_run("Show the diff; push nothing."),
+    target.dry_run_option("Show the diff; push nothing."),
     click.option(
         "--dotenv",
         envvar="GITOPS_DOTENV",

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from gitops_ci.cli.app import common_options, emit
-from gitops_ci.cli.target_options import dry_run
+from gitops_ci.cli.target_options import dry_run_option
 from gitops_ci.errors import EXIT_FAILURE
 from gitops_ci.output import to_json
 from gitops_ci.review import DEFAULT_MAX_DIFF_LINES, ReviewSettings, review
@@ -31,7 +31,7 @@ from gitops_ci.review_output import result_json, result_text
     "--mr", type=int, envvar="CI_MERGE_REQUEST_IID", help="Merge request IID (CI_MERGE_REQUEST_IID)."
 )
 @click.option("--ca-file", envvar=["GITOPS_CA_FILE", "CI_SERVER_TLS_CA_FILE"], help="CA bundle for HTTPS.")
-@dry_run("Print the note instead of posting it.")
+@dry_run_option("Print the note instead of posting it.")
 @click.option(
     "--max-diff-lines",
     type=click.IntRange(min=10),

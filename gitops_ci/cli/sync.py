@@ -22,9 +22,9 @@ from gitops_ci.cli.target_options import (
     PRUNE,
     WITH_SOURCE,
     apply,
-    dry_run,
+    dry_run_option,
     duration,
-    max_attempts,
+    max_attempts_option,
 )
 from gitops_ci.kube import KubeSettings
 from gitops_ci.sync import SyncResult, SyncSettings, sync
@@ -91,9 +91,9 @@ def app_options(func: click.decorators.FC) -> click.decorators.FC:
     help="Flux: wait for the source.",
 )
 @app_options
-@max_attempts(5, "Tries per request on 5xx, 503 'Queue is full' and dropped connections.")
+@max_attempts_option(5, "Tries per request on 5xx, 503 'Queue is full' and dropped connections.")
 @BACKOFF
-@dry_run("Print what would be sent; send nothing.")
+@dry_run_option("Print what would be sent; send nothing.")
 @common_options
 def sync_command(
     kubeconfig: str | None,

@@ -29,7 +29,7 @@ def apply(func: F, *options: Callable[[F], F]) -> F:
     return func
 
 
-def max_attempts(default: int, help_text: str) -> Callable[[F], F]:
+def max_attempts_option(default: int, help_text: str) -> Callable[[F], F]:
     return click.option(
         "--max-attempts",
         envvar="GITOPS_MAX_ATTEMPTS",
@@ -50,7 +50,7 @@ BACKOFF = click.option(
 )
 
 
-def dry_run(help_text: str) -> Callable[[F], F]:
+def dry_run_option(help_text: str) -> Callable[[F], F]:
     return click.option("--dry-run", is_flag=True, envvar="GITOPS_DRY_RUN", help=help_text)
 
 
