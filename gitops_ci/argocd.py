@@ -70,7 +70,9 @@ class HttpAnswer:
         return (self.text.strip().splitlines() or [f"HTTP {self.status}"])[0][:300]
 
 
-def send(request: PlannedRequest, *, ca_file: str | None, what: str) -> HttpAnswer:
+def send(
+    request: PlannedRequest, *, ca_file: str | None, what: str, timeout: float = REQUEST_TIMEOUT
+) -> HttpAnswer:
     """Send `request`; connection failures and 5xx become RetryableError, TLS failures name --ca-file."""
     import requests  # lazily: see the module docstring
 
@@ -85,7 +87,7 @@ def send(request: PlannedRequest, *, ca_file: str | None, what: str) -> HttpAnsw
             params=dict(request.params) if request.params else None,
             data=data,
             verify=ca_file or True,
-            timeout=REQUEST_TIMEOUT,
+            timeout=timeout,
             allow_redirects=False,  # a redirected POST turns into a GET: say so instead
         )
     except requests.exceptions.SSLError as err:
@@ -126,8 +128,8 @@ def webhook_request(url: str, payload: Mapping[str, Any], secret: str | None) ->
     return PlannedRequest("POST", url, headers, dict(payload))
 
 
-def post_webhook(request: PlannedRequest, *, ca_file: str | None) -> None:
-    answer = send(request, ca_file=ca_file, what="Argo CD webhook")
+def post_webhook(request: PlannedRequest, *, ca_file: str | None, timeout: float = REQUEST_TIMEOUT) -> None:
+    answer = send(request, ca_file=ca_file, what="Argo CD webhook", timeout=timeout)
     if answer.status == 200:
         return
     message = answer.message()
@@ -155,7 +157,9 @@ def server_url(server: str) -> str:
 class ArgoCDApi:
     """The few calls CI needs, with a project-role token (`get` and `sync` on the project's apps)."""
 
-    def __init__(self, server: str, token: str | None, *, ca_file: str | None = None) -> None:
+    def __init__(
+        self, server: str, token: str | None, *, ca_file: str | None = None, timeout: float = REQUEST_TIMEOUT
+    ) -> None:
         if not token:
             raise ConfigurationError(
                 f"--argocd-server needs {TOKEN_VARIABLE}: create a project-role token with "
@@ -165,6 +169,7 @@ class ArgoCDApi:
         self.server = server_url(server)
         self._token = token
         self._ca_file = ca_file
+        self._timeout = timeout
 
     def _request(self, method: str, name: str, suffix: str = "", **kwargs: Any) -> PlannedRequest:
         headers = {"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"}
@@ -187,13 +192,23 @@ class ArgoCDApi:
             body["appNamespace"] = app_namespace
         return self._request("POST", name, "/sync", body=body)
 
-    def application(self, name: str, app_namespace: str | None = None, *, refresh: bool = False) -> Any:
+    def application(
+        self,
+        name: str,
+        app_namespace: str | None = None,
+        *,
+        refresh: bool = False,
+        budget: float | None = None,
+    ) -> Any:
+        """The Application; `budget` (seconds left to a caller's deadline) shortens the request timeout."""
         request = self.get_request(name, app_namespace, refresh)
-        return self._checked(send(request, ca_file=self._ca_file, what="Argo CD"), "get", name).json()
+        timeout = self._timeout if budget is None else max(1.0, min(self._timeout, budget))
+        answer = send(request, ca_file=self._ca_file, what="Argo CD", timeout=timeout)
+        return self._checked(answer, "get", name).json()
 
     def sync(self, request: PlannedRequest, name: str) -> str:
         """Start a sync; an auto-sync app refuses a pinned revision, so it gets a refresh instead."""
-        answer = send(request, ca_file=self._ca_file, what="Argo CD")
+        answer = send(request, ca_file=self._ca_file, what="Argo CD", timeout=self._timeout)
         message = answer.message()
         if answer.status == 400 and _AUTO_SYNC_REFUSAL in message:
             log.info("%s has auto-sync (%s): asking for a refresh instead", name, message)

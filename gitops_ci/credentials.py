@@ -57,42 +57,66 @@ def server_prefix(url: str) -> str:
 
 
 def check_repo_url(url: str) -> str:
-    """An https (or http, or local) URL without credentials in it."""
+    """An https (or http, or local) URL without credentials in it, that git cannot read as an option or as
+    a remote helper (`ext::`, `fd::`)."""
+    if url.startswith("-") or "::" in url or any(c.isspace() or ord(c) < 32 for c in url):
+        raise ConfigurationError(
+            f"--repo-url {url[:80]!r} is not a plain URL; use https://gitlab.example.com/group/repo.git"
+        )
     parts = urlsplit(url)
+    if parts.username or parts.password:
+        raise ConfigurationError(
+            "--repo-url contains credentials; remove them and set GITOPS_USERNAME and GITOPS_TOKEN"
+        )
     if parts.scheme in ("https", "http"):
-        if parts.username or parts.password:
-            raise ConfigurationError(
-                "--repo-url contains credentials; remove them and set GITOPS_USERNAME and GITOPS_TOKEN"
-            )
         if not parts.hostname:
             raise ConfigurationError(
                 f"--repo-url {url!r} has no host; use https://gitlab.example.com/group/repo.git"
             )
         return url
-    if parts.scheme == "file" or (not parts.scheme and url.startswith(("/", "./", "../"))):
+    if parts.scheme == "file" and not parts.netloc and parts.path.startswith("/"):
+        return url
+    if not parts.scheme and url.startswith(("/", "./", "../")):
         return url
     raise ConfigurationError(
-        f"--repo-url {url!r} is not an https URL; use https://gitlab.example.com/group/repo.git"
+        f"--repo-url {url[:80]!r} is not an https URL; use https://gitlab.example.com/group/repo.git"
     )
 
 
 def git_environment(
-    url: str, credentials: Credentials | None, ca_file: str | None, base: Mapping[str, str] | None = None
+    url: str,
+    credentials: Credentials | None,
+    ca_file: str | None,
+    base: Mapping[str, str] | None = None,
+    stall_seconds: float = 30.0,
 ) -> dict[str, str]:
-    """Environment for every git child: credentials and CA as scoped config, no prompts, no helpers."""
+    """Environment for every git child: credentials and CA scoped to the server, no prompts, no helpers, no
+    redirects, no transport but http(s) and local files, a stall timeout, and messages in English."""
     env = dict(os.environ if base is None else base)
     count = int(env.get("GIT_CONFIG_COUNT", "0") or "0")
-    settings: list[tuple[str, str]] = [("credential.helper", ""), ("core.askPass", "")]
+    settings: list[tuple[str, str]] = [
+        ("credential.helper", ""),
+        ("core.askPass", ""),
+        ("http.followRedirects", "false"),  # git's default follows the first redirect to any host
+        ("http.lowSpeedLimit", "1024"),
+        ("http.lowSpeedTime", str(max(1, round(stall_seconds)))),
+        ("protocol.allow", "never"),
+        ("protocol.https.allow", "always"),
+        ("protocol.http.allow", "always"),
+        ("protocol.file.allow", "always"),
+    ]
     prefix = server_prefix(url)
     if credentials is not None and prefix.startswith("http"):
         settings.append((f"http.{prefix}.extraHeader", credentials.basic_header()))
-    if ca_file:
-        settings.append((f"http.{prefix}.sslCAInfo", ca_file))
     for offset, (key, value) in enumerate(settings):
         env[f"GIT_CONFIG_KEY_{count + offset}"] = key
         env[f"GIT_CONFIG_VALUE_{count + offset}"] = value
     env["GIT_CONFIG_COUNT"] = str(count + len(settings))
+    if ca_file:  # the environment variable, not http.sslCAInfo: an inherited GIT_SSL_CAINFO would win
+        env["GIT_SSL_CAINFO"] = ca_file
     env["GIT_TERMINAL_PROMPT"] = "0"
     env["GIT_ASKPASS"] = "true"
+    env["LC_ALL"] = "C"  # errors are classified by git's English messages
+    env.pop("LANGUAGE", None)
     env.pop("SSH_ASKPASS", None)
     return env

@@ -35,6 +35,7 @@ from gitops_ci.errors import (
 from gitops_ci.gitrepo import ManifestClone, Remote
 from gitops_ci.imageref import ImageUpdate
 from gitops_ci.overlays import OverlayEdit, plan_edits, write_edits
+from gitops_ci.repo_paths import writable_file
 from gitops_ci.retry import sleep_before_retry, with_retries
 
 log = logs.get_logger(__name__)
@@ -115,7 +116,7 @@ def deploy(settings: DeploySettings) -> DeployResult:
 def change_manifests(
     repo: RepoSettings, sparse_paths: Sequence[str], planner: Planner, message_for: MessageFor
 ) -> DeployResult:
-    remote = remote_for(repo.repo_url, repo.ca_file)
+    remote = remote_for(repo)
     with workspace(repo.workdir) as directory:
         clone = open_clone(repo, remote, directory, sparse_paths)
         if repo.mode == "merge-request":
@@ -125,11 +126,12 @@ def change_manifests(
         return push_with_retries(repo, clone, planner, message_for)
 
 
-def remote_for(repo_url: str, ca_file: str | None) -> Remote:
-    url = check_repo_url(repo_url)
+def remote_for(repo: RepoSettings) -> Remote:
+    url = check_repo_url(repo.repo_url)
     credentials = resolve_credentials()
     variable = credentials.variable if credentials else None
-    return Remote(url, git_environment(url, credentials, ca_file), variable)
+    env = git_environment(url, credentials, repo.ca_file, stall_seconds=repo.network_timeout_seconds)
+    return Remote(url, env, variable, timeout=repo.git_timeout_seconds)
 
 
 def open_clone(
@@ -192,12 +194,14 @@ def push_with_retries(
         cycle = time.monotonic() - started
         cap = max(0.0, min(PUSH_BACKOFF_CAP, deadline - time.monotonic()))
         sleep_before_retry(attempt, max(repo.backoff_seconds, cycle), reason, cap=cap)
-        base = with_retries(
+        parent, base = base, with_retries(
             clone.refresh, what="fetch", max_attempts=repo.max_attempts, base=repo.backoff_seconds
         )
-        if base == commit:  # the push landed although the connection failed: never land it twice
+        # A push whose answer was lost may have landed, and another job may have landed on top of it since:
+        # the tip's history, not the tip itself, says whether ours is in (never land it twice).
+        if clone.is_ancestor(commit, base):
             log.info("the previous push of %s landed after all", commit[:12])
-            return DeployResult("pushed", url, branch, commit, base, changes, attempt)
+            return DeployResult("pushed", url, branch, commit, parent, changes, attempt)
     raise AssertionError("unreachable")
 
 
@@ -205,12 +209,12 @@ def edit_targets(root: Path, targets: Sequence[Target], *, dry_run: bool) -> lis
     """Plan every target's edit in memory (all or nothing), then write them unless dry-run."""
     planned: list[EnvironmentChange] = []
     for target in targets:
-        if not (root / target.path).is_dir():
+        if not writable_file(root, target.path).is_dir():
             raise KustomizationError(
                 f"overlay {target.path} for environment {target.environment!r} does not exist in the "
                 "manifest repo; check --app, --env and --path-template"
             )
-        (edit,) = plan_edits([root / target.path], target.updates, display_root=root)
+        (edit,) = plan_edits([root / target.path], target.updates, root=root)
         planned.append(EnvironmentChange(target.app, target.environment, target.path, edit))
     if not dry_run:
         write_edits([change.edit for change in planned])
@@ -221,6 +225,8 @@ def edit_targets(root: Path, targets: Sequence[Target], *, dry_run: bool) -> lis
 def workspace(workdir: Path | None) -> Iterator[Path]:
     """`--workdir` keeps the clone; otherwise a temporary directory that is always removed."""
     if workdir is not None:
+        if workdir.exists() and not workdir.is_dir():
+            raise ConfigurationError(f"--workdir {workdir} is not a directory; give a new or empty directory")
         if workdir.exists() and any(workdir.iterdir()):
             raise ConfigurationError(f"--workdir {workdir} is not empty; give a new or empty directory")
         workdir.mkdir(parents=True, exist_ok=True)

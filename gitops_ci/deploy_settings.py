@@ -11,6 +11,7 @@ from pathlib import Path
 from gitops_ci.errors import ConfigurationError
 from gitops_ci.gitrepo import Identity
 from gitops_ci.imageref import ImageUpdate, parse_image_arguments
+from gitops_ci.naming import check_name, check_ref_name, render
 
 DEFAULT_PATH_TEMPLATE = "kustomize/{app}/overlays/{env}"
 DEFAULT_MESSAGE = "[skip ci] update image of app {app} - {env} to {image}"
@@ -51,6 +52,8 @@ class RepoSettings:
     max_attempts: int = 10
     backoff_seconds: float = 0.5
     push_timeout_seconds: float = 600.0
+    network_timeout_seconds: float = 30.0
+    git_timeout_seconds: float = 300.0
     dry_run: bool = False
     mode: str = "push"
     merge_request: MergeRequestOptions = field(default_factory=MergeRequestOptions)
@@ -65,6 +68,8 @@ class RepoSettings:
             raise ConfigurationError("--push-timeout must be more than 0 (for example 10m)")
         if self.mode not in ("push", "merge-request"):
             raise ConfigurationError(f"--mode {self.mode!r} is not push or merge-request")
+        if self.branch is not None:
+            check_ref_name(self.branch, "--branch")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,6 +89,9 @@ class DeploySettings:
             raise ConfigurationError(
                 "no image: pass --image (e.g. --image registry.example.com/team/app:1.2)"
             )
+        check_name(self.app, "--app")
+        for env in self.environments:
+            check_name(env, "--env")
 
 
 def bot_identity(environ: Mapping[str, str] | None = None) -> Identity:
@@ -107,20 +115,9 @@ def trailers_from_ci(environ: Mapping[str, str] | None = None) -> tuple[tuple[st
     return tuple((key, env[var]) for key, var in _TRAILER_SOURCES if env.get(var))
 
 
-def fill(template: str, option: str, **values: str) -> str:
-    """str.format for user templates, with a one-line error that lists what is available."""
-    try:
-        return template.format(**values)
-    except (KeyError, IndexError, ValueError) as err:
-        available = ", ".join("{" + name + "}" for name in values)
-        raise ConfigurationError(
-            f"{option} {template!r} is invalid ({err}); available: {available}"
-        ) from None
-
-
 def overlay_path(template: str, app: str, env: str) -> str:
     """The overlay directory inside the repo; refuses anything that would leave it."""
-    raw = fill(template, "--path-template", app=app, env=env)
+    raw = render(template, "--path-template", app=app, env=env)
     normalised = posixpath.normpath(raw)
     escapes = normalised == ".." or normalised.startswith("../") or any(p == ".." for p in raw.split("/"))
     if raw.startswith("/") or escapes or "\\" in raw or "\0" in raw:
@@ -145,7 +142,9 @@ def commit_message(
     template: str, *, app: str, environments: Sequence[str], images: Sequence[str], mode: str
 ) -> str:
     """The commit subject; merge-request commits must not skip the MR pipeline that gates auto-merge."""
-    subject = fill(template, "--message", app=app, env=", ".join(environments), image=", ".join(images))
+    subject = render(template, "--message", app=app, env=", ".join(environments), image=", ".join(images))
+    if not subject.strip():
+        raise ConfigurationError("--message is empty; give a commit subject, e.g. 'update {app} in {env}'")
     if mode == "merge-request" and template == DEFAULT_MESSAGE:
         subject = subject.removeprefix(SKIP_CI)
     return subject

@@ -28,6 +28,10 @@ class KustomizationError(UsageError):
     """A kustomization file that cannot be found, parsed or edited safely."""
 
 
+class UnsafePathError(UsageError):
+    """A path in the manifest repo resolves outside it, or a write would go through a symlink."""
+
+
 class ConfigurationError(UsageError):
     """A missing or contradictory setting (option or environment variable)."""
 
@@ -50,6 +54,10 @@ class RetryableError(OperationalError):
 
 class PushRejectedError(RetryableError):
     """The remote branch moved under us; fetch, re-apply and push again."""
+
+
+class PushDeclinedError(OperationalError):
+    """The server refused the push for good (a hook, a push rule, branch protection): never retried."""
 
 
 class GitLabError(OperationalError):

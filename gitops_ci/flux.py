@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from gitops_ci.argocd import WEBHOOK_SECRET_VARIABLE, PlannedRequest, send
+from gitops_ci.argocd import REQUEST_TIMEOUT, WEBHOOK_SECRET_VARIABLE, PlannedRequest, send
 from gitops_ci.errors import AuthError, ConfigurationError, SyncError, WaitTimeoutError
 
 REQUESTED_AT_ANNOTATION = "reconcile.fluxcd.io/requestedAt"
@@ -40,8 +40,8 @@ def receiver_request(url: str, payload: Mapping[str, Any], secret: str | None) -
     return PlannedRequest("POST", url, headers, dict(payload))
 
 
-def post_receiver(request: PlannedRequest, *, ca_file: str | None) -> None:
-    answer = send(request, ca_file=ca_file, what="Flux receiver")
+def post_receiver(request: PlannedRequest, *, ca_file: str | None, timeout: float = REQUEST_TIMEOUT) -> None:
+    answer = send(request, ca_file=ca_file, what="Flux receiver", timeout=timeout)
     if answer.status == 200:
         return
     if answer.status in (400, 401, 403):

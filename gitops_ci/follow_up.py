@@ -94,6 +94,7 @@ def follow_up(deploy: DeploySettings, result: DeployResult, settings: FollowUpSe
                 kube=settings.kube,
                 max_attempts=repo.max_attempts,
                 backoff_seconds=repo.backoff_seconds,
+                request_timeout_seconds=repo.network_timeout_seconds,
                 dry_run=repo.dry_run,
             )
         )
@@ -101,7 +102,7 @@ def follow_up(deploy: DeploySettings, result: DeployResult, settings: FollowUpSe
         return FollowUpResult(revision, synced)
     from gitops_ci.wait import WaitSettings, wait
 
-    remote = remote_for(repo.repo_url, repo.ca_file)
+    remote = remote_for(repo)
     with tempfile.TemporaryDirectory(prefix="gitops-ci-history-") as history:
 
         def contains(sha: str) -> bool:
@@ -122,6 +123,7 @@ def follow_up(deploy: DeploySettings, result: DeployResult, settings: FollowUpSe
                 timeout_seconds=settings.timeout_seconds,
                 interval_seconds=settings.interval_seconds,
                 contains=contains,
+                request_timeout_seconds=repo.network_timeout_seconds,
                 ca_file=repo.ca_file,
                 kube=settings.kube,
             )
@@ -145,4 +147,4 @@ def _revision(deploy: DeploySettings, result: DeployResult) -> str | None:
         return result.commit or result.base_commit
     if any(mr.action not in ("merged", "up-to-date") for mr in result.merge_requests):
         return None
-    return remote_branch_tip(remote_for(deploy.repo.repo_url, deploy.repo.ca_file), result.branch)
+    return remote_branch_tip(remote_for(deploy.repo), result.branch)

@@ -27,6 +27,7 @@ class GitLabConnection:
     token: str = field(repr=False)
     token_variable: str
     ca_file: str | None = None
+    timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,12 @@ class Note:
 
 
 def connection_for(
-    repo_url: str, gitlab_url: str | None, token: str | None, token_variable: str | None, ca_file: str | None
+    repo_url: str,
+    gitlab_url: str | None,
+    token: str | None,
+    token_variable: str | None,
+    ca_file: str | None,
+    timeout: float = 30.0,
 ) -> GitLabConnection:
     """GitLab from --gitlab-url / CI_SERVER_URL, else the repo URL's host; project from the repo URL."""
     if token is None or token_variable is None:
@@ -68,7 +74,7 @@ def connection_for(
         raise ConfigurationError(
             f"cannot tell the GitLab project from --repo-url {repo_url!r}; use group/project"
         )
-    return GitLabConnection(base, path, token, token_variable, ca_file)
+    return GitLabConnection(base, path, token, token_variable, ca_file, timeout)
 
 
 class GitLabClient:
@@ -82,9 +88,10 @@ class GitLabClient:
             connection.url,
             private_token=connection.token,
             ssl_verify=connection.ca_file or True,
-            timeout=30,
+            timeout=connection.timeout,
             retry_transient_errors=True,
             user_agent="gitops-ci",
+            session=_session_without_redirects(),
         )
         self._project: Any = None
 
@@ -204,6 +211,11 @@ class GitLabClient:
                     f"{action}: {c.project_path} was not found on {c.url} ({message}); check --repo-url and "
                     f"--gitlab-url, and that {c.token_variable} can see the project"
                 ) from None
+            if code is not None and 300 <= code < 400:
+                raise GitLabError(
+                    f"{action}: {c.url} answered {code} (a redirect); gitops-ci never sends the token to "
+                    "another URL: set --gitlab-url (or CI_SERVER_URL) to GitLab's own external URL"
+                ) from None
             if code is not None and code >= 500:
                 raise RetryableError(f"{action}: GitLab answered {code} ({message})") from None
             raise GitLabError(f"{action}: GitLab answered {code} ({message})") from err
@@ -214,6 +226,18 @@ class GitLabClient:
             ) from None
         except requests.exceptions.RequestException as err:
             raise RetryableError(f"{action}: cannot reach {c.url} ({type(err).__name__})") from None
+
+
+def _session_without_redirects() -> Any:
+    """A requests session that returns a redirect as it is: requests would follow it with python-gitlab's
+    PRIVATE-TOKEN header to any host (it strips only Authorization)."""
+    import requests
+
+    class NoRedirects(requests.Session):
+        def get_redirect_target(self, resp: requests.Response) -> None:
+            return None
+
+    return NoRedirects()
 
 
 def _message(err: Any) -> str:

@@ -35,6 +35,7 @@ TAG_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 DIGEST_RE: Final = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x20\x7f-\x9f]")
 _MAX_REPOSITORY_LENGTH = 255
+_PRINTABLE_ASCII = re.compile(r"[!-~]+")
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,17 @@ def validate_repository(value: str, what: str = "new name") -> str:
         raise ImageArgumentError(
             f"{what} {value!r} is not a valid image repository: use lowercase path components with an "
             "optional registry host[:port]/ prefix, e.g. registry.example.com:5000/team/app"
+        )
+    return value
+
+
+def validate_name(value: str) -> str:
+    """The name an images entry matches: what manifests write, so templated names (`gcr.io/<<P>>/x`) pass,
+    but only printable ASCII — a look-alike letter or a zero-width space would append a bogus entry."""
+    if len(value) > _MAX_REPOSITORY_LENGTH or not _PRINTABLE_ASCII.fullmatch(value) or "=" in value:
+        raise ImageArgumentError(
+            f"image name {value[:80]!r} must be printable ASCII without spaces (a look-alike or invisible "
+            "character?), as the containers' image fields write it"
         )
     return value
 
@@ -123,6 +135,7 @@ def _parse(argument: str) -> ImageUpdate:
         name, _, value = argument.partition("=")
         if not name:
             raise ImageArgumentError("the image name before '=' is empty")
+        validate_name(name)
         if value == "":
             return ImageUpdate(name, None, None, None, argument)
         new_name, tag, digest = split_reference(value)
@@ -133,6 +146,7 @@ def _parse(argument: str) -> ImageUpdate:
     name, tag, digest = split_reference(argument)
     if not name:
         raise ImageArgumentError("the image name is empty")
+    validate_name(name)
     if tag is None and digest is None:
         raise ImageArgumentError(
             "it sets nothing: use name:tag, name@digest, name=newName or name=newName:tag"

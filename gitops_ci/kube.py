@@ -48,6 +48,7 @@ class KubeSettings:
     kubeconfig: str | None = None
     context: str | None = None
     ca_file: str | None = None  # used only when the kubeconfig names no CA of its own
+    request_timeout: float = REQUEST_TIMEOUT
 
     def where(self) -> str:
         source = self.kubeconfig or _default_kubeconfig()
@@ -71,14 +72,17 @@ class KubeClient:
         self.settings = settings
         self._api: Any = None
 
-    def get(self, kind: CustomKind, namespace: str, name: str) -> dict[str, Any]:
+    def get(self, kind: CustomKind, namespace: str, name: str, budget: float | None = None) -> dict[str, Any]:
+        """The object; `budget` (seconds left to a caller's deadline) shortens the request timeout."""
+        limit = self.settings.request_timeout
+        timeout = limit if budget is None else max(1.0, min(limit, budget))
         return self._call(
             kind,
             namespace,
             name,
             "get",
             lambda api: api.get_namespaced_custom_object(
-                kind.group, kind.version, namespace, kind.plural, name, _request_timeout=REQUEST_TIMEOUT
+                kind.group, kind.version, namespace, kind.plural, name, _request_timeout=timeout
             ),
         )
 
@@ -98,7 +102,7 @@ class KubeClient:
                 name,
                 body,
                 _content_type=MERGE_PATCH,
-                _request_timeout=REQUEST_TIMEOUT,
+                _request_timeout=self.settings.request_timeout,
             ),
         )
 
@@ -117,6 +121,7 @@ class KubeClient:
         return self._api
 
     def _api_client(self) -> Any:
+        import urllib3
         from kubernetes import client, config
 
         configuration = client.Configuration()
@@ -138,6 +143,8 @@ class KubeClient:
                 )
         except config.ConfigException as err:
             raise ConfigurationError(f"cannot use {self.settings.where()}: {err}") from None
+        # A redirect comes back as an answer (an error below), never followed with the credentials.
+        configuration.retries = urllib3.util.Retry(total=0, redirect=False)
         if not configuration.ssl_ca_cert and self.settings.ca_file:
             if not Path(self.settings.ca_file).is_file():
                 raise ConfigurationError(f"--ca-file {self.settings.ca_file} does not exist")

@@ -24,7 +24,11 @@ from gitops_ci import logs
 from gitops_ci.errors import ConfigurationError
 
 log = logs.get_logger(__name__)
-DEFAULT_TIMEOUT = 300.0
+DEFAULT_TIMEOUT = 60.0
+# Flags that are safe on untrusted content; everything else (--enable-helm, --enable-alpha-plugins,
+# --enable-exec, --load-restrictor, --mount, --network, --env, ...) would let the repo run, fetch or read.
+SAFE_BUILD_OPTIONS = ("--reorder", "--enable-managedby-label", "--stack-trace")
+_DEAD_PROXY = "http://127.0.0.1:9"  # the discard port: any fetch kustomize might still try fails at once
 _KLOG_PREFIX = re.compile(r'^[EWIF]\d{4} [\d:.]+\s+\d+ \S+\] "command failed" err=<?\s*')
 
 
@@ -39,6 +43,7 @@ class KustomizeTool:
     executable: str
     subcommand: str  # "build" or "kustomize"
     options: tuple[str, ...] = ()
+    timeout: float = DEFAULT_TIMEOUT
 
     @property
     def name(self) -> str:
@@ -67,8 +72,18 @@ class KustomizeTool:
         return f"kubectl {client}, kustomize {data.get('kustomizeVersion', '?')}"
 
 
-def find_tool(explicit: str | None = None, options: Sequence[str] = ()) -> KustomizeTool:
+def find_tool(
+    explicit: str | None = None, options: Sequence[str] = (), timeout: float = DEFAULT_TIMEOUT
+) -> KustomizeTool:
     """`explicit` (a path or name), else `kustomize` on PATH, else `kubectl` on PATH or beside Python."""
+    for option in options:
+        if option.split("=", 1)[0] not in SAFE_BUILD_OPTIONS:
+            raise ConfigurationError(
+                f"--build-option {option!r} is not allowed: builds of an untrusted repo run without helm, "
+                f"plugins, exec or network; allowed: {', '.join(SAFE_BUILD_OPTIONS)} (as --flag=value)"
+            )
+    if timeout <= 0:
+        raise ConfigurationError("--build-timeout must be positive")
     candidates: list[str | None]
     if explicit:
         candidates = [shutil.which(explicit) or (explicit if Path(explicit).is_file() else None)]
@@ -86,7 +101,7 @@ def find_tool(explicit: str | None = None, options: Sequence[str] = ()) -> Kusto
     for found in candidates:
         if found:
             subcommand = "kustomize" if Path(found).name.startswith("kubectl") else "build"
-            return KustomizeTool(found, subcommand, tuple(options))
+            return KustomizeTool(found, subcommand, tuple(options), timeout)
     raise ConfigurationError(
         "neither kustomize nor kubectl is on PATH: install kubectl or kustomize (or point --kustomize at one)"
     )
@@ -94,29 +109,58 @@ def find_tool(explicit: str | None = None, options: Sequence[str] = ()) -> Kusto
 
 @dataclass(frozen=True)
 class BuildResult:
-    overlay: str  # as given to build_all
+    overlay: str  # as given to iter_builds
     ok: bool
     output: str
     error: str
     seconds: float
 
 
-def build(tool: KustomizeTool, directory: Path, timeout: float = DEFAULT_TIMEOUT) -> tuple[bool, str, str]:
-    """(ok, stdout, one-paragraph error)."""
+def offline_environment() -> dict[str, str]:
+    """What a build sees of our environment: PATH and nothing else of ours (no GITOPS_*/CI_* token, no
+    kubeconfig, no git config or credentials), a HOME that does not exist, and proxies that go nowhere."""
+    env = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "HOME": "/nonexistent/gitops-ci-build",
+        "LC_ALL": "C",
+        "KUBECONFIG": os.devnull,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_TERMINAL_PROMPT": "0",
+        "NO_PROXY": "",
+        "no_proxy": "",
+    }
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        env[name] = _DEAD_PROXY
+    return env
+
+
+def build(tool: KustomizeTool, directory: Path) -> tuple[bool, str, str]:
+    """(ok, stdout, one-paragraph error); the build is killed at tool.timeout. It stays in our process
+    group, so a cancelled job takes it down too."""
     try:
         # An argument list from a resolved executable: no shell, no untrusted program name.
-        proc = subprocess.run(  # noqa: S603
-            tool.argv(directory), capture_output=True, text=True, timeout=timeout, check=False
+        process = subprocess.Popen(  # noqa: S603
+            tool.argv(directory),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=offline_environment(),
         )
-    except subprocess.TimeoutExpired:
-        return False, "", f"{tool.name} did not finish within {timeout:.0f} s"
     except OSError as err:
         raise ConfigurationError(
             f"cannot run {tool.executable}: {err.strerror}; install kubectl or kustomize"
         ) from None
-    if proc.returncode != 0:
-        return False, "", clean_error(proc.stderr) or f"{tool.name} exited {proc.returncode}"
-    return True, proc.stdout, ""
+    try:
+        stdout, stderr = process.communicate(timeout=tool.timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        return False, "", f"{tool.name} did not finish within {tool.timeout:g} s (--build-timeout)"
+    if process.returncode != 0:
+        return False, "", clean_error(stderr) or f"{tool.name} exited {process.returncode}"
+    return True, stdout, ""
 
 
 def iter_builds(
@@ -125,14 +169,13 @@ def iter_builds(
     overlays: Iterable[str],
     *,
     jobs: int | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
 ) -> Iterator[BuildResult]:
     """Build overlays (repo-relative dirs under `root`) in a pool; yield each result as it completes, so
     the caller checks one render while the next ones build."""
 
     def one(overlay: str) -> BuildResult:
         start = time.perf_counter()
-        ok, output, error = build(tool, root / overlay, timeout)
+        ok, output, error = build(tool, root / overlay)
         error = error.replace(f"{root}{os.sep}", "").replace(str(root), ".")
         return BuildResult(overlay, ok, output, error, time.perf_counter() - start)
 
@@ -144,12 +187,6 @@ def iter_builds(
         finally:
             for future in futures:
                 future.cancel()
-
-
-def build_all(
-    tool: KustomizeTool, root: Path, overlays: Iterable[str], *, jobs: int | None = None
-) -> dict[str, BuildResult]:
-    return {r.overlay: r for r in iter_builds(tool, root, overlays, jobs=jobs)}
 
 
 def clean_error(stderr: str) -> str:

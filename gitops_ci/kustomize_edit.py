@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from gitops_ci import yamlconf
+from gitops_ci import yaml_shape, yamlconf
 from gitops_ci.errors import KustomizationError
 from gitops_ci.imageref import MANAGED_FIELDS, ImageUpdate
 from gitops_ci.kustomize_text import (
@@ -130,6 +130,8 @@ def _parse(text: str, source: str) -> _Document:
         root = yamlconf.compose(text)
     except YAMLError as err:
         raise KustomizationError(_yaml_message(err, source)) from None
+    except yaml_shape.YAMLShapeError as err:
+        raise KustomizationError(f"{source}: refusing to edit it: {err}") from None
     if root is not None and not isinstance(root, MappingNode):
         raise KustomizationError(f"{source}: the top level is not a mapping; is this a kustomization file?")
     doc = _Document(text, source, root)
@@ -137,6 +139,8 @@ def _parse(text: str, source: str) -> _Document:
         return doc
     seen: set[str] = set()
     for key, value in root.value:
+        if not isinstance(key, ScalarNode):
+            raise KustomizationError(f"{_at(doc, key)}: a key that is not a string; kustomize refuses it")
         if key.value in seen:
             raise KustomizationError(f"{_at(doc, key)}: duplicate key {key.value!r}; remove one of them")
         seen.add(key.value)
@@ -152,6 +156,11 @@ def _collect_entries(doc: _Document) -> None:
         return
     if not isinstance(images, SequenceNode):
         raise KustomizationError(f"{_at(doc, images)}: images must be a list of entries with a name")
+    if anchored := _first_anchored(images):
+        raise KustomizationError(
+            f"{_at(doc, anchored)}: the images list uses a YAML anchor or alias (&{anchored.anchor}); "
+            "an edit there would change every place that shares it: write the entries out in full"
+        )
     for index, item in enumerate(images.value):
         if not isinstance(item, MappingNode):
             raise KustomizationError(f"{_at(doc, item)}: images entry {index + 1} is not a mapping")
@@ -164,6 +173,20 @@ def _collect_entries(doc: _Document) -> None:
             if name in entry.fields and not isinstance(entry.fields[name][1], ScalarNode):
                 raise KustomizationError(f"{_at(doc, entry.fields[name][1])}: {name} must be a string")
         doc.entries.append(entry)
+
+
+def _first_anchored(node: Node) -> Node | None:
+    """The first node under `node` (itself included) that carries an anchor, which aliases may share."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if getattr(current, "anchor", None):
+            return current
+        if isinstance(current, SequenceNode):
+            stack.extend(current.value)
+        elif isinstance(current, MappingNode):
+            stack.extend(n for pair in current.value for n in pair)
+    return None
 
 
 def _edit_entry(doc: _Document, entry: _Entry, after: dict[str, str]) -> list[Splice]:

@@ -12,7 +12,7 @@ from typing import Any
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from gitops_ci import yamlconf
+from gitops_ci import yaml_shape, yamlconf
 from gitops_ci.errors import InternalError
 from gitops_ci.imageref import MANAGED_FIELDS
 
@@ -43,8 +43,8 @@ def plain(node: Node | None, depth: int = 0) -> Any:
     """A comparable tree: strings for str scalars, (tag, text) for other scalars, dicts and lists."""
     if node is None:
         return {}
-    if depth > 100:
-        raise InternalError("the kustomization nests deeper than 100 levels (recursive aliases?)")
+    if depth > 2 * yaml_shape.MAX_DEPTH:  # compose() refused deeper documents: this is a bug
+        raise InternalError(f"the kustomization nests deeper than {2 * yaml_shape.MAX_DEPTH} levels")
     if isinstance(node, ScalarNode):
         return node.value if yamlconf.is_string_node(node) else (yamlconf.tag_of(node), node.value)
     if isinstance(node, SequenceNode):

@@ -22,10 +22,12 @@ from gitops_ci.deploy import (
     Target,
     edit_targets,
 )
-from gitops_ci.deploy_settings import MergeRequestOptions, RepoSettings, fill, with_trailers
+from gitops_ci.deploy_settings import MergeRequestOptions, RepoSettings, with_trailers
 from gitops_ci.errors import GitLabError, OperationalError, PushRejectedError
 from gitops_ci.gitlab_client import GitLabClient, MergeRequestInfo, connection_for
 from gitops_ci.gitrepo import ManifestClone
+from gitops_ci.markdown import check_note, code, one_line
+from gitops_ci.naming import check_ref_name, render
 from gitops_ci.output import image_of
 from gitops_ci.retry import sleep_before_retry
 
@@ -71,6 +73,7 @@ def _client(repo: RepoSettings) -> GitLabClient:
             credentials.token if credentials else None,
             credentials.variable if credentials else None,
             repo.ca_file,
+            repo.network_timeout_seconds,
         )
     )
 
@@ -84,7 +87,9 @@ def _one(
     message_for: MessageFor,
 ) -> tuple[EnvironmentChange, MergeRequestResult]:
     options = repo.merge_request
-    source = fill(options.branch_template, "--mr-branch", app=target.app, env=target.environment)
+    source = check_ref_name(
+        render(options.branch_template, "--mr-branch", app=target.app, env=target.environment), "--mr-branch"
+    )
     clone.start_branch(source, base)
     (change,) = edit_targets(clone.root, [target], dry_run=repo.dry_run)
 
@@ -145,12 +150,11 @@ def _fields(
     branch: str,
 ) -> dict[str, object]:
     images = ", ".join(image_of(c.name, c.after) for c in change.edit.changes)
+    values = {"app": target.app, "env": target.environment}
     fields: dict[str, object] = {
         "source_branch": source,
         "target_branch": branch,
-        "title": fill(
-            options.title_template, "--mr-title", app=target.app, env=target.environment, image=images
-        ),
+        "title": one_line(render(options.title_template, "--mr-title", **values, image=images), limit=255),
         "description": describe(target, change),
         "remove_source_branch": options.remove_source_branch,
         "squash": options.squash,
@@ -167,8 +171,9 @@ def _fields(
 def describe(target: Target, change: EnvironmentChange) -> str:
     """The MR description: what changes, and where it comes from."""
     rows = [
-        f"| {target.app} | {target.environment} | `{image_of(c.name, c.before) if c.before else '(new)'}` | "
-        f"`{image_of(c.name, c.after)}` |"
+        f"| {code(target.app, cell=True)} | {code(target.environment, cell=True)} | "
+        f"{code(image_of(c.name, c.before), cell=True) if c.before else '(new)'} | "
+        f"{code(image_of(c.name, c.after), cell=True)} |"
         for c in change.edit.changes
     ]
     lines = ["| App | Environment | Before | After |", "| --- | --- | --- | --- |", *rows, ""]
@@ -185,7 +190,7 @@ def describe(target: Target, change: EnvironmentChange) -> str:
     if links:
         lines.append(" · ".join(links))
     lines.append(f"\n<!-- gitops-ci: app={target.app} env={target.environment} file={change.file} -->")
-    return "\n".join(lines)
+    return check_note("\n".join(lines))
 
 
 def _update_if_changed(

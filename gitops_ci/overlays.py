@@ -12,9 +12,11 @@ from pathlib import Path
 from gitops_ci.errors import KustomizationError, OperationalError
 from gitops_ci.imageref import ImageUpdate
 from gitops_ci.kustomize_edit import EntryChange, set_images
+from gitops_ci.repo_paths import relative_inside, work_tree_of, writable_file
 
 KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 _BOM = "\ufeff"
+MAX_FILE_BYTES = 1024 * 1024  # real kustomizations are a few KB; ruamel parses ~0.3 MB/s
 
 
 @dataclass(frozen=True)
@@ -32,12 +34,19 @@ class OverlayEdit:
         return self.before != self.after
 
 
-def find_kustomization(directory: Path) -> Path:
+def find_kustomization(root: Path, overlay: str) -> Path:
+    """The kustomization file of `overlay` (relative to the repo `root`); neither it nor any directory on
+    the way may be a symlink, so what is read and written is the file the repo holds there."""
+    directory = writable_file(root, overlay)
     if not directory.is_dir():
         raise KustomizationError(
             f"{directory}: no such overlay directory; check --overlay or the path template"
         )
-    found = [directory / name for name in KUSTOMIZATION_NAMES if (directory / name).is_file()]
+    found = [
+        writable_file(root, f"{overlay}/{name}")
+        for name in KUSTOMIZATION_NAMES
+        if (directory / name).is_file() or (directory / name).is_symlink()
+    ]
     if not found:
         names = ", ".join(KUSTOMIZATION_NAMES)
         raise KustomizationError(f"{directory}: no kustomization file ({names}); is this an overlay?")
@@ -50,9 +59,15 @@ def find_kustomization(directory: Path) -> Path:
 def read_text(path: Path) -> str:
     """The file's text exactly as stored (BOM and line endings included)."""
     try:
-        data = path.read_bytes()
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
     except OSError as err:
         raise OperationalError(f"{path}: cannot read: {err.strerror}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise KustomizationError(
+            f"{path}: larger than {MAX_FILE_BYTES // 1024} KiB; gitops-ci edits kustomizations up to "
+            "that size"
+        )
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -73,19 +88,23 @@ def plan_edits(
     updates: Sequence[ImageUpdate],
     *,
     strict: bool = False,
-    display_root: Path | None = None,
+    root: Path | None = None,
 ) -> list[OverlayEdit]:
-    """Edit every overlay in memory; any error aborts before anything is written."""
+    """Edit every overlay in memory; any error aborts before anything is written. Each overlay must lie in
+    `root` (default: the git work tree it is in)."""
     edits: list[OverlayEdit] = []
     seen: set[Path] = set()
     for overlay in overlays:
-        path = find_kustomization(overlay)
+        base = root if root is not None else work_tree_of(overlay)
+        found = find_kustomization(base, relative_inside(base, overlay))
+        path = found if root is not None else overlay / found.name
         real = path.resolve()
         if real in seen:
             continue
         seen.add(real)
         before = read_text(path)
-        after, changes = edit_text(before, updates, strict=strict, source=_display(path, display_root))
+        source = _display(path, root)
+        after, changes = edit_text(before, updates, strict=strict, source=source)
         edits.append(OverlayEdit(overlay, path, before, after, changes))
     return edits
 

@@ -13,11 +13,13 @@ from pathlib import Path
 from gitops_ci import logs
 from gitops_ci.deploy import DeployResult, EnvironmentChange, Target, change_manifests
 from gitops_ci.deploy_settings import RepoSettings, commit_message, overlay_path
-from gitops_ci.errors import ConfigurationError, KustomizationError
-from gitops_ci.imageref import ImageUpdate
+from gitops_ci.errors import ConfigurationError, ImageArgumentError, KustomizationError
+from gitops_ci.imageref import ImageUpdate, validate_digest, validate_name, validate_repository, validate_tag
 from gitops_ci.kustomize_edit import read_images
+from gitops_ci.naming import check_name, is_name
 from gitops_ci.output import image_of
 from gitops_ci.overlays import find_kustomization, read_text
+from gitops_ci.repo_paths import writable_file
 
 log = logs.get_logger(__name__)
 DEFAULT_PROMOTE_MESSAGE = "[skip ci] promote app {app} to {env}: {image}"
@@ -42,6 +44,11 @@ class PromoteSettings:
             raise ConfigurationError(
                 f"--from {self.source} is also a --to target; promote to other environments"
             )
+        if self.app:
+            check_name(self.app, "--app")
+        check_name(self.source, "--from")
+        for target in self.targets:
+            check_name(target, "--to")
 
 
 def promote(settings: PromoteSettings) -> DeployResult:
@@ -76,13 +83,15 @@ def promote(settings: PromoteSettings) -> DeployResult:
 
 def source_updates(root: Path, path: str, names: Sequence[str]) -> tuple[ImageUpdate, ...]:
     """Updates that make a target's entries equal to the source overlay's (all entries, or those named)."""
-    file = find_kustomization(root / path)
+    file = find_kustomization(root, path)
     entries = read_images(read_text(file).removeprefix("\ufeff"), str(file.relative_to(root)))
     by_name = {e["name"]: e for e in entries}
     missing = [n for n in names if n not in by_name]
     if missing:
         raise KustomizationError(f"{path} has no images entry named {', '.join(missing)}; check --image")
     chosen = [by_name[n] for n in names] if names else list(by_name.values())
+    for entry in chosen:
+        _check_entry(entry, path)
     return tuple(
         ImageUpdate(
             e["name"], e.get("newName"), e.get("newTag"), e.get("digest"), argument=f"{e['name']} from {path}"
@@ -91,18 +100,36 @@ def source_updates(root: Path, path: str, names: Sequence[str]) -> tuple[ImageUp
     )
 
 
+def _check_entry(entry: dict[str, str], path: str) -> None:
+    """What is copied must be a valid image: the source overlay is repo content, not trusted input."""
+    try:
+        validate_name(entry["name"])
+        if "newName" in entry:
+            validate_repository(entry["newName"])
+        if "newTag" in entry:
+            validate_tag(entry["newTag"])
+        if "digest" in entry:
+            validate_digest(entry["digest"])
+    except ImageArgumentError as err:
+        raise KustomizationError(
+            f"{path}: images entry {entry['name'][:60]!r}: {err}; fix the source overlay first"
+        ) from None
+
+
 def _targets(root: Path, settings: PromoteSettings, app: str) -> list[Target]:
     template = settings.repo.path_template
     source = overlay_path(template, app, settings.source)
     target_paths = {env: overlay_path(template, app, env) for env in settings.targets}
-    if settings.all_apps and not all((root / p).is_dir() for p in (source, *target_paths.values())):
+    if settings.all_apps and not all(
+        writable_file(root, p).is_dir() for p in (source, *target_paths.values())
+    ):
         log.info(
             "%s: skipped, it lacks one of the overlays %s",
             app,
             ", ".join([settings.source, *settings.targets]),
         )
         return []
-    if not (root / source).is_dir():
+    if not writable_file(root, source).is_dir():
         raise KustomizationError(
             f"source overlay {source} does not exist; check --app, --from and --path-template"
         )
@@ -119,8 +146,10 @@ def _apps_directory(template: str) -> str:
 
 def _list_apps(root: Path, template: str) -> list[str]:
     directory = root / _apps_directory(template)
-    return (
-        sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
-        if directory.is_dir()
-        else []
-    )
+    if not directory.is_dir():
+        return []
+    names = sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for name in names:
+        if not is_name(name):
+            log.warning("%r: skipped, not a valid app name", name[:60])
+    return [name for name in names if is_name(name)]

@@ -18,11 +18,11 @@ from gitops_ci.credentials import resolve_credentials
 from gitops_ci.errors import ConfigurationError
 from gitops_ci.gitlab_client import GitLabClient, GitLabConnection
 from gitops_ci.gitrepo import ReviewCheckout
-from gitops_ci.kustomize_build import BuildResult, KustomizeTool, build_all, find_tool
+from gitops_ci.kustomize_build import DEFAULT_TIMEOUT, BuildResult, KustomizeTool, find_tool
 from gitops_ci.review_diff import Render, diff_renders, image_changes, render_from_output
 from gitops_ci.review_note import OverlayReview, app_and_env, is_review_note, render_note
 from gitops_ci.schema_check import SchemaChecker
-from gitops_ci.validate import check_overlay, closure_findings, timed
+from gitops_ci.validate import check_overlay, closure_findings, guarded_builds, timed
 from gitops_ci.validate_findings import unique_sorted
 from gitops_ci.validate_objects import ManifestFiles
 from gitops_ci.validate_repo import RepoLayout, discover, layout_of
@@ -42,6 +42,7 @@ class ReviewSettings:
     dry_run: bool = False
     kustomize: str | None = None
     build_options: tuple[str, ...] = ()
+    build_timeout: float = DEFAULT_TIMEOUT
     jobs: int | None = None
     max_diff_lines: int = DEFAULT_MAX_DIFF_LINES
 
@@ -91,7 +92,7 @@ def _render_changes(
     settings: ReviewSettings,
     timings: dict[str, float],
 ) -> tuple[list[OverlayReview], list[str]]:
-    tool = find_tool(settings.kustomize, settings.build_options)
+    tool = find_tool(settings.kustomize, settings.build_options, settings.build_timeout)
     with tempfile.TemporaryDirectory(prefix="gitops-ci-review-") as scratch:
         with timed(timings, "discover_s"):
             after = discover(checkout.root)
@@ -135,10 +136,9 @@ def _review_overlays(
     timings: dict[str, float],
 ) -> tuple[list[OverlayReview], list[str]]:
     old_builds = _build_base(tool, checkout, base, before, affected, settings.jobs, timings)
-    new_builds = build_all(
-        tool, after.root, [o for o in affected if o in after.kustomizations], jobs=settings.jobs
-    )
     files, checker = ManifestFiles(after), SchemaChecker()
+    present = [o for o in affected if o in after.kustomizations]
+    new_builds = guarded_builds(tool, files, present, settings.jobs)
     reviews, unchanged = [], []
     for overlay in affected:
         old, new = _render(old_builds.get(overlay)), _render(new_builds.get(overlay))
@@ -175,13 +175,13 @@ def _build_base(
     needed = set().union(*(before.read_paths(o) for o in overlays))
     with timed(timings, "export_base_s"):
         checkout.export(base, before.root, [f for f in before.files if _under(f, needed)])
-    builds = build_all(tool, before.root, overlays, jobs=jobs)
+    builds = guarded_builds(tool, ManifestFiles(before), overlays, jobs)
     failed = [o for o, b in builds.items() if not b.ok]
     if failed:
         log.info("%d base builds failed with a partial export; exporting the whole base tree", len(failed))
         with timed(timings, "export_base_s"):
             checkout.export(base, before.root)
-        builds.update(build_all(tool, before.root, failed, jobs=jobs))
+        builds.update(guarded_builds(tool, ManifestFiles(before), failed, jobs))
     return builds
 
 

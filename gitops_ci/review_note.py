@@ -8,10 +8,10 @@ refuses notes over 1,000,000 characters: once the note is near that, further dif
 from __future__ import annotations
 
 import html
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from gitops_ci.markdown import block_lines, check_note, code, fence_for
 from gitops_ci.review_diff import ImageChange, Render, RenderedDiff
 from gitops_ci.validate_findings import Finding, Severity
 
@@ -72,30 +72,33 @@ def render_note(
             budget -= len(section)
             out += ["", section]
     if unchanged:
-        shown = ", ".join(f"`{o}`" for o in unchanged[:20]) + (" …" if len(unchanged) > 20 else "")
+        shown = ", ".join(code(o) for o in unchanged[:20]) + (" …" if len(unchanged) > 20 else "")
         out += ["", f"Rendered again without change: {shown} ({len(unchanged)})."]
     out += [
         "",
         f"<sub>gitops-ci renders each overlay at the merge base and at `{head[:8]}`; "
         "re-runs edit this note.</sub>",
     ]
-    return "\n".join(out) + "\n"
+    return check_note("\n".join(out) + "\n")
 
 
 def _row(r: OverlayReview) -> str:
     images = "—"
     if r.images:
         first = r.images[0]
-        images = f"`{_cell(first.container)}` {_short(first.before)} → {_short(first.after)}"
+        images = f"{code(first.container, cell=True)} {_short(first.before)} → {_short(first.after)}"
         images += f" (+{len(r.images) - 1} more)" if len(r.images) > 1 else ""
-    return f"| {_cell(r.app)} | {_cell(r.env)} | {images} | {_cell(_diff_summary(r))} | {_verdict(r)} |"
+    app, env = code(r.app, cell=True), code(r.env, cell=True)
+    return f"| {app} | {env} | {images} | {_diff_summary(r)} | {_verdict(r, cell=True)} |"
 
 
 def _section(r: OverlayReview, *, with_diff: bool) -> str:
-    lines = [f"#### {_cell(r.app)} / {_cell(r.env)}", "", f"`{r.overlay}`", ""]
+    lines = [f"#### {code(r.app)} / {code(r.env)}", "", code(r.overlay), ""]
     if r.images:
         lines.append("**Images**")
-        lines += [f"- {c.workload} `{c.container}`: {_ref(c.before)} → {_ref(c.after)}" for c in r.images]
+        lines += [
+            f"- {code(c.workload)} {code(c.container)}: {_ref(c.before)} → {_ref(c.after)}" for c in r.images
+        ]
         lines.append("")
     lines.append(f"**Validation**: {_verdict(r)}")
     lines += [f"- {_finding(f)}" for f in (r.errors + r.warnings)[:MAX_FINDINGS_SHOWN]]
@@ -116,14 +119,10 @@ def _diff_block(r: OverlayReview, with_diff: bool) -> list[str]:
         return [
             f"{summary}: left out, this note reached GitLab's size limit; run `gitops-ci review --dry-run`."
         ]
-    fence = "`" * max(3, _longest_backtick_run(r.diff.text) + 1)
-    lines = [
-        f"<details><summary>{html.escape(summary, quote=False)}</summary>",
-        "",
-        f"{fence}diff",
-        r.diff.text.rstrip("\n"),
-        fence,
-    ]
+    body = block_lines(r.diff.text.rstrip("\n"))
+    fence = fence_for(body)
+    summary_tag = f"<details><summary>{html.escape(summary, quote=False)}</summary>"
+    lines = [summary_tag, "", f"{fence}diff", body, fence]
     if r.diff.hidden:
         lines += [
             "",
@@ -145,11 +144,11 @@ def _diff_summary(r: OverlayReview) -> str:
     return r.diff.summary()
 
 
-def _verdict(r: OverlayReview) -> str:
+def _verdict(r: OverlayReview, *, cell: bool = False) -> str:
     if not r.after.present:
         return "removed"
     if not r.after.ok:
-        return f"❌ does not build: {_cell(r.after.error[:300])}"
+        return f"❌ does not build: {code(r.after.error, cell=cell)}"
     if r.errors:
         return f"❌ {len(r.errors)} error{'' if len(r.errors) == 1 else 's'}"
     if r.warnings:
@@ -159,12 +158,12 @@ def _verdict(r: OverlayReview) -> str:
 
 
 def _finding(f: Finding) -> str:
-    where = f"`{f.location}`" + (f" {f.object}" if f.object else "") + (f" `{f.field}`" if f.field else "")
-    return f"{f.severity.value} `{f.rule}` {where}: {_cell(f.message)}"
+    where = " ".join(code(part) for part in (f.location, f.object, f.field) if part)
+    return f"{f.severity.value} {code(f.rule)} {where}: {code(f.message)}"
 
 
 def _ref(image: str | None) -> str:
-    return f"`{image}`" if image else "(none)"
+    return code(image) if image else "(none)"
 
 
 def _short(image: str | None) -> str:
@@ -173,12 +172,4 @@ def _short(image: str | None) -> str:
         return "(none)"
     tail = image.rpartition("/")[2]
     version = tail[tail.find("@") :] if "@" in tail else tail[tail.find(":") :] if ":" in tail else tail
-    return f"`{version[:40]}`"
-
-
-def _cell(text: str) -> str:
-    return html.escape(text, quote=False).replace("|", "\\|").replace("\n", " ")
-
-
-def _longest_backtick_run(text: str) -> int:
-    return max((len(m) for m in re.findall(r"`+", text)), default=0)
+    return code(version, cell=True, limit=40)

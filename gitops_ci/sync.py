@@ -28,6 +28,7 @@ from gitops_ci.kube import (
     KubeSettings,
     parse_object_ref,
 )
+from gitops_ci.naming import check_name, render
 from gitops_ci.push_hook import changed_overlay_files, push_hook_payload
 from gitops_ci.retry import with_retries
 
@@ -49,12 +50,10 @@ def app_names(template: str, app: str | None, environments: Sequence[str]) -> li
         raise ConfigurationError("no app: pass --app or set GITOPS_APP_NAME")
     if "{env}" in template and not environments:
         raise ConfigurationError("--app-name-template uses {env}: pass --env or set GITOPS_ENVIRONMENT")
-    try:
-        names = [template.format(app=app, env=env) for env in environments or [""]]
-    except (KeyError, IndexError, ValueError) as err:
-        raise ConfigurationError(
-            f"--app-name-template {template!r} is invalid ({err}); only {{app}} and {{env}} are available"
-        ) from None
+    check_name(app, "--app")
+    for env in environments:
+        check_name(env, "--env")
+    names = [render(template, "--app-name-template", app=app, env=env) for env in environments or [""]]
     return list(dict.fromkeys(names))
 
 
@@ -86,6 +85,7 @@ class SyncSettings:
     max_attempts: int = 5
     backoff_seconds: float = 0.5
     source_timeout_seconds: float = 120.0
+    request_timeout_seconds: float = 30.0  # each request; a sync takes at most max_attempts x (this + 8 s)
     interval_seconds: float = 2.0
     dry_run: bool = False
     webhook_secret: str | None = field(default_factory=from_env(argocd.WEBHOOK_SECRET_VARIABLE), repr=False)
@@ -135,7 +135,12 @@ def sync(
     if settings.argocd_webhook or settings.flux_receiver:
         actions = [_webhook(settings)]
     elif settings.argocd_server:
-        api = ArgoCDApi(settings.argocd_server, settings.argocd_token, ca_file=settings.ca_file)
+        api = ArgoCDApi(
+            settings.argocd_server,
+            settings.argocd_token,
+            ca_file=settings.ca_file,
+            timeout=settings.request_timeout_seconds,
+        )
         names = app_names(settings.app_name_template, settings.app, settings.environments)
         actions = [_argocd_sync(settings, api, name) for name in names]
     else:
@@ -164,11 +169,11 @@ def _webhook(settings: SyncSettings) -> SyncAction:
         if not secret:
             log.warning("%s is not set: sending without X-Gitlab-Token", argocd.WEBHOOK_SECRET_VARIABLE)
         target, request = "argocd-webhook", argocd.webhook_request(settings.argocd_webhook, payload, secret)
-        post = partial(argocd.post_webhook, ca_file=ca_file)
+        post = partial(argocd.post_webhook, ca_file=ca_file, timeout=settings.request_timeout_seconds)
     else:
         assert settings.flux_receiver
         target, request = "flux-receiver", flux.receiver_request(settings.flux_receiver, payload, secret)
-        post = partial(flux.post_receiver, ca_file=ca_file)
+        post = partial(flux.post_receiver, ca_file=ca_file, timeout=settings.request_timeout_seconds)
     subject = f"{payload['project']['web_url']} {settings.branch} at {settings.revision[:12]}"
     if settings.dry_run:
         return SyncAction(target, subject, request.shown(), "would send")

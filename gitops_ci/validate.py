@@ -15,11 +15,12 @@ from pathlib import Path
 
 from gitops_ci import logs, validate_yaml
 from gitops_ci.errors import ConfigurationError
-from gitops_ci.kustomize_build import BuildResult, KustomizeTool, find_tool, iter_builds
+from gitops_ci.kustomize_build import DEFAULT_TIMEOUT, BuildResult, KustomizeTool, find_tool, iter_builds
 from gitops_ci.schema_check import SchemaChecker
 from gitops_ci.validate_findings import (
     BUILD_FAILED,
     SCHEMA_MISSING_FIELD,
+    YAML_REFUSED,
     Finding,
     OverlayResult,
     Severity,
@@ -27,7 +28,7 @@ from gitops_ci.validate_findings import (
     drop_ignored,
     unique_sorted,
 )
-from gitops_ci.validate_kustomizations import blocking_problem, check_kustomization
+from gitops_ci.validate_kustomizations import build_blocker, check_kustomization
 from gitops_ci.validate_layout import (
     argocd_collisions,
     duplicated_content,
@@ -46,7 +47,8 @@ log = logs.get_logger(__name__)
 class ValidateSettings:
     path: Path = Path()
     kustomize: str | None = None  # a kustomize or kubectl executable; default: found on PATH
-    build_options: tuple[str, ...] = ()  # extra flags for every build (--enable-helm, ...)
+    build_options: tuple[str, ...] = ()
+    build_timeout: float = DEFAULT_TIMEOUT  # extra flags for every build (SAFE_BUILD_OPTIONS)
     jobs: int | None = None  # builds at a time (default 2-4)
     ignore: tuple[str, ...] = ()  # rule ids or prefixes to drop
 
@@ -60,7 +62,7 @@ class CheckedOverlay:
 
 def validate(settings: ValidateSettings) -> ValidationReport:
     root = repo_root(settings.path)
-    tool = find_tool(settings.kustomize, settings.build_options)
+    tool = find_tool(settings.kustomize, settings.build_options, settings.build_timeout)
     timings: dict[str, float] = {}
     with timed(timings, "discover_s"):
         layout = discover(root)
@@ -109,7 +111,7 @@ class _Run:
         buildable = []
         for directory in directories:
             self.done.add(directory)
-            problem = blocking_problem(layout, directory)
+            problem = build_blocker(self.files, directory)
             if problem is None:
                 buildable.append(directory)
             else:
@@ -144,6 +146,10 @@ def _repo_rules(files: ManifestFiles, rendered_apps: list[tuple[str, str, Docume
         + redundant_patches(files)
         + unused_components(layout)
         + argocd_collisions(apps)
+        + [
+            Finding(Severity.ERROR, YAML_REFUSED, path, f"not read or built: {reason}")
+            for path, reason in sorted(files.refused.items())
+        ]
     )
 
 
@@ -190,6 +196,17 @@ def _as_base(finding: Finding) -> Finding:
         return finding
     message = f"{finding.message} (building the base on its own; its overlays may add it)"
     return replace(finding, severity=Severity.WARNING, message=message)
+
+
+def guarded_builds(
+    tool: KustomizeTool, files: ManifestFiles, overlays: Sequence[str], jobs: int | None
+) -> dict[str, BuildResult]:
+    """Build the overlays that are safe to build; the others fail with the reason (review's both sides)."""
+    blocked = {o: problem for o in overlays if (problem := build_blocker(files, o)) is not None}
+    builds = {o: BuildResult(o, False, "", f"not built: {p}", 0.0) for o, p in blocked.items()}
+    safe = [o for o in overlays if o not in blocked]
+    builds.update({r.overlay: r for r in iter_builds(tool, files.layout.root, safe, jobs=jobs)})
+    return builds
 
 
 def closure_findings(layout: RepoLayout, overlay: str) -> list[Finding]:

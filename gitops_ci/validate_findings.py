@@ -23,6 +23,8 @@ class Severity(StrEnum):
 KUSTOMIZATION_INVALID = "kustomization/invalid"
 MISSING_REFERENCE = "kustomization/missing-reference"
 OUTSIDE_REFERENCE = "kustomization/outside-repo"
+REMOTE_REFERENCE = "kustomization/remote-reference"
+YAML_REFUSED = "yaml/refused"
 BUILD_FAILED = "build/failed"
 SCHEMA_UNKNOWN_FIELD = "schema/unknown-field"
 SCHEMA_WRONG_TYPE = "schema/wrong-type"

@@ -17,12 +17,22 @@ from gitops_ci.validate_findings import (
     KUSTOMIZATION_INVALID,
     MISSING_REFERENCE,
     OUTSIDE_REFERENCE,
+    REMOTE_REFERENCE,
     Finding,
     Severity,
 )
+from gitops_ci.validate_objects import ManifestFiles
 from gitops_ci.validate_repo import Kustomization, Reference, RepoLayout
 
 _INCLUDE_PREFIXES = ("resources[", "bases[", "components[")
+_DATA_FIELDS = ("configMapGenerator", "secretGenerator", "helmCharts", "helmGlobals")  # read as bytes
+_RULES = {"outside": OUTSIDE_REFERENCE, "remote": REMOTE_REFERENCE}
+_BLOCKING = {
+    "outside": "leaves the repository",
+    "remote": "is remote (never fetched)",
+    "missing": "does not resolve",
+    "dir": "does not resolve",
+}
 
 
 def check_kustomization(layout: RepoLayout, k: Kustomization) -> list[Finding]:
@@ -50,9 +60,8 @@ def _reference_findings(k: Kustomization) -> Iterator[Finding]:
         message = _reference_problem(ref)
         if message is None:
             continue
-        severity = Severity.WARNING if ref.kind == "outside" else Severity.ERROR
-        rule = OUTSIDE_REFERENCE if ref.kind == "outside" else MISSING_REFERENCE
-        yield Finding(severity, rule, k.file, message, field=ref.field, line=_line(k, ref.field))
+        rule = _RULES.get(ref.kind, MISSING_REFERENCE)
+        yield Finding(Severity.ERROR, rule, k.file, message, field=ref.field, line=_line(k, ref.field))
 
 
 def _reference_problem(ref: Reference) -> str | None:
@@ -61,7 +70,15 @@ def _reference_problem(ref: Reference) -> str | None:
     if ref.kind == "dir" and ref.field.startswith(_INCLUDE_PREFIXES):
         return f"{ref.value!r} is a directory without a kustomization file"
     if ref.kind == "outside":
-        return f"{ref.value!r} points outside the repository; CI and Argo CD only see the repository"
+        return (
+            f"{ref.value!r} resolves outside the repository (through '..' or a symlink); it is not read or "
+            "built: CI and Argo CD only see the repository"
+        )
+    if ref.kind == "remote":
+        return (
+            f"{ref.value!r} is a remote reference; validate and review never fetch anything: vendor it "
+            "into the repository (or --ignore kustomization/remote-reference to skip the overlays using it)"
+        )
     return None
 
 
@@ -123,6 +140,22 @@ def parse_field(field: str) -> list[str | int]:
     return parts
 
 
+def build_blocker(files: ManifestFiles, directory: str) -> str | None:
+    """Why `directory` must not be built: a blocking problem of its closure, or a YAML file kustomize would
+    parse that is an alias bomb or nests too deep (kustomize would expand it in memory)."""
+    layout = files.layout
+    problem = blocking_problem(layout, directory)
+    if problem is not None:
+        return problem
+    for d in layout.closure(directory):
+        for ref in layout.kustomizations[d].references:
+            if ref.kind == "file" and not ref.field.startswith(_DATA_FIELDS):
+                files.documents(ref.target)
+                if ref.target in files.refused:
+                    return f"{ref.target} is not built: {files.refused[ref.target]}"
+    return None
+
+
 def blocking_problem(layout: RepoLayout, directory: str) -> str | None:
     """Why a build of `directory` must fail, known without running it (an invalid kustomization or a local
     path that does not exist in its closure); None when it may build."""
@@ -131,6 +164,6 @@ def blocking_problem(layout: RepoLayout, directory: str) -> str | None:
         if k.data is None:
             return f"{k.file} is not a valid kustomization"
         for ref in k.references:
-            if _reference_problem(ref) is not None and ref.kind != "outside":
-                return f"{k.file}: {ref.field} {ref.value!r} does not resolve"
+            if _reference_problem(ref) is not None:
+                return f"{k.file}: {ref.field} {ref.value!r} {_BLOCKING[ref.kind]}"
     return None

@@ -50,6 +50,7 @@ class ManifestFiles:
         self.layout = layout
         self._texts: dict[str, str] = {}
         self._docs: dict[str, list[Document]] = {}
+        self.refused: dict[str, str] = {}  # path -> why its YAML is not read (alias bomb, too deep)
 
     def text(self, path: str) -> str:
         if path not in self._texts:
@@ -64,6 +65,9 @@ class ManifestFiles:
         if path not in self._docs:
             try:
                 docs = [d for d in validate_yaml.load_all(self.text(path)) if isinstance(d, dict)]
+            except validate_yaml.ShapeError as err:
+                self.refused[path] = str(err)
+                docs = []
             except validate_yaml.YAMLError:
                 docs = []
             self._docs[path] = docs

@@ -16,12 +16,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from gitops_ci import validate_yaml
+from gitops_ci import repo_paths, validate_yaml
 from gitops_ci.overlays import KUSTOMIZATION_NAMES
 
 RefKind = Literal["kustomization", "dir", "file", "missing", "remote", "outside"]
 _SKIP_DIRS = {".git", "node_modules"}
-_REMOTE_PREFIXES = ("git@", "git::", "github.com/", "gitlab.com/", "bitbucket.org/", "ssh:", "oci:")
+_REMOTE_PREFIXES = ("git@", "git::", "github.com/", "gitlab.com/", "bitbucket.org/", "ssh:", "oci:", "http:")
 # Fields that name other kustomizations (or files) to include, and fields that name files kustomize reads.
 _INCLUDE_FIELDS = ("resources", "bases", "components")
 _FILE_LIST_FIELDS = ("patchesStrategicMerge", "crds", "configurations")
@@ -60,9 +60,14 @@ class Kustomization:
 class RepoLayout:
     root: Path
     kustomizations: dict[str, Kustomization]
-    files: set[str]  # every file of the walk, repo-relative
+    files: set[str]  # every file of the walk, repo-relative (symlinks to files inside the repo included)
     dirs: set[str]
     duplicates: dict[str, list[str]] = field(default_factory=dict)  # dir -> kustomization files (>1)
+    links: dict[str, str] = field(default_factory=dict)  # symlink path -> its target, as stored
+
+    def resolve(self, path: str) -> str | None:
+        """`path` with the repo's symlinks followed; None when it leaves the repo."""
+        return repo_paths.resolve(path, self.links) if self.links else posixpath.normpath(path)
 
     @cached_property
     def parents(self) -> dict[str, set[str]]:
@@ -129,15 +134,34 @@ def _depends(changed: str, paths: set[str], kustomization_dirs: set[str]) -> boo
 
 
 def discover(root: Path) -> RepoLayout:
-    """Walk `root` once: every kustomization file, parsed, with its references resolved."""
+    """Walk `root` once: every kustomization file, parsed, with its references resolved. Symlinks are not
+    followed by the walk; one that stays inside the repo counts as the file or directory it names."""
     files: set[str] = set()
     dirs: set[str] = {"."}
-    for current, subdirs, names in os.walk(root):
-        rel = _rel(root, current)
-        subdirs[:] = sorted(d for d in subdirs if d not in _SKIP_DIRS)
-        dirs.update(_join(rel, d) for d in subdirs)
-        files.update(_join(rel, n) for n in names)
-    return layout_of(root, files, dirs, lambda path: (root / path).read_bytes().decode("utf-8"))
+    links: dict[str, str] = {}
+    pending = [(root, ".")]
+    while pending:
+        directory, rel = pending.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                path = _join(rel, entry.name)
+                if entry.is_symlink():
+                    links[path] = str(Path(entry.path).readlink())
+                elif entry.is_dir():
+                    if entry.name not in _SKIP_DIRS:
+                        dirs.add(path)
+                        pending.append((Path(entry.path), path))
+                elif entry.is_file():
+                    files.add(path)
+    for link in links:
+        target = repo_paths.resolve(link, links)
+        if target in files:
+            files.add(link)
+        elif target in dirs:
+            dirs.add(link)
+    return layout_of(
+        root, files, dirs, lambda path: (root / path).read_bytes().decode("utf-8"), links=links
+    )
 
 
 def layout_of(
@@ -148,6 +172,7 @@ def layout_of(
     *,
     reuse: RepoLayout | None = None,
     unchanged: Callable[[str], bool] = lambda path: False,
+    links: dict[str, str] | None = None,
 ) -> RepoLayout:
     """The layout of a tree given as its file list (`dirs` default to the files' parents) and a reader.
 
@@ -163,7 +188,8 @@ def layout_of(
             found.setdefault(directory or ".", []).append(path)
     for candidates in found.values():
         candidates.sort(key=lambda f: KUSTOMIZATION_NAMES.index(f.rpartition("/")[2]))
-    layout = RepoLayout(root, {}, files, dirs, {d: f for d, f in found.items() if len(f) > 1})
+    duplicates = {d: f for d, f in found.items() if len(f) > 1}
+    layout = RepoLayout(root, {}, files, dirs, duplicates, dict(links or {}))
     for directory, kustomization_files in sorted(found.items()):
         file = kustomization_files[0]
         known = reuse.kustomizations.get(directory) if reuse is not None else None
@@ -184,8 +210,11 @@ def _parents(path: str) -> Iterator[str]:
 
 
 def _read(layout: RepoLayout, directory: str, file: str, read: Callable[[str], str]) -> Kustomization:
+    real = layout.resolve(file)
+    if real is None:
+        return Kustomization(directory, file, "", None, "a symlink that points outside the repository")
     try:
-        text = read(file)
+        text = read(real)
     except (OSError, UnicodeDecodeError) as err:
         return Kustomization(directory, file, "", None, f"cannot read: {err}")
     try:
@@ -225,6 +254,9 @@ def _references(layout: RepoLayout, directory: str, data: dict[str, Any]) -> Ite
     for i, item in _items(data.get("helmCharts")):
         if isinstance(item.get("valuesFile"), str):
             yield _resolve(layout, directory, f"helmCharts[{i}].valuesFile", item["valuesFile"], False)
+    openapi = data.get("openapi")
+    if isinstance(openapi, dict) and isinstance(openapi.get("path"), str):
+        yield _resolve(layout, directory, "openapi.path", openapi["path"], includes=False)
     globals_ = data.get("helmGlobals")
     if isinstance(globals_, dict) and isinstance(globals_.get("chartHome"), str):
         yield _resolve(layout, directory, "helmGlobals.chartHome", globals_["chartHome"], includes=False)
@@ -233,9 +265,10 @@ def _references(layout: RepoLayout, directory: str, data: dict[str, Any]) -> Ite
 def _resolve(layout: RepoLayout, directory: str, where: str, value: str, includes: bool) -> Reference:
     if _is_remote(value):
         return Reference(where, value, "", "remote", includes)
-    joined = posixpath.normpath(f"{directory}/{value}")
-    if joined == ".." or joined.startswith("../"):
-        return Reference(where, value, joined, "outside", includes)
+    lexical = posixpath.normpath(f"{directory}/{value}")
+    joined = layout.resolve(f"{directory}/{value}") if not value.startswith("/") else None
+    if joined is None or joined == ".." or joined.startswith("../"):
+        return Reference(where, value, lexical, "outside", includes)
     kind: RefKind
     if joined in layout.dirs or (joined not in layout.files and (layout.root / joined).is_dir()):
         has_kustomization = any(
@@ -261,11 +294,6 @@ def _strings(value: Any) -> Iterator[tuple[int, str]]:
 def _items(value: Any) -> Iterator[tuple[int, dict[str, Any]]]:
     if isinstance(value, list):
         yield from ((i, v) for i, v in enumerate(value) if isinstance(v, dict))
-
-
-def _rel(root: Path, current: str) -> str:
-    rel = os.path.relpath(current, root).replace(os.sep, "/")
-    return rel
 
 
 def _join(rel: str, name: str) -> str:

@@ -12,11 +12,14 @@ The only module that imports `yaml`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
 import yaml
+
+from gitops_ci import yaml_shape
 
 _BASE_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -34,16 +37,58 @@ for _tag in ("tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value"):
     _Loader.add_constructor(_tag, _as_string)
 
 YAMLError: type[Exception] = yaml.YAMLError
+_BLOCK_PREFIX = re.compile(r"^[ ?-]*", re.MULTILINE)
+
+
+class ShapeError(yaml.YAMLError):
+    """A document too deep or with aliases that expand too far (see yaml_shape)."""
 
 
 def load_one(text: str) -> Any:
     """The first document of `text` (None when empty); raises YAMLError."""
-    return yaml.load(text.removeprefix("\ufeff"), Loader=_Loader)
+    loader = _Loader(text.removeprefix("\ufeff"))
+    try:
+        node = loader.get_single_node()
+        return None if node is None else _construct(loader, node, text)
+    finally:
+        loader.dispose()
 
 
 def load_all(text: str) -> list[Any]:
     """Every document of a stream, empty ones dropped; raises YAMLError."""
-    return [doc for doc in yaml.load_all(text.removeprefix("\ufeff"), Loader=_Loader) if doc is not None]
+    loader = _Loader(text.removeprefix("\ufeff"))
+    docs = []
+    try:
+        while loader.check_node():
+            doc = _construct(loader, loader.get_node(), text)
+            if doc is not None:
+                docs.append(doc)
+    finally:
+        loader.dispose()
+    return docs
+
+
+def _construct(loader: Any, node: Any, text: str) -> Any:
+    if _may_be_ruinous(text):
+        try:
+            yaml_shape.check(node)
+        except yaml_shape.YAMLShapeError as err:
+            raise ShapeError(str(err)) from None
+    try:
+        return loader.construct_document(node)
+    except RecursionError:
+        raise ShapeError(f"it nests deeper than {yaml_shape.MAX_DEPTH} levels") from None
+
+
+def _may_be_ruinous(text: str) -> bool:
+    """Whether the text may hold aliases or nest beyond MAX_DEPTH, by an upper bound that costs one scan:
+    aliases need an anchor (`&`); each level of nesting needs a column of indentation, a `-` or `?` at the
+    start of a line, or a bracket."""
+    if "&" in text:
+        return True
+    brackets = text.count("[") + text.count("{")
+    deepest = max((len(prefix) for prefix in _BLOCK_PREFIX.findall(text)), default=0)
+    return brackets + deepest >= yaml_shape.MAX_DEPTH
 
 
 def describe_error(err: Exception) -> str:

@@ -49,6 +49,7 @@ class WaitSettings:
     app_namespace: str | None = None  # Argo CD apps in any namespace; Application objects' namespace
     timeout_seconds: float = 600.0
     interval_seconds: float = 5.0
+    request_timeout_seconds: float = 30.0  # each status read; never past the deadline
     contains: ContainsCheck | None = None  # accept a later revision when it contains `revision`
     ca_file: str | None = None
     kube: KubeSettings = field(default_factory=KubeSettings)
@@ -92,7 +93,8 @@ class WaitTimedOutError(WaitTimeoutError):
         self.result = result
 
 
-Observer = Callable[[], TargetStatus]
+Observer = Callable[[float], TargetStatus]
+"""Reads a target's status; the argument is the seconds left to the deadline (a bound for its request)."""
 
 
 def wait(
@@ -135,7 +137,7 @@ def poll_until_ready(
         for name, observe in observers.items():
             if name in last and last[name].state == "ready":
                 continue
-            status = observe()
+            status = observe(deadline - clock())
             if name not in last or last[name].line() != status.line():
                 log.info("%s", status.line())
             last[name] = status
@@ -169,9 +171,14 @@ def _observers(settings: WaitSettings) -> dict[str, Observer]:
         return {f"{ns}/{name}": _flux_observer(client, ns, name, wanted, contains) for ns, name in refs}
     names = app_names(settings.app_name_template, settings.app, settings.environments)
     if settings.argocd_server:
-        api = ArgoCDApi(settings.argocd_server, settings.argocd_token, ca_file=settings.ca_file)
-        fetch: dict[str, Callable[[], Any]] = {
-            n: partial(api.application, n, settings.app_namespace) for n in names
+        api = ArgoCDApi(
+            settings.argocd_server,
+            settings.argocd_token,
+            ca_file=settings.ca_file,
+            timeout=settings.request_timeout_seconds,
+        )
+        fetch: dict[str, Callable[[float], Any]] = {
+            n: partial(_argocd_application, api, n, settings.app_namespace) for n in names
         }
     else:
         client = KubeClient(settings.kube)
@@ -180,16 +187,20 @@ def _observers(settings: WaitSettings) -> dict[str, Observer]:
     return {n: _observer(n, fetch[n], evaluate_application, wanted, contains) for n in names}
 
 
+def _argocd_application(api: ArgoCDApi, name: str, app_namespace: str | None, budget: float) -> Any:
+    return api.application(name, app_namespace, budget=budget)
+
+
 def _observer(
     name: str,
-    fetch: Callable[[], Any],
+    fetch: Callable[[float], Any],
     evaluate: Callable[[str, Mapping[str, Any], str, ContainsCheck | None], TargetStatus],
     wanted: str,
     contains: ContainsCheck | None,
 ) -> Observer:
-    def observe() -> TargetStatus:
+    def observe(budget: float) -> TargetStatus:
         try:
-            document = fetch()
+            document = fetch(budget)
         except RetryableError as err:  # keep polling until the deadline: the next poll may get through
             return TargetStatus(name, "unknown", "waiting", None, f"unreachable ({err})")
         return evaluate(name, document if isinstance(document, Mapping) else {}, wanted, contains)
@@ -203,11 +214,13 @@ def _flux_observer(
     """The Kustomization, and its source to explain what it waits for (a reader without access to
     sources still gets the Kustomization's own status)."""
 
-    def fetch() -> dict[str, Any]:
-        kustomization = client.get(KUSTOMIZATION, namespace, name)
+    def fetch(budget: float) -> dict[str, Any]:
+        kustomization = client.get(KUSTOMIZATION, namespace, name, budget)
         kind, source_ns, source_name = flux.source_ref(kustomization)
         try:
-            source = client.get(SOURCE_KINDS[kind], source_ns, source_name) if kind in SOURCE_KINDS else None
+            source = None
+            if kind in SOURCE_KINDS:
+                source = client.get(SOURCE_KINDS[kind], source_ns, source_name, budget)
         except OperationalError as err:
             if isinstance(err, RetryableError):
                 raise

@@ -15,6 +15,8 @@ from ruamel.yaml.error import MarkedYAMLError
 from ruamel.yaml.nodes import Node, ScalarNode
 from ruamel.yaml.resolver import VersionedResolver
 
+from gitops_ci import yaml_shape
+
 STR_TAG = "tag:yaml.org,2002:str"
 NULL_TAG = "tag:yaml.org,2002:null"
 
@@ -39,8 +41,13 @@ def _resolvers() -> tuple[VersionedResolver, ...]:
 
 
 def compose(text: str) -> Node | None:
-    """Parse one YAML document into ruamel's node graph (with exact start/end marks)."""
-    node: Node | None = _yaml().compose(text)
+    """Parse one YAML document into ruamel's node graph (with exact start/end marks); refuse one whose
+    nesting or aliases would make walking it ruinous (yaml_shape.YAMLShapeError)."""
+    try:
+        node: Node | None = _yaml().compose(text)
+    except RecursionError:
+        raise yaml_shape.YAMLShapeError(f"it nests deeper than {yaml_shape.MAX_DEPTH} levels") from None
+    yaml_shape.check(node)
     return node
 
 

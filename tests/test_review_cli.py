@@ -84,9 +84,10 @@ def test_a_tag_change_and_a_base_change(gitops: CliRunner, repo: Path) -> None:
     note = result.out
     assert "This merge request changes **4** overlays (" in note and "2 files changed" in note
     sections = [line for line in note.splitlines() if line.startswith("#### ")]
-    assert sections == ["#### app0 / prod", "#### app1 / dev", "#### app1 / prod", "#### app1 / staging"]
+    expected = [(0, "prod"), (1, "dev"), (1, "prod"), (1, "staging")]
+    assert sections == [f"#### `app{a}` / `{e}`" for a, e in expected]
     registry = "registry.example.com/shop"
-    assert f"- Deployment/prod/app0 `app0`: `{registry}/app0:1.0.0` → `{registry}/app0:2.0.0`" in note
+    assert f"- `Deployment/prod/app0` `app0`: `{registry}/app0:1.0.0` → `{registry}/app0:2.0.0`" in note
     assert note.count("+  replicas: 2\n") == 3
     assert note.count("<details><summary>Rendered diff: 1 object changed (+1 −1)</summary>") == 1
     assert note.count("<details><summary>Rendered diff: 1 object changed (+1 −0)</summary>") == 3
@@ -159,9 +160,9 @@ def test_errors_in_the_merge_request_exit_1(gitops: CliRunner, repo: Path) -> No
     commit(repo, base_deployment("app1", **{"spec:\n  selector": 'spec:\n  replicas: "2"\n  selector'}))
     result = review(gitops, repo)
     assert result.code == 1
-    assert "| app1 | prod | — | 1 object changed (+1 −0) | ❌ 1 error |" in result.out
-    where = "`kustomize/app1/base/deployment.yaml:6` Deployment/prod/app1 `spec.replicas`"
-    assert f'error `schema/wrong-type` {where}: expected integer, got string "2"' in result.out
+    assert "| `app1` | `prod` | — | 1 object changed (+1 −0) | ❌ 1 error |" in result.out
+    where = "`kustomize/app1/base/deployment.yaml:6` `Deployment/prod/app1` `spec.replicas`"
+    assert f'error `schema/wrong-type` {where}: `expected integer, got string "2"`' in result.out
 
 
 def test_an_overlay_that_stops_building(gitops: CliRunner, repo: Path) -> None:
@@ -169,7 +170,7 @@ def test_an_overlay_that_stops_building(gitops: CliRunner, repo: Path) -> None:
     commit(repo, {overlay("app2", "prod"): broken})
     result = review(gitops, repo)
     assert result.code == 1
-    assert "| app2 | prod | — | — | ❌ does not build: " in result.out
+    assert "| `app2` | `prod` | — | — | ❌ does not build: " in result.out
     assert (
         "- error `kustomization/missing-reference` `kustomize/app2/overlays/prod/kustomization.yaml:6`"
         in result.out
@@ -185,7 +186,7 @@ def test_an_overlay_that_starts_building_again(gitops: CliRunner, repo: Path) ->
     result = review(gitops, repo)
     assert result.code == 0, result.err
     assert (
-        "| app2 | prod | — | 1 object added (+17 −0) (the target branch's version does not build) | ✅"
+        "| `app2` | `prod` | — | 1 object added (+17 −0) (the target branch's version does not build) | ✅"
         in result.out
     )
     assert "exporting the whole base tree" in result.err

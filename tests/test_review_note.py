@@ -124,13 +124,13 @@ def test_note_has_marker_table_and_collapsed_diffs() -> None:
     assert note.startswith(MARKER + "\n") and is_review_note(note)
     assert "This merge request changes **2** overlays (`aaaaaaaa` → `bbbbbbbb`, 1 file changed)." in note
     assert (
-        "| shop | prod | `shop` `:1.0.0` → `:2.0.0` | 1 object changed (+1 −1) | ✅ valid (1 object) |"
+        "| `shop` | `prod` | `shop` `:1.0.0` → `:2.0.0` | 1 object changed (+1 −1) | ✅ valid (1 object) |"
         in note
     )
     assert note.count("<details><summary>Rendered diff: 1 object changed (+1 −1)</summary>") == 2
     assert note.count("```diff\n") == 2 and note.count("</details>") == 2
     image = "registry.example.com/shop/shop"
-    assert f"- Deployment/shop `shop`: `{image}:1.0.0` → `{image}:2.0.0`" in note
+    assert f"- `Deployment/shop` `shop`: `{image}:1.0.0` → `{image}:2.0.0`" in note
     assert "Rendered again without change: `kustomize/shop/overlays/staging` (1)." in note
 
 
@@ -151,10 +151,10 @@ def test_note_shows_validation_and_build_failures() -> None:
         "apps/cart/prod", old, Render(True, False, error="accumulating resources: 'x' | missing")
     )
     note = render_note([bad, broken], [], base="a" * 40, head="b" * 40, changed_files=2)
-    assert "| shop | prod |" in note and "| ❌ 1 error |" in note
-    where = "`base/d.yaml:8` Deployment/shop `spec.replicas`"
-    assert f'- error `schema/wrong-type` {where}: expected integer, got string "3"' in note
-    assert "❌ does not build: accumulating resources: 'x' \\| missing" in note
+    assert "| `shop` | `prod` |" in note and "| ❌ 1 error |" in note
+    where = "`base/d.yaml:8` `Deployment/shop` `spec.replicas`"
+    assert f'- error `schema/wrong-type` {where}: `expected integer, got string "3"`' in note
+    assert "❌ does not build: `accumulating resources: 'x' \\| missing`" in note
     assert "Rendered diff: not available, the merge request's version does not build." in note
 
 
@@ -164,7 +164,7 @@ def test_added_and_removed_overlays() -> None:
     removed = review_of("apps/shop/old", new, Render(present=False))
     note = render_note([added, removed], [], base="a" * 40, head="b" * 40, changed_files=2)
     assert "1 object added (+13 −0) (new overlay)" in note
-    assert "| shop | old | `init` `:1.36` → (none) (+1 more) | overlay removed (−13) | removed |" in note
+    assert "| `shop` | `old` | `init` `:1.36` → (none) (+1 more) | overlay removed (−13) | removed |" in note
 
 
 def test_fences_outgrow_backticks_in_the_diff() -> None:

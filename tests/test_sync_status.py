@@ -400,7 +400,8 @@ def scripted(name: str, *states: tuple[str, str]) -> Observer:
     items: Iterator[tuple[str, str]] = iter(states)
     last: list[tuple[str, str]] = []
 
-    def observe() -> TargetStatus:
+    def observe(budget: float) -> TargetStatus:
+        del budget  # a scripted answer takes no time
         last[:] = [next(items, last[0] if last else states[-1])]
         state_, status = last[0]
         return TargetStatus(
@@ -448,9 +449,9 @@ def test_loop_stops_polling_ready_targets_and_waits_for_the_rest() -> None:
     calls: list[str] = []
 
     def counting(name: str, observer: Observer) -> Observer:
-        def observe() -> TargetStatus:
+        def observe(budget: float) -> TargetStatus:
             calls.append(name)
-            return observer()
+            return observer(budget)
 
         return observe
 

@@ -52,7 +52,7 @@ def deploy_command(
 ) -> int:
     """Set the app's image in the manifest repo's overlays: push one commit, or open merge requests."""
     dotenv = options.pop("dotenv")
-    follow = follow_up_settings(options, options["ca_file"])
+    follow = follow_up_settings(options, options["ca_file"], options["network_timeout"])
     settings = DeploySettings(
         repo=repo_settings(options), app=app, environments=environments, images=images, message=message
     )

@@ -62,6 +62,16 @@ _REPO_OPTIONS = [
         help="How long lost push races are retried (the branch moved: fetch, re-apply, push again).",
     ),
     target.BACKOFF,
+    target.NETWORK_TIMEOUT,
+    click.option(
+        "--git-timeout",
+        envvar="GITOPS_GIT_TIMEOUT",
+        metavar="DURATION",
+        default="5m",
+        show_default=True,
+        callback=target.duration,
+        help="Kill a git command (clone, fetch, push) after this long; it counts as a transient failure.",
+    ),
     target.dry_run_option("Show the diff; push nothing."),
     click.option(
         "--dotenv",
@@ -160,6 +170,8 @@ def repo_settings(params: dict[str, Any]) -> RepoSettings:
         max_attempts=params.pop("max_attempts"),
         backoff_seconds=params.pop("backoff"),
         push_timeout_seconds=params.pop("push_timeout"),
+        network_timeout_seconds=params.pop("network_timeout"),
+        git_timeout_seconds=params.pop("git_timeout"),
         dry_run=params.pop("dry_run"),
         merge_request=mr,
         author=author_from_gitlab(),
@@ -202,7 +214,9 @@ def follow_up_options(func: F) -> F:
     return target.apply(func, *_FOLLOW_UP_OPTIONS)
 
 
-def follow_up_settings(params: dict[str, Any], ca_file: str | None) -> FollowUpSettings:
+def follow_up_settings(
+    params: dict[str, Any], ca_file: str | None, network_timeout: float
+) -> FollowUpSettings:
     """Build FollowUpSettings from the parsed options (removing them from `params`)."""
     from gitops_ci.kube import KubeSettings
 
@@ -219,7 +233,10 @@ def follow_up_settings(params: dict[str, Any], ca_file: str | None) -> FollowUpS
         prune=params.pop("prune"),
         with_source=params.pop("with_source"),
         kube=KubeSettings(
-            kubeconfig=params.pop("kubeconfig"), context=params.pop("kube_context"), ca_file=ca_file
+            kubeconfig=params.pop("kubeconfig"),
+            context=params.pop("kube_context"),
+            ca_file=ca_file,
+            request_timeout=network_timeout,
         ),
         timeout_seconds=params.pop("timeout"),
         interval_seconds=params.pop("interval"),

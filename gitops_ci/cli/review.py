@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from gitops_ci.cli.app import common_options, emit
-from gitops_ci.cli.target_options import dry_run_option
+from gitops_ci.cli.target_options import dry_run_option, duration
 from gitops_ci.errors import EXIT_FAILURE
 from gitops_ci.output import to_json
 from gitops_ci.review import DEFAULT_MAX_DIFF_LINES, ReviewSettings, review
@@ -45,6 +45,15 @@ from gitops_ci.review_output import result_json, result_text
     "--build-option", "build_options", multiple=True, envvar="GITOPS_BUILD_OPTIONS", help="Extra build flag."
 )
 @click.option(
+    "--build-timeout",
+    envvar="GITOPS_BUILD_TIMEOUT",
+    callback=duration,
+    metavar="DURATION",
+    default="60s",
+    show_default=True,
+    help="Kill an overlay's build after this long (it then fails).",
+)
+@click.option(
     "--jobs", type=click.IntRange(min=1), envvar="GITOPS_JOBS", help="Builds at a time (default 2-4)."
 )
 @common_options
@@ -59,6 +68,7 @@ def review_command(
     max_diff_lines: int,
     kustomize: str | None,
     build_options: tuple[str, ...],
+    build_timeout: float,
     jobs: int | None,
     output_format: str,
 ) -> int:
@@ -80,6 +90,7 @@ def review_command(
         max_diff_lines=max_diff_lines,
         kustomize=kustomize,
         build_options=build_options,
+        build_timeout=build_timeout,
         jobs=jobs,
     )
     result = review(settings)

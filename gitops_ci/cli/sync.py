@@ -19,6 +19,7 @@ from gitops_ci.cli.target_options import (
     INTERVAL,
     KUBE_CONTEXT,
     KUBECONFIG,
+    NETWORK_TIMEOUT,
     PRUNE,
     WITH_SOURCE,
     apply,
@@ -59,6 +60,7 @@ def app_options(func: click.decorators.FC) -> click.decorators.FC:
             help="CA bundle for HTTPS (for kubernetes only when the kubeconfig names none).",
         ),
         INTERVAL,
+        NETWORK_TIMEOUT,
     )
 
 
@@ -101,6 +103,7 @@ def sync_command(
     ca_file: str | None,
     interval: float,
     source_timeout: float,
+    network_timeout: float,
     backoff: float,
     output_format: str,
     **options: Any,
@@ -111,9 +114,12 @@ def sync_command(
         SyncSettings(
             **options,
             ca_file=ca_file,
-            kube=KubeSettings(kubeconfig=kubeconfig, context=kube_context, ca_file=ca_file),
+            kube=KubeSettings(
+                kubeconfig=kubeconfig, context=kube_context, ca_file=ca_file, request_timeout=network_timeout
+            ),
             interval_seconds=interval,
             source_timeout_seconds=source_timeout,
+            request_timeout_seconds=network_timeout,
             backoff_seconds=backoff,
         )
     )

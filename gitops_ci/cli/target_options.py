@@ -54,6 +54,16 @@ def dry_run_option(help_text: str) -> Callable[[F], F]:
     return click.option("--dry-run", is_flag=True, envvar="GITOPS_DRY_RUN", help=help_text)
 
 
+NETWORK_TIMEOUT = click.option(
+    "--network-timeout",
+    envvar="GITOPS_NETWORK_TIMEOUT",
+    callback=duration,
+    metavar="DURATION",
+    default="30s",
+    show_default=True,
+    help="Give up on a request (or a git transfer below 1 KiB/s) after this long; it counts as a failed try.",
+)
+
 ARGOCD_WEBHOOK = click.option(
     "--argocd-webhook", envvar="GITOPS_ARGOCD_WEBHOOK", help="Argo CD .../api/webhook URL."
 )

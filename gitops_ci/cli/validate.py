@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from gitops_ci.cli.app import common_options, emit
+from gitops_ci.cli.target_options import duration
 from gitops_ci.errors import EXIT_FAILURE
 from gitops_ci.output import to_json
 from gitops_ci.validate import ValidateSettings, validate
@@ -28,6 +29,15 @@ from gitops_ci.validate_report import report_json, report_text, write_reports
     help="Extra flag for every build, e.g. --enable-helm (repeatable).",
 )
 @click.option(
+    "--build-timeout",
+    envvar="GITOPS_BUILD_TIMEOUT",
+    callback=duration,
+    metavar="DURATION",
+    default="60s",
+    show_default=True,
+    help="Kill an overlay's build after this long (it then fails).",
+)
+@click.option(
     "--jobs", type=click.IntRange(min=1), envvar="GITOPS_JOBS", help="Builds at a time (default 2-4)."
 )
 @click.option(
@@ -43,6 +53,7 @@ def validate_command(
     path: Path,
     kustomize: str | None,
     build_options: tuple[str, ...],
+    build_timeout: float,
     jobs: int | None,
     ignore: tuple[str, ...],
     junit: Path | None,
@@ -57,7 +68,8 @@ def validate_command(
     Exit 1 when there are errors.
     """
     settings = ValidateSettings(
-        path=path, kustomize=kustomize, build_options=build_options, jobs=jobs, ignore=ignore
+        path=path, kustomize=kustomize, build_options=build_options,
+        build_timeout=build_timeout, jobs=jobs, ignore=ignore
     )
     report = validate(settings)
     write_reports(report, junit=junit, code_quality_file=code_quality)

@@ -27,6 +27,7 @@ def wait_command(
     ca_file: str | None,
     timeout: float,
     interval: float,
+    network_timeout: float,
     output_format: str,
     **options: Any,
 ) -> int:
@@ -37,9 +38,12 @@ def wait_command(
         revision=revision or "",
         **options,
         ca_file=ca_file,
-        kube=KubeSettings(kubeconfig=kubeconfig, context=kube_context, ca_file=ca_file),
+        kube=KubeSettings(
+            kubeconfig=kubeconfig, context=kube_context, ca_file=ca_file, request_timeout=network_timeout
+        ),
         timeout_seconds=timeout,
         interval_seconds=interval,
+        request_timeout_seconds=network_timeout,
     )
     try:
         result = wait(settings)

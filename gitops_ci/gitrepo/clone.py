@@ -6,6 +6,7 @@ or the size of the repo.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ class Remote:
     url: str
     env: Mapping[str, str]
     token_variable: str | None = None
+    timeout: float = 600.0  # wall-clock bound of one git call; a call killed at it is a retryable failure
 
 
 class ManifestClone:
@@ -59,15 +61,18 @@ class ManifestClone:
             "--no-checkout",
             "--no-tags",
             "--single-branch",
+            *([f"--branch={branch}"] if branch else []),
         ]
-        if branch:
-            options.append(f"--branch={branch}")
+        _empty(directory)  # a failed attempt may have left a partial clone behind
         try:
-            repo = git.Repo.clone_from(
-                remote.url, str(directory), multi_options=options, env=dict(remote.env)
+            git.Git().execute(
+                ["git", "clone", "-q", *options, "--", remote.url, str(directory)],
+                env=dict(remote.env),
+                kill_after_timeout=remote.timeout,
             )
         except git.GitCommandError as err:
             raise classify(err, "clone", remote) from None
+        repo = git.Repo(str(directory))
         clone = cls(repo, remote, branch or repo.active_branch.name)
         try:
             clone.head()
@@ -148,6 +153,15 @@ class ManifestClone:
         # fast-forwards; without lazy fetches it answers "fetch first" at once, and we re-apply anyway.
         self._git(*args, action="push", extra_env={"GIT_NO_LAZY_FETCH": "1"})
 
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        """Whether `descendant`'s history holds `ancestor` (fetched history only: a shallow clone that lacks
+        it says no)."""
+        try:
+            self._git("merge-base", "--is-ancestor", "--end-of-options", ancestor, descendant)
+        except GitError:
+            return False
+        return True
+
     def remote_branch_sha(self, branch: str) -> str | None:
         out = self._git("ls-remote", "--heads", "origin", f"refs/heads/{branch}", action="ls-remote")
         return out.split()[0] if out.strip() else None
@@ -157,7 +171,10 @@ class ManifestClone:
         try:
             return str(
                 self._repo.git.execute(
-                    ["git", "show", f"{ref}:{path}"], env=dict(self.remote.env), strip_newline_in_stdout=False
+                    ["git", "show", f"{ref}:{path}"],
+                    env=dict(self.remote.env),
+                    strip_newline_in_stdout=False,
+                    kill_after_timeout=self.remote.timeout,
                 )
             )
         except git.GitCommandError:
@@ -167,9 +184,21 @@ class ManifestClone:
         env = {**self.remote.env, **(extra_env or {})}
         log.debug("git %s", " ".join(args))
         try:
-            return str(self._repo.git.execute(["git", *args], env=env))
+            output = self._repo.git.execute(["git", *args], env=env, kill_after_timeout=self.remote.timeout)
+            return str(output)
         except git.GitCommandError as err:
             raise classify(err, action or args[0], self.remote) from None
+
+
+def _empty(directory: Path) -> None:
+    if directory.is_symlink() or directory.is_file():
+        raise ConfigurationError(f"{directory} is not a directory; give --workdir a new or empty directory")
+    if directory.is_dir():
+        for child in directory.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
 
 
 def contains_commit(remote: Remote, branch: str, ancestor: str, descendant: str, directory: Path) -> bool:
@@ -183,15 +212,19 @@ def contains_commit(remote: Remote, branch: str, ancestor: str, descendant: str,
                 "fetch",
                 "--filter=tree:0",
                 "--no-tags",
+                "--",
                 remote.url,
                 f"+refs/heads/{branch}:refs/remotes/origin/{branch}",
             ],
             env=env,
+            kill_after_timeout=remote.timeout,
         )
     except git.GitCommandError as err:
         raise classify(err, "fetch", remote) from None
     try:
-        repo.git.execute(["git", "merge-base", "--is-ancestor", ancestor, descendant], env=env)
+        repo.git.execute(
+            ["git", "merge-base", "--is-ancestor", "--end-of-options", ancestor, descendant], env=env
+        )
     except git.GitCommandError as err:
         if err.status in (1, 128):  # 1: not an ancestor; 128: not a commit of that branch
             return False
@@ -204,7 +237,9 @@ def remote_branch_tip(remote: Remote, branch: str) -> str | None:
     try:
         out = str(
             git.Git().execute(
-                ["git", "ls-remote", "--heads", remote.url, f"refs/heads/{branch}"], env=dict(remote.env)
+                ["git", "ls-remote", "--heads", "--", remote.url, f"refs/heads/{branch}"],
+                env=dict(remote.env),
+                kill_after_timeout=remote.timeout,
             )
         )
     except git.GitCommandError as err:

@@ -13,6 +13,7 @@ from gitops_ci.errors import (
     GitError,
     GitopsCiError,
     OperationalError,
+    PushDeclinedError,
     PushRejectedError,
     RetryableError,
     UsageError,
@@ -27,11 +28,15 @@ _AUTH = re.compile(
 _FORBIDDEN = re.compile(r"returned error: 403|HTTP Basic: Access denied|not allowed to push", re.I)
 _PROTECTED = re.compile(r"protected branch", re.I)
 _TLS = re.compile(r"certificate|SSL|TLS|gnutls", re.I)
-_REJECTED = re.compile(
-    r"\[rejected\]|\[remote rejected\]|fetch first|non-fast-forward|stale info|cannot lock ref|"
-    r"failed to update ref",
+# Only these mean "another push won": anything else the server rejects is a refusal that retrying won't cure.
+_RACE = re.compile(
+    r"\[rejected\]|fetch first|non-fast-forward|stale info|cannot lock ref|failed to update ref|"
+    r"incorrect old value",
     re.I,
 )
+_DECLINED = re.compile(r"\[remote rejected\]|hook declined", re.I)
+_REMOTE_REASON = re.compile(r"\[remote rejected\] (?:\S+ -> \S+ )?\((.*)\)")
+_TIMED_OUT = re.compile(r"did not complete in [\d.]+ secs")
 _TRANSIENT = re.compile(
     r"returned error: 5\d\d|RPC failed|Connection reset|Empty reply|Failed to connect|Connection refused|"
     r"timed out|unexpected disconnect|the remote end hung up|early EOF|transfer closed|HTTP/2 stream",
@@ -62,8 +67,18 @@ def classify(err: git.GitCommandError, action: str, remote: Remote) -> GitopsCiE
             f"git {action}: {variable} may not write to {remote.url} (403); "
             "the token needs the write_repository scope and at least Developer access"
         )
-    if _REJECTED.search(output):
+    if _TIMED_OUT.search(output):
+        return RetryableError(
+            f"git {action} to {remote.url} did not finish within {remote.timeout:g}s; "
+            "raise --git-timeout if the server is only slow"
+        )
+    if _RACE.search(output):
         return PushRejectedError(f"git {action}: the remote branch moved ({detail})")
+    if _DECLINED.search(output):
+        return PushDeclinedError(
+            f"git {action} to {remote.url} was declined by the server: {_server_reason(output)}; "
+            "check the project's push rules and branch protection, or use --mode merge-request"
+        )
     if _TLS.search(output) and not _TRANSIENT.search(output):
         return OperationalError(
             f"git {action}: TLS verification of {remote.url} failed ({detail}); "
@@ -78,6 +93,16 @@ def classify(err: git.GitCommandError, action: str, remote: Remote) -> GitopsCiE
             f"git {action}: {remote.url} was not found; check --repo-url and that {variable} can read it"
         )
     return GitError(f"git {action} failed: {detail}")
+
+
+def _server_reason(output: str) -> str:
+    said = [
+        line.strip().removeprefix("remote:").strip()
+        for line in output.splitlines()
+        if line.strip().startswith("remote:") and line.strip().removeprefix("remote:").strip()
+    ]
+    reasons = _REMOTE_REASON.findall(output)
+    return "; ".join(dict.fromkeys([*said, *reasons]))[:500] or "no reason given"
 
 
 def local_failure(err: git.GitCommandError, action: str) -> GitError:

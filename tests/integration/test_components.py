@@ -411,7 +411,7 @@ def test_review_component_validates_and_reviews_a_merge_request(gcl: GitlabCiLoc
     assert result.returncode == 0, explain(result)
     assert sorted(passed_jobs(result)) == ["gitops-review", "gitops-validate"]
     note = job_output(result, "gitops-review")
-    (row,) = [line for line in note if line.startswith("| frontend | staging |")]
+    (row,) = [line for line in note if line.startswith("| `frontend` | `staging` |")]
     assert "`:1.0.0` → `:1.1.0`" in row and "valid" in row
     # the reports the merge request widgets show (the shell executor leaves them in the project)
     assert "<testsuite" in (project / "gitops-validate.xml").read_text(encoding="utf-8")

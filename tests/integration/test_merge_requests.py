@@ -121,7 +121,7 @@ def test_creates_one_merge_request_per_environment(
     prod = next(m for m in stored if m["source_branch"] == "gitops/app0/prod")
     assert prod["labels"] == ["gitops"] and [a["username"] for a in prod["assignees"]] == ["alice"]
     assert (
-        "| app0 | prod | `registry.example.com/shop/app0:1.0.0` | `registry.example.com/shop/app0:2.0` |"
+        "| `app0` | `prod` | `registry.example.com/shop/app0:1.0.0` | `registry.example.com/shop/app0:2.0` |"
         in prod["description"]
     )
     values = dict(line.split("=", 1) for line in dotenv.read_text().splitlines())

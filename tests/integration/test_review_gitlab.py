@@ -121,7 +121,7 @@ def test_one_note_with_both_diffs_updated_in_place(
     assert first.out == "review note created: 2 overlays changed\n"
     (note,) = our_notes(gitlab_api, merge_request)
     body = str(note["body"])
-    assert "#### app0 / prod" in body and "#### app1 / dev" in body
+    assert "#### `app0` / `prod`" in body and "#### `app1` / `dev`" in body
     assert body.count("```diff") == 2 and body.count("<details>") == 2
     image = "      - image: registry.example.com/shop"
     assert f"-{image}/app0:1.0.0\n+{image}/app0:2.0.0" in body
@@ -141,7 +141,7 @@ def test_one_note_with_both_diffs_updated_in_place(
     (edited,) = our_notes(gitlab_api, merge_request)
     assert (
         edited["id"] == note["id"]
-        and "#### app2 / staging" in str(edited["body"])
+        and "#### `app2` / `staging`" in str(edited["body"])
         and head[:8] in str(edited["body"])
     )
     assert [m for m, _ in note_writes(gitlab_api)] == ["POST", "PUT"]
@@ -166,7 +166,7 @@ def test_a_marked_note_by_someone_else_is_left_alone(
     by_author = {str(n["author"]["username"]): n for n in notes[1:]}  # type: ignore[index]
     assert set(by_author) == {"alice", "ci-bot"} and len(notes) == 3
     assert by_author["alice"]["body"] == quoted
-    assert "#### app0 / prod" in str(by_author["ci-bot"]["body"])
+    assert "#### `app0` / `prod`" in str(by_author["ci-bot"]["body"])
 
 
 def test_dry_run_posts_nothing(

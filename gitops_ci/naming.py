@@ -1,0 +1,98 @@
+"""Names and templates that reach paths, git argument lists, URLs and commit messages. Pure.
+
+Every value here comes from a CLI option, a CI/CD variable or the manifest repo, so each is checked before
+anything runs: app and environment names are path components, branch names follow git's own
+`check-ref-format` rules (and never start with `-`, so they cannot become an option), and templates
+substitute only the names they document — no attribute access, indexing or format specs.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+
+from gitops_ci.errors import ConfigurationError
+
+MAX_NAME = 100
+MAX_REF = 255
+MAX_TEMPLATE = 1000
+_NAME = re.compile(rf"[A-Za-z0-9](?:[A-Za-z0-9._-]{{0,{MAX_NAME - 2}}}[A-Za-z0-9])?")
+_REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
+_HEX = re.compile(r"[0-9a-fA-F]{7,64}")
+_REV_SUFFIX = re.compile(r"(?:[~^][0-9]{0,6})+$")
+
+
+def check_name(value: str, option: str) -> str:
+    """An app or environment name: a path component of letters, digits, `.`, `_` and `-`."""
+    if not _NAME.fullmatch(value) or ".." in value:
+        shown = value if len(value) <= 60 else value[:60] + "…"
+        raise ConfigurationError(
+            f"{option} {shown!r} is not a valid name: use 1-{MAX_NAME} letters, digits, '.', '_' or '-', "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+def is_name(value: str) -> bool:
+    return bool(_NAME.fullmatch(value)) and ".." not in value
+
+
+def check_ref_name(value: str, option: str) -> str:
+    """A branch name git accepts (`git check-ref-format --branch` rules), which no git call can read as an
+    option."""
+    problem = _ref_problem(value)
+    if problem:
+        raise ConfigurationError(f"{option} {value[:80]!r} is not a valid branch name: {problem}")
+    return value
+
+
+def _ref_problem(value: str) -> str | None:
+    if not value:
+        return "it is empty"
+    if len(value) > MAX_REF:
+        return f"it is longer than {MAX_REF} characters"
+    if value.startswith("-"):
+        return "it starts with '-'"
+    if value == "@" or value.startswith("/") or value.endswith(("/", ".")):
+        return "it starts or ends with '/', ends with '.', or is '@'"
+    if _REF_FORBIDDEN.search(value):
+        return "it contains a space, a control character, '..', '//', '@{' or one of ~^:?*[\\"
+    if any(part.startswith(".") or part.endswith(".lock") for part in value.split("/")):
+        return "a component starts with '.' or ends with '.lock'"
+    return None
+
+
+def check_revision(value: str, option: str) -> str:
+    """A commit to compare with: a SHA, or a branch or ref name with optional `~N`/`^N` suffixes."""
+    stem = _REV_SUFFIX.sub("", value)
+    if _HEX.fullmatch(value) or (stem and _ref_problem(stem) is None):
+        return value
+    raise ConfigurationError(
+        f"{option} {value[:80]!r} is not a commit or branch name; pass a SHA or a branch such as origin/main"
+    )
+
+
+def render(template: str, option: str, **values: str) -> str:
+    """`template` with `{name}` replaced by `values[name]`; anything else in braces is refused."""
+    if len(template) > MAX_TEMPLATE:
+        raise ConfigurationError(f"{option} is longer than {MAX_TEMPLATE} characters")
+    available = ", ".join("{" + name + "}" for name in values)
+    out: list[str] = []
+    try:
+        parsed = list(string.Formatter().parse(template))
+    except ValueError as err:
+        raise ConfigurationError(
+            f"{option} {template!r} is invalid ({err}); available: {available}"
+        ) from None
+    for literal, field, spec, conversion in parsed:
+        out.append(literal)
+        if field is None:
+            continue
+        if field not in values or spec or conversion:
+            shown = "{" + field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+            shown += "}"
+            raise ConfigurationError(
+                f"{option} {template!r} uses {shown}; available: {available} (write {{{{ for a brace)"
+            )
+        out.append(values[field])
+    return "".join(out)
