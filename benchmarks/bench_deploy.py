@@ -59,14 +59,9 @@ from manifest_repo import BRANCH, RepoSpec, cached_repo, serving_copy
 import_test_helpers()
 
 from manifests import overlay  # noqa: E402
-from servers.gitserver import (  # noqa: E402
-    GitHttpServer,
-    client_env,
-    commit_count,
-    commit_files,
-    make_ca,
-    read_blob,
-)
+from servers.git_repos import commit_count, commit_files, read_blob  # noqa: E402
+from servers.gitserver import GitHttpServer, client_env  # noqa: E402
+from servers.tls import make_ca  # noqa: E402
 
 ENV = "dev"
 FULL = {"big": RepoSpec(apps=3000, commits=30_000), "small": RepoSpec(apps=300, commits=3_000)}

@@ -194,8 +194,11 @@ def push_with_retries(
         cycle = time.monotonic() - started
         cap = max(0.0, min(PUSH_BACKOFF_CAP, deadline - time.monotonic()))
         sleep_before_retry(attempt, max(repo.backoff_seconds, cycle), reason, cap=cap)
-        parent, base = base, with_retries(
-            clone.refresh, what="fetch", max_attempts=repo.max_attempts, base=repo.backoff_seconds
+        parent, base = (
+            base,
+            with_retries(
+                clone.refresh, what="fetch", max_attempts=repo.max_attempts, base=repo.backoff_seconds
+            ),
         )
         # A push whose answer was lost may have landed, and another job may have landed on top of it since:
         # the tip's history, not the tip itself, says whether ours is in (never land it twice).

@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gitops_ci.errors import ConfigurationError
+from gitops_ci.errors import ConfigurationError, ImageArgumentError
 from gitops_ci.gitrepo import Identity
-from gitops_ci.imageref import ImageUpdate, parse_image_arguments
+from gitops_ci.imageref import ImageUpdate, parse_image_arguments, split_reference
 from gitops_ci.naming import check_name, check_ref_name, render
 
 DEFAULT_PATH_TEMPLATE = "kustomize/{app}/overlays/{env}"
@@ -38,6 +38,11 @@ class MergeRequestOptions:
     merge_timeout: float = 300.0
     poll_interval: float = 2.0
     gitlab_url: str | None = None
+
+    def __post_init__(self) -> None:
+        # App and environment names are checked names, so a template that works for these works for all.
+        check_ref_name(render(self.branch_template, "--mr-branch", app="app", env="env"), "--mr-branch")
+        render(self.title_template, "--mr-title", app="app", env="env", image="image")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -128,7 +133,14 @@ def overlay_path(template: str, app: str, env: str) -> str:
 
 
 def image_updates(app: str, images: Sequence[str]) -> list[ImageUpdate]:
-    """`--image ref` means `app=ref`; with `=` it is set-image syntax."""
+    """`--image ref` means `app=ref`; with `=` it is set-image syntax. A plain reference must name a tag or
+    a digest: without one it is almost always a forgotten `:$CI_COMMIT_SHORT_SHA`."""
+    for image in images:
+        if "=" not in image and split_reference(image)[1:] == (None, None):
+            raise ImageArgumentError(
+                f"--image {image!r} has no tag or digest (a forgotten :$CI_COMMIT_SHORT_SHA?); add one, or "
+                f"to set only the name write set-image syntax: --image {app}={image}"
+            )
     return parse_image_arguments([image if "=" in image else f"{app}={image}" for image in images])
 
 

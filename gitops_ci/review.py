@@ -19,6 +19,7 @@ from gitops_ci.errors import ConfigurationError
 from gitops_ci.gitlab_client import GitLabClient, GitLabConnection
 from gitops_ci.gitrepo import ReviewCheckout
 from gitops_ci.kustomize_build import DEFAULT_TIMEOUT, BuildResult, KustomizeTool, find_tool
+from gitops_ci.naming import check_revision
 from gitops_ci.review_diff import Render, diff_renders, image_changes, render_from_output
 from gitops_ci.review_note import OverlayReview, app_and_env, is_review_note, render_note
 from gitops_ci.schema_check import SchemaChecker
@@ -70,6 +71,7 @@ def review(settings: ReviewSettings) -> ReviewResult:
             "no base to compare with: pass --base (a branch or commit), or run in a merge request pipeline "
             "(CI_MERGE_REQUEST_DIFF_BASE_SHA)"
         )
+    check_revision(settings.base, "--base")
     client = None if settings.dry_run else _client(settings)  # bad settings fail before any build
     checkout = ReviewCheckout(settings.path)
     head = checkout.commit("HEAD")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gitops_ci import validate_yaml
+from gitops_ci.markdown import one_line
 from gitops_ci.validate_objects import Document, object_id
 
 MAX_LINE_CHARS = 500
@@ -100,7 +101,8 @@ def _redacted(value: Any) -> str:
 
 def diff_renders(overlay: str, before: Render, after: Render, max_lines: int) -> RenderedDiff:
     old, new = before.text.splitlines(keepends=True), after.text.splitlines(keepends=True)
-    lines = list(difflib.unified_diff(old, new, f"a/{overlay} (target)", f"b/{overlay} (merge request)", n=3))
+    name = one_line(overlay)
+    lines = list(difflib.unified_diff(old, new, f"a/{name} (target)", f"b/{name} (merge request)", n=3))
     added = sum(1 for line in lines if line.startswith("+") and not line.startswith("+++"))
     removed = sum(1 for line in lines if line.startswith("-") and not line.startswith("---"))
     shown = [_cut(line) for line in lines[:max_lines]]

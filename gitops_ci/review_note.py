@@ -93,7 +93,7 @@ def _row(r: OverlayReview) -> str:
 
 
 def _section(r: OverlayReview, *, with_diff: bool) -> str:
-    lines = [f"#### {code(r.app)} / {code(r.env)}", "", code(r.overlay), ""]
+    lines = [f"#### {code(r.app)} / {code(r.env)}", "", f"Overlay {code(r.overlay)}", ""]
     if r.images:
         lines.append("**Images**")
         lines += [

@@ -159,9 +159,7 @@ def discover(root: Path) -> RepoLayout:
             files.add(link)
         elif target in dirs:
             dirs.add(link)
-    return layout_of(
-        root, files, dirs, lambda path: (root / path).read_bytes().decode("utf-8"), links=links
-    )
+    return layout_of(root, files, dirs, lambda path: (root / path).read_bytes().decode("utf-8"), links=links)
 
 
 def layout_of(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gitops_ci import logs
 from gitops_ci.cli import run
 
 _INHERITED_PREFIXES = ("CI_", "GITOPS_", "GITLAB_", "ARGOCD_", "GIT_", "KUBECONFIG")
@@ -29,6 +30,7 @@ def hermetic_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
         monkeypatch.setenv(f"GIT_{role}_NAME", "Test Runner")
         monkeypatch.setenv(f"GIT_{role}_EMAIL", "test@example.invalid")
         monkeypatch.setenv(f"GIT_{role}_DATE", "2026-01-01T00:00:00Z")
+    monkeypatch.setattr(logs, "_secrets", set())
 
 
 @dataclass(frozen=True)

@@ -68,8 +68,12 @@ def validate_command(
     Exit 1 when there are errors.
     """
     settings = ValidateSettings(
-        path=path, kustomize=kustomize, build_options=build_options,
-        build_timeout=build_timeout, jobs=jobs, ignore=ignore
+        path=path,
+        kustomize=kustomize,
+        build_options=build_options,
+        build_timeout=build_timeout,
+        jobs=jobs,
+        ignore=ignore,
     )
     report = validate(settings)
     write_reports(report, junit=junit, code_quality_file=code_quality)

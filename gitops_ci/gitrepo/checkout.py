@@ -41,11 +41,11 @@ class ReviewCheckout:
 
     def commit(self, rev: str) -> str:
         """The commit `rev` names, fetched from origin first when a shallow CI clone lacks it."""
-        sha = self._try("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+        sha = self._try("rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}")
         if sha is None and self._repo.remotes:
             log.info("%s is not in the clone; fetching it from origin", rev)
-            self._try("fetch", "--quiet", "--no-tags", "--depth=1", "origin", rev)
-            sha = self._try("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+            self._try("fetch", "--quiet", "--no-tags", "--depth=1", "--end-of-options", "origin", rev)
+            sha = self._try("rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}")
         if sha is None:
             raise ConfigurationError(
                 f"{rev!r} is not a commit in this clone; fetch it (GIT_DEPTH: 0, or git fetch origin {rev}) "

@@ -39,7 +39,8 @@ _REMOTE_REASON = re.compile(r"\[remote rejected\] (?:\S+ -> \S+ )?\((.*)\)")
 _TIMED_OUT = re.compile(r"did not complete in [\d.]+ secs")
 _TRANSIENT = re.compile(
     r"returned error: 5\d\d|RPC failed|Connection reset|Empty reply|Failed to connect|Connection refused|"
-    r"timed out|unexpected disconnect|the remote end hung up|early EOF|transfer closed|HTTP/2 stream",
+    r"timed out|unexpected disconnect|the remote end hung up|early EOF|transfer closed|HTTP/2 stream|"
+    r"Operation too slow",
     re.I,
 )
 _NOT_FOUND = re.compile(
@@ -97,9 +98,9 @@ def classify(err: git.GitCommandError, action: str, remote: Remote) -> GitopsCiE
 
 def _server_reason(output: str) -> str:
     said = [
-        line.strip().removeprefix("remote:").strip()
-        for line in output.splitlines()
-        if line.strip().startswith("remote:") and line.strip().removeprefix("remote:").strip()
+        line.removeprefix("remote:").strip()
+        for line in _lines(output)
+        if line.startswith("remote:") and line.removeprefix("remote:").strip()
     ]
     reasons = _REMOTE_REASON.findall(output)
     return "; ".join(dict.fromkeys([*said, *reasons]))[:500] or "no reason given"
@@ -114,7 +115,16 @@ def _output(err: git.GitCommandError) -> str:
     return logs.mask(f"{err.stderr or ''}\n{err.stdout or ''}")
 
 
+def _lines(text: str) -> list[str]:
+    """git's output lines, without GitPython's `stderr: '…'` wrapping."""
+    stripped = (
+        line.strip().removeprefix("stderr: ").removeprefix("stdout: ").strip("'")
+        for line in text.splitlines()
+    )
+    return [line for line in stripped if line]
+
+
 def _last_line(text: str) -> str:
-    lines = [line.strip().removeprefix("stderr: ").strip("'") for line in text.splitlines() if line.strip()]
+    lines = _lines(text)
     meaningful = [line for line in lines if line.startswith(("fatal:", "error:", "!", "remote:"))]
     return (meaningful or lines or ["no output"])[-1]

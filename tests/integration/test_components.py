@@ -23,6 +23,7 @@ from ruamel.yaml import YAML
 
 from manifests import manifest_files, overlay
 from servers.argocd_api import ArgoApp, ArgoCDServer
+from servers.git_repos import commit_count, commit_files, log_messages, make_bare_repo, read_blob, rev_parse
 from servers.gitlab_api import GitLabContractServer
 from servers.gitlab_ci_local import (
     GitlabCiLocal,
@@ -32,15 +33,7 @@ from servers.gitlab_ci_local import (
     passed_jobs,
     read_dotenv_artifact,
 )
-from servers.gitserver import (
-    GitHttpServer,
-    commit_count,
-    commit_files,
-    log_messages,
-    make_bare_repo,
-    read_blob,
-    rev_parse,
-)
+from servers.gitserver import GitHttpServer
 
 pytest_plugins = ["servers.git_fixtures", "servers.gitlab_fixtures"]
 pytestmark = pytest.mark.integration

@@ -15,16 +15,9 @@ import pytest
 
 from conftest import CliResult, CliRunner
 from manifests import manifest_files, overlay
-from servers.gitserver import (
-    GitHttpServer,
-    commit_count,
-    commit_files,
-    log_messages,
-    make_bare_repo,
-    make_unrelated_ca,
-    read_blob,
-    rev_parse,
-)
+from servers.git_repos import commit_count, commit_files, log_messages, make_bare_repo, read_blob, rev_parse
+from servers.gitserver import GitHttpServer
+from servers.tls import make_unrelated_ca
 
 if TYPE_CHECKING:
     from servers.git_fixtures import GitArgvRecorder

@@ -13,7 +13,8 @@ from conftest import CliResult, CliRunner
 from manifests import manifest_files
 from servers.argo_status import Scenario
 from servers.argocd_api import ArgoApp, ArgoCDServer
-from servers.gitserver import GitHttpServer, make_bare_repo, rev_parse
+from servers.git_repos import make_bare_repo, rev_parse
+from servers.gitserver import GitHttpServer
 
 pytest_plugins = ["servers.git_fixtures"]
 pytestmark = pytest.mark.integration

@@ -27,10 +27,21 @@ KUSTOMIZATION = "overlays/prod/kustomization.yaml"
 BASE_FILES = {KUSTOMIZATION: "images:\n- name: app\n  newTag: v1\n", "README.md": "hi\n"}
 
 
-def client(server: GitLabContractServer, *, private_token: str | None = None, oauth_token: str | None = None,
-           job_token: str | None = None) -> gitlab.Gitlab:
-    return gitlab.Gitlab(server.url, private_token=private_token, oauth_token=oauth_token,
-                         job_token=job_token, retry_transient_errors=False, timeout=10)
+def client(
+    server: GitLabContractServer,
+    *,
+    private_token: str | None = None,
+    oauth_token: str | None = None,
+    job_token: str | None = None,
+) -> gitlab.Gitlab:
+    return gitlab.Gitlab(
+        server.url,
+        private_token=private_token,
+        oauth_token=oauth_token,
+        job_token=job_token,
+        retry_transient_errors=False,
+        timeout=10,
+    )
 
 
 def message(error: gitlab.GitlabError) -> Any:
@@ -42,8 +53,9 @@ def bump(tag: str) -> dict[str, str]:
     return {KUSTOMIZATION: f"images:\n- name: app\n  newTag: {tag}\n"}
 
 
-def poll_until(project: Project, iid: int, done: Callable[[ProjectMergeRequest], bool],
-               max_polls: int = 10) -> ProjectMergeRequest:
+def poll_until(
+    project: Project, iid: int, done: Callable[[ProjectMergeRequest], bool], max_polls: int = 10
+) -> ProjectMergeRequest:
     """GET the merge request until ``done`` holds, as a client waiting for GitLab would."""
     for _ in range(max_polls):
         mr = project.mergerequests.get(iid)
@@ -54,7 +66,8 @@ def poll_until(project: Project, iid: int, done: Callable[[ProjectMergeRequest],
 
 def open_mr(project: Project, source: str, **extra: Any) -> ProjectMergeRequest:
     return project.mergerequests.create(
-        {"source_branch": source, "target_branch": "main", "title": f"Deploy {source}", **extra})
+        {"source_branch": source, "target_branch": "main", "title": f"Deploy {source}", **extra}
+    )
 
 
 @pytest.fixture
@@ -65,8 +78,9 @@ def app(gitlab_api: GitLabContractServer, gitlab_token: str, gitlab_project: Mak
     return repo, client(gitlab_api, private_token=gitlab_token).projects.get(repo.path)
 
 
-def test_get_project_by_url_encoded_path_and_by_id(gitlab_api: GitLabContractServer, gitlab_token: str,
-                                                   gitlab_project: MakeProject) -> None:
+def test_get_project_by_url_encoded_path_and_by_id(
+    gitlab_api: GitLabContractServer, gitlab_token: str, gitlab_project: MakeProject
+) -> None:
     repo = gitlab_project("group/sub/app", BASE_FILES, has_pipelines=True)
     gl = client(gitlab_api, private_token=gitlab_token)
 
@@ -83,8 +97,9 @@ def test_get_project_by_url_encoded_path_and_by_id(gitlab_api: GitLabContractSer
     assert branch.default is True
 
 
-def test_unknown_project_and_branch_are_404(app: App,
-        gitlab_api: GitLabContractServer, gitlab_token: str) -> None:
+def test_unknown_project_and_branch_are_404(
+    app: App, gitlab_api: GitLabContractServer, gitlab_token: str
+) -> None:
     _, project = app
     gl = client(gitlab_api, private_token=gitlab_token)
 
@@ -135,8 +150,9 @@ def test_read_api_scope_cannot_create_merge_request(app: App, gitlab_api: GitLab
     assert gitlab_api.merge_requests("group/sub/app") == []
 
 
-def test_job_token_reads_its_project_but_cannot_create_mr_or_note(app: App,
-        gitlab_api: GitLabContractServer) -> None:
+def test_job_token_reads_its_project_but_cannot_create_mr_or_note(
+    app: App, gitlab_api: GitLabContractServer
+) -> None:
     _, owner_view = app
     existing = open_mr(owner_view, "deploy-v2")
     gitlab_api.add_job_token("job-123", project="group/sub/app")
@@ -154,12 +170,14 @@ def test_job_token_reads_its_project_but_cannot_create_mr_or_note(app: App,
     assert gitlab_api.notes("group/sub/app", existing.iid) == []
 
 
-def test_create_merge_request_is_201_with_documented_fields(app: App,
-        gitlab_api: GitLabContractServer) -> None:
+def test_create_merge_request_is_201_with_documented_fields(
+    app: App, gitlab_api: GitLabContractServer
+) -> None:
     repo, project = app
 
-    mr = open_mr(project, "deploy-v2", description="bump", labels=["gitops", "prod"],
-                 remove_source_branch=True)
+    mr = open_mr(
+        project, "deploy-v2", description="bump", labels=["gitops", "prod"], remove_source_branch=True
+    )
 
     assert (mr.iid, mr.state, mr.project_id) == (1, "opened", repo.id)
     assert mr.sha == repo.branch_sha("deploy-v2")
@@ -187,7 +205,8 @@ def test_duplicate_merge_request_is_409_and_bad_branches_are_4xx(app: App) -> No
 
     assert duplicate.value.response_code == 409
     assert message(duplicate.value) == [
-        f"Another open merge request already exists for this source branch: !{first.iid}"]
+        f"Another open merge request already exists for this source branch: !{first.iid}"
+    ]
     assert no_branch.value.response_code == 422
     assert message(no_branch.value) == ['Source branch "no-such-branch" does not exist']
     assert no_title.value.response_code == 400
@@ -268,8 +287,9 @@ def test_squash_merge_and_sha_guard(app: App) -> None:
     assert repo.read("main", "README.md") == "second commit\n"
 
 
-def test_auto_merge_waits_for_the_pipeline(gitlab_api: GitLabContractServer, gitlab_token: str,
-                                           gitlab_project: MakeProject) -> None:
+def test_auto_merge_waits_for_the_pipeline(
+    gitlab_api: GitLabContractServer, gitlab_token: str, gitlab_project: MakeProject
+) -> None:
     repo = gitlab_project("group/sub/app", BASE_FILES, has_pipelines=True)
     gitlab_api.set_pipeline(repo.id, polls_until_done=2, final_status="success")
     repo.commit("deploy-v2", bump("v2"), base="main")
@@ -287,10 +307,12 @@ def test_auto_merge_waits_for_the_pipeline(gitlab_api: GitLabContractServer, git
     assert repo.read("main", KUSTOMIZATION) == bump("v2")[KUSTOMIZATION]
 
 
-def test_failed_pipeline_blocks_merge(gitlab_api: GitLabContractServer, gitlab_token: str,
-                                      gitlab_project: MakeProject) -> None:
-    repo = gitlab_project("group/sub/app", BASE_FILES, has_pipelines=True, pipeline_polls=0,
-                          pipeline_final_status="failed")
+def test_failed_pipeline_blocks_merge(
+    gitlab_api: GitLabContractServer, gitlab_token: str, gitlab_project: MakeProject
+) -> None:
+    repo = gitlab_project(
+        "group/sub/app", BASE_FILES, has_pipelines=True, pipeline_polls=0, pipeline_final_status="failed"
+    )
     repo.commit("deploy-v2", bump("v2"), base="main")
     project = client(gitlab_api, private_token=gitlab_token).projects.get(repo.path)
     mr = open_mr(project, "deploy-v2")
@@ -306,8 +328,9 @@ def test_failed_pipeline_blocks_merge(gitlab_api: GitLabContractServer, gitlab_t
     assert gitlab_api.merge_requests(repo.id)[0]["state"] == "opened"
 
 
-def test_source_push_restarts_checks_and_pipeline(gitlab_api: GitLabContractServer, gitlab_token: str,
-                                                  gitlab_project: MakeProject) -> None:
+def test_source_push_restarts_checks_and_pipeline(
+    gitlab_api: GitLabContractServer, gitlab_token: str, gitlab_project: MakeProject
+) -> None:
     repo = gitlab_project("group/sub/app", BASE_FILES, has_pipelines=True, pipeline_polls=0)
     repo.commit("deploy-v2", bump("v2"), base="main")
     project = client(gitlab_api, private_token=gitlab_token).projects.get(repo.id)
@@ -339,7 +362,9 @@ def test_notes_create_list_get_and_update(app: App, gitlab_api: GitLabContractSe
     assert (single.noteable_type, single.noteable_iid, single.system) == ("MergeRequest", mr.iid, False)
     assert single.author["username"] == "ci-bot"
     assert [n["body"] for n in gitlab_api.notes("group/sub/app", mr.iid)] == [
-        "Rendered diff: 1 file", "Synced to prod"]
+        "Rendered diff: 1 file",
+        "Synced to prod",
+    ]
     assert project.mergerequests.get(mr.iid).user_notes_count == 2
 
 
@@ -358,8 +383,9 @@ def test_conflicting_merge_request_reports_conflict(app: App) -> None:
     assert repo.read("main", KUSTOMIZATION) == bump("v9")[KUSTOMIZATION]
 
 
-def test_unknown_route_is_404_and_wrong_method_is_405(app: App,
-        gitlab_api: GitLabContractServer, gitlab_token: str) -> None:
+def test_unknown_route_is_404_and_wrong_method_is_405(
+    app: App, gitlab_api: GitLabContractServer, gitlab_token: str
+) -> None:
     gl = client(gitlab_api, private_token=gitlab_token)
 
     with pytest.raises(gitlab.GitlabHttpError) as unknown:

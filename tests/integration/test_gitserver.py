@@ -18,20 +18,17 @@ from typing import TYPE_CHECKING
 import git
 import pytest
 
-from servers.gitserver import (
+from servers.git_repos import (
     GitError,
-    GitHttpServer,
-    RequestRecord,
-    TlsMaterial,
-    client_env,
     commit_count,
     commit_files,
     log_messages,
     make_bare_repo,
-    make_unrelated_ca,
     read_blob,
     rev_parse,
 )
+from servers.gitserver import GitHttpServer, RequestRecord, client_env
+from servers.tls import TlsMaterial, make_unrelated_ca
 
 if TYPE_CHECKING:
     from servers.git_fixtures import GitArgvRecorder

@@ -15,8 +15,9 @@ import pytest
 
 from conftest import CliResult, CliRunner
 from manifests import manifest_files, overlay
+from servers.git_repos import GitError, commit_files, make_bare_repo, read_blob, rev_parse
 from servers.gitlab_api import GitLabContractServer
-from servers.gitserver import GitError, GitHttpServer, commit_files, make_bare_repo, read_blob, rev_parse
+from servers.gitserver import GitHttpServer
 
 pytest_plugins = ["servers.git_fixtures", "servers.gitlab_fixtures"]
 pytestmark = pytest.mark.integration

@@ -19,7 +19,8 @@ from pathlib import Path
 import git
 import pytest
 
-from servers.gitserver import GitHttpServer, TlsMaterial, make_ca
+from servers.gitserver import GitHttpServer
+from servers.tls import TlsMaterial, make_ca
 
 __all__ = ["GitArgvRecorder", "git_argv_recorder", "git_server", "tls_material"]
 

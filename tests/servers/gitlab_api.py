@@ -126,8 +126,9 @@ class GitLabApi:
         with self.state.lock:
             try:
                 body = self._body(headers, raw)
-                self.calls.append(Call(method, url.path, {k: v for k, v in query.items()
-                                                          if k not in SECRET_PARAMS}, body))
+                self.calls.append(
+                    Call(method, url.path, {k: v for k, v in query.items() if k not in SECRET_PARAMS}, body)
+                )
                 return self._route(method, url.path, url.query, query, body, headers)
             except ApiError as error:
                 return error.status, error.body, error.headers
@@ -146,10 +147,11 @@ class GitLabApi:
                 raise ApiError(400, {"error": "body is not valid JSON"}) from exc
         return dict(parse_qsl(raw.decode(), keep_blank_values=True))
 
-    def _route(self, method: str, path: str, raw_query: str, query: dict[str, Any], body: Any,
-               headers: Message) -> Reply:
+    def _route(
+        self, method: str, path: str, raw_query: str, query: dict[str, Any], body: Any, headers: Message
+    ) -> Reply:
         allowed: list[str] = []
-        sub = path[len(API_PREFIX):] if path.startswith(API_PREFIX + "/") else None
+        sub = path[len(API_PREFIX) :] if path.startswith(API_PREFIX + "/") else None
         for candidate in self.routes if sub is not None else []:
             found = candidate.pattern.fullmatch(sub or "")
             if found is None:
@@ -169,8 +171,12 @@ class GitLabApi:
 
     def _authenticate(self, headers: Message, query: dict[str, Any]) -> Token:
         bearer = headers.get("Authorization") or ""
-        secret = (headers.get("PRIVATE-TOKEN") or (bearer[7:] if bearer.lower().startswith("bearer ") else "")
-                  or query.get("private_token") or query.get("access_token"))
+        secret = (
+            headers.get("PRIVATE-TOKEN")
+            or (bearer[7:] if bearer.lower().startswith("bearer ") else "")
+            or query.get("private_token")
+            or query.get("access_token")
+        )
         job = headers.get("JOB-TOKEN") or query.get("job_token")
         token = self.state.tokens.get(str(secret or job or ""))
         if token is None or (token.job_project_id is None) != bool(secret):
@@ -189,8 +195,14 @@ class GitLabApi:
         if candidate.user_scope:
             needed.add("read_user")
         if not token.scopes & needed:
-            raise ApiError(403, {"error": "insufficient_scope", "error_description": INSUFFICIENT_SCOPE,
-                                 "scope": " ".join(sorted(needed))})
+            raise ApiError(
+                403,
+                {
+                    "error": "insufficient_scope",
+                    "error_description": INSUFFICIENT_SCOPE,
+                    "scope": " ".join(sorted(needed)),
+                },
+            )
 
     @staticmethod
     def _page(ctx: Ctx, items: list[Any]) -> Reply:
@@ -201,8 +213,11 @@ class GitLabApi:
         except ValueError as exc:
             raise ApiError(400, {"error": "page is invalid, per_page is invalid"}) from exc
         pages = max(1, math.ceil(len(items) / per_page))
-        kept = [(k, v) for k, v in parse_qsl(ctx.raw_query, keep_blank_values=True)
-                if k not in SECRET_PARAMS | {"page", "per_page"}]
+        kept = [
+            (k, v)
+            for k, v in parse_qsl(ctx.raw_query, keep_blank_values=True)
+            if k not in SECRET_PARAMS | {"page", "per_page"}
+        ]
 
         def link(number: int, rel: str) -> str:
             query = urlencode([*kept, ("page", number), ("per_page", per_page)])
@@ -211,12 +226,15 @@ class GitLabApi:
         rels = [(page - 1, "prev")] if page > 1 else []
         rels += [(page + 1, "next")] if page < pages else []
         headers = {
-            "X-Total": str(len(items)), "X-Total-Pages": str(pages), "X-Page": str(page),
-            "X-Per-Page": str(per_page), "X-Next-Page": str(page + 1) if page < pages else "",
+            "X-Total": str(len(items)),
+            "X-Total-Pages": str(pages),
+            "X-Page": str(page),
+            "X-Per-Page": str(per_page),
+            "X-Next-Page": str(page + 1) if page < pages else "",
             "X-Prev-Page": str(page - 1) if page > 1 else "",
             "Link": ", ".join(link(n, rel) for n, rel in [*rels, (1, "first"), (pages, "last")]),
         }
-        return 200, items[(page - 1) * per_page: page * per_page], headers
+        return 200, items[(page - 1) * per_page : page * per_page], headers
 
     # ----- handlers -------------------------------------------------------------------------
     def get_user(self, ctx: Ctx) -> Reply:
@@ -314,8 +332,14 @@ class _Handler(BaseHTTPRequestHandler):
 class GitLabContractServer:
     """The server plus the registry, knobs and observation helpers that tests use."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, checking_polls: int = 1,
-                 conflict_merge_status: int = 405) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        checking_polls: int = 1,
+        conflict_merge_status: int = 405,
+    ) -> None:
         self.state = GitLabState(checking_polls=checking_polls, conflict_merge_status=conflict_merge_status)
         self.calls: list[Call] = []
         self.api = GitLabApi(self.state, self.calls)
@@ -330,8 +354,9 @@ class GitLabContractServer:
         return f"http://{host!s}:{port}"
 
     def start(self) -> GitLabContractServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="gitlab-api",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, args=(0.05,), name="gitlab-api", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -365,9 +390,16 @@ class GitLabContractServer:
             project_id = self.state.project_or_404(project).id
             self.state.tokens[token] = Token(self.state.add_user(username), frozenset(), project_id)
 
-    def add_project(self, path_with_namespace: str, repo_dir: str | Path, *, default_branch: str = "main",
-                    has_pipelines: bool = False, http_url_to_repo: str | None = None,
-                    **settings: Any) -> dict[str, Any]:
+    def add_project(
+        self,
+        path_with_namespace: str,
+        repo_dir: str | Path,
+        *,
+        default_branch: str = "main",
+        has_pipelines: bool = False,
+        http_url_to_repo: str | None = None,
+        **settings: Any,
+    ) -> dict[str, Any]:
         """Register a project backed by the bare repository ``repo_dir``; returns its API JSON.
 
         ``settings`` are :class:`Project` fields: ``merge_method`` (merge | rebase_merge | ff),
@@ -378,9 +410,16 @@ class GitLabContractServer:
         settings.setdefault("only_allow_merge_if_pipeline_succeeds", has_pipelines)
         web_url = f"{self.url}/{path_with_namespace}"
         with self.state.lock:
-            project = Project(self.state.next_id("project"), path_with_namespace, GitRepo(repo_dir),
-                              default_branch, web_url, http_url_to_repo or f"{web_url}.git",
-                              has_pipelines=has_pipelines, **settings)
+            project = Project(
+                self.state.next_id("project"),
+                path_with_namespace,
+                GitRepo(repo_dir),
+                default_branch,
+                web_url,
+                http_url_to_repo or f"{web_url}.git",
+                has_pipelines=has_pipelines,
+                **settings,
+            )
             self.state.projects[project.id] = project
             return project_json(project)
 
@@ -390,8 +429,9 @@ class GitLabContractServer:
         with self.state.lock:
             self.state.checking_polls = max(0, n)
 
-    def set_pipeline(self, project: str | int, *, polls_until_done: int | None = None,
-                     final_status: str | None = None) -> None:
+    def set_pipeline(
+        self, project: str | int, *, polls_until_done: int | None = None, final_status: str | None = None
+    ) -> None:
         """CI for new source SHAs: ``running`` for N GETs, then ``final_status``.
 
         A new ``final_status`` also applies to pipelines of the project that are still running.

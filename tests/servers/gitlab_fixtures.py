@@ -46,8 +46,14 @@ def make_bare_repo_with_files(path: str | Path, files: Mapping[str, str], branch
     return repo.commit_files(branch, files, "initial commit\n", PINNED_IDENT)
 
 
-def commit_to_branch(repo_dir: str | Path, branch: str, files: Mapping[str, str], *,
-                     message: str = "update\n", base: str | None = None) -> str:
+def commit_to_branch(
+    repo_dir: str | Path,
+    branch: str,
+    files: Mapping[str, str],
+    *,
+    message: str = "update\n",
+    base: str | None = None,
+) -> str:
     """Commit ``files`` onto ``branch`` (created from ``base``, a branch name or SHA, if given)."""
     repo = GitRepo(repo_dir)
     parent = repo.run("rev-parse", "--verify", f"{base}^{{commit}}").stdout.strip() if base else None
@@ -79,8 +85,9 @@ class GitLabProject:
     def read(self, ref: str, path: str) -> str | None:
         return self.repo.show(ref, path)
 
-    def commit(self, branch: str, files: Mapping[str, str], *, message: str = "update\n",
-               base: str | None = None) -> str:
+    def commit(
+        self, branch: str, files: Mapping[str, str], *, message: str = "update\n", base: str | None = None
+    ) -> str:
         return commit_to_branch(self.repo_dir, branch, files, message=message, base=base)
 
 
@@ -120,8 +127,13 @@ def gitlab_project(gitlab_api: GitLabContractServer, tmp_path: Path) -> Callable
     other keyword arguments go to :meth:`GitLabContractServer.add_project`.
     """
 
-    def create(path: str = "group/sub/app", files: Mapping[str, str] | None = None, *,
-               default_branch: str = "main", **options: Any) -> GitLabProject:
+    def create(
+        path: str = "group/sub/app",
+        files: Mapping[str, str] | None = None,
+        *,
+        default_branch: str = "main",
+        **options: Any,
+    ) -> GitLabProject:
         repo_dir = tmp_path / "repos" / f"{path}.git"
         make_bare_repo_with_files(repo_dir, files or {"README.md": "# manifests\n"}, default_branch)
         info = gitlab_api.add_project(path, repo_dir, default_branch=default_branch, **options)

@@ -19,11 +19,17 @@ from typing import Any
 
 _SEP, _REC = "\x1f", "\x1e"
 _FIELDS = {
-    "ref": "%(refname)", "id": "%(objectname)", "parents": "%(parent)", "title": "%(subject)",
-    "author_name": "%(authorname)", "author_email": "%(authoremail)",
+    "ref": "%(refname)",
+    "id": "%(objectname)",
+    "parents": "%(parent)",
+    "title": "%(subject)",
+    "author_name": "%(authorname)",
+    "author_email": "%(authoremail)",
     "authored_date": "%(authordate:iso-strict)",
-    "committer_name": "%(committername)", "committer_email": "%(committeremail)",
-    "committed_date": "%(committerdate:iso-strict)", "message": "%(contents)",
+    "committer_name": "%(committername)",
+    "committer_email": "%(committeremail)",
+    "committed_date": "%(committerdate:iso-strict)",
+    "message": "%(contents)",
 }
 _BRANCH_FMT = "%1f".join(_FIELDS.values()) + "%1e"  # for-each-ref turns %xx into that byte
 Completed = subprocess.CompletedProcess[str]
@@ -40,8 +46,12 @@ class Ident:
     date: str | None = None  # pinned author/committer date, e.g. "2024-01-01T00:00:00Z"
 
     def env(self) -> dict[str, str]:
-        env = {"GIT_AUTHOR_NAME": self.name, "GIT_AUTHOR_EMAIL": self.email,
-               "GIT_COMMITTER_NAME": self.name, "GIT_COMMITTER_EMAIL": self.email}
+        env = {
+            "GIT_AUTHOR_NAME": self.name,
+            "GIT_AUTHOR_EMAIL": self.email,
+            "GIT_COMMITTER_NAME": self.name,
+            "GIT_COMMITTER_EMAIL": self.email,
+        }
         if self.date is not None:
             env.update(GIT_AUTHOR_DATE=self.date, GIT_COMMITTER_DATE=self.date)
         return env
@@ -69,15 +79,27 @@ class GitRepo:
         repo.run("symbolic-ref", "HEAD", f"refs/heads/{branch}")
         return repo
 
-    def run(self, *args: str, stdin: str | None = None, ident: Ident | None = None,
-            env: Mapping[str, str] | None = None, ok: tuple[int, ...] = (0,)) -> Completed:
+    def run(
+        self,
+        *args: str,
+        stdin: str | None = None,
+        ident: Ident | None = None,
+        env: Mapping[str, str] | None = None,
+        ok: tuple[int, ...] = (0,),
+    ) -> Completed:
         """Run git on this repository with no inherited ``GIT_*`` variables and no user config."""
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
         full_env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, LC_ALL="C", **(env or {}))
         if ident is not None:
             full_env.update(ident.env())
-        proc = subprocess.run(["git", f"--git-dir={self.path}", *args], input=stdin, capture_output=True,
-                              text=True, env=full_env, check=False)
+        proc = subprocess.run(
+            ["git", f"--git-dir={self.path}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=full_env,
+            check=False,
+        )
         if proc.returncode not in ok:
             raise GitError(f"git {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
         return proc
@@ -119,8 +141,9 @@ class GitRepo:
             return None
         with tempfile.TemporaryDirectory() as tmp:
             index = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
-            if self.run("read-tree", "-i", "-m", "--aggressive", base, ours, theirs, env=index,
-                        ok=(0, 128)).returncode:
+            if self.run(
+                "read-tree", "-i", "-m", "--aggressive", base, ours, theirs, env=index, ok=(0, 128)
+            ).returncode:
                 return None
             proc = self.run("write-tree", env=index, ok=(0, 128))
             return proc.stdout.strip() if proc.returncode == 0 else None
@@ -142,8 +165,9 @@ class GitRepo:
                 self.run("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=index)
             return self.run("write-tree", env=index).stdout.strip()
 
-    def commit_files(self, branch: str, files: Mapping[str, str], message: str, ident: Ident,
-                     base: str | None = None) -> str:
+    def commit_files(
+        self, branch: str, files: Mapping[str, str], message: str, ident: Ident, base: str | None = None
+    ) -> str:
         """Commit ``files`` on top of ``base`` (default: the branch head) and move ``branch`` there."""
         old = self.branch_sha(branch)
         parent = base or old

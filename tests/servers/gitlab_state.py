@@ -105,10 +105,13 @@ class GitLabState:
         chosen: list[MergeRequest] = []
         for mr in project.merge_requests.values():
             self.sync(project, mr)
-            if (params.get("state", "all") in ("all", mr.state)
-                    and params.get("source_branch", mr.source_branch) == mr.source_branch
-                    and params.get("target_branch", mr.target_branch) == mr.target_branch
-                    and (not iids or mr.iid in iids) and labels_match(labels, mr.labels)):
+            if (
+                params.get("state", "all") in ("all", mr.state)
+                and params.get("source_branch", mr.source_branch) == mr.source_branch
+                and params.get("target_branch", mr.target_branch) == mr.target_branch
+                and (not iids or mr.iid in iids)
+                and labels_match(labels, mr.labels)
+            ):
                 chosen.append(mr)
         order = str(params.get("order_by") or "created_at")
         order = order if order in {"updated_at", "title"} else "created_at"
@@ -122,9 +125,15 @@ class GitLabState:
             done = project.pipeline_polls <= 0
             stamp = now_iso()
             project.pipelines[mr.sha] = Pipeline(
-                self.next_id("pipeline"), mr.sha, mr.source_branch,
-                project.pipeline_final_status if done else "running", project.pipeline_polls,
-                project.pipeline_final_status, stamp, stamp)
+                self.next_id("pipeline"),
+                mr.sha,
+                mr.source_branch,
+                project.pipeline_final_status if done else "running",
+                project.pipeline_polls,
+                project.pipeline_final_status,
+                stamp,
+                stamp,
+            )
 
     def sync(self, project: Project, mr: MergeRequest) -> None:
         """Follow the source branch in the bare repo: a moved head restarts checks and CI."""
@@ -199,8 +208,14 @@ class GitLabState:
 
     # ----- merge requests -------------------------------------------------------------------
     def _open_duplicate(self, project: Project, src: str, tgt: str, skip: int = 0) -> MergeRequest | None:
-        return next((m for m in project.merge_requests.values() if m.state == "opened" and m.iid != skip
-                     and (m.source_branch, m.target_branch) == (src, tgt)), None)
+        return next(
+            (
+                m
+                for m in project.merge_requests.values()
+                if m.state == "opened" and m.iid != skip and (m.source_branch, m.target_branch) == (src, tgt)
+            ),
+            None,
+        )
 
     def _users(self, ids: list[int]) -> list[User]:
         return [self.users[i] for i in ids if i in self.users]
@@ -219,32 +234,69 @@ class GitLabState:
             raise unprocessable(f'Target branch "{tgt}" does not exist')
         duplicate = self._open_duplicate(project, src, tgt)
         if duplicate is not None:
-            raise ApiError(409, {"message": [
-                f"Another open merge request already exists for this source branch: !{duplicate.iid}"]})
+            raise ApiError(
+                409,
+                {
+                    "message": [
+                        f"Another open merge request already exists for this source branch: !{duplicate.iid}"
+                    ]
+                },
+            )
         stamp = now_iso()
         mr = MergeRequest(
-            self.next_id("merge_request"), project.next_iid, project.id, str(params["title"]),
-            str(params.get("description") or ""), src, tgt, author, sha, stamp, stamp,
+            self.next_id("merge_request"),
+            project.next_iid,
+            project.id,
+            str(params["title"]),
+            str(params.get("description") or ""),
+            src,
+            tgt,
+            author,
+            sha,
+            stamp,
+            stamp,
             labels=as_list(params.get("labels")),
             assignees=self._users(as_ints(params.get("assignee_ids")) or as_ints(params.get("assignee_id"))),
             reviewers=self._users(as_ints(params.get("reviewer_ids"))),
-            squash=as_bool(params["squash"]) if "squash" in params
+            squash=as_bool(params["squash"])
+            if "squash" in params
             else project.squash_option in {"always", "default_on"},
             force_remove_source_branch=as_bool(params["remove_source_branch"])
-            if "remove_source_branch" in params else project.remove_source_branch_after_merge)
+            if "remove_source_branch" in params
+            else project.remove_source_branch_after_merge,
+        )
         project.next_iid += 1
         project.merge_requests[mr.iid] = mr
         self._start_checks(project, mr)
         return mr
 
-    UPDATABLE = ("title", "description", "labels", "add_labels", "remove_labels", "assignee_id",
-                 "assignee_ids", "reviewer_ids", "remove_source_branch", "squash", "state_event",
-                 "target_branch", "discussion_locked", "milestone_id", "allow_collaboration")
+    UPDATABLE = (
+        "title",
+        "description",
+        "labels",
+        "add_labels",
+        "remove_labels",
+        "assignee_id",
+        "assignee_ids",
+        "reviewer_ids",
+        "remove_source_branch",
+        "squash",
+        "state_event",
+        "target_branch",
+        "discussion_locked",
+        "milestone_id",
+        "allow_collaboration",
+    )
 
     def update_mr(self, project: Project, mr: MergeRequest, user: User, params: dict[str, Any]) -> None:
         if not any(key in params for key in self.UPDATABLE):
-            raise ApiError(400, {"error": f"{', '.join(self.UPDATABLE)} are missing, "
-                                          "at least one parameter must be provided"})
+            raise ApiError(
+                400,
+                {
+                    "error": f"{', '.join(self.UPDATABLE)} are missing, "
+                    "at least one parameter must be provided"
+                },
+            )
         for key in ("title", "target_branch"):
             if key in params and not params[key]:
                 raise ApiError(400, {"error": f"{key} is empty"})
@@ -258,8 +310,10 @@ class GitLabState:
         if (target != mr.target_branch and mr.state == "opened") or reopening:
             duplicate = self._open_duplicate(project, mr.source_branch, target, skip=mr.iid)
             if duplicate is not None:
-                raise ApiError(409, {"message": [
-                    f"Another open merge request already exists for this source branch: !{duplicate.iid}"]})
+                message = (
+                    f"Another open merge request already exists for this source branch: !{duplicate.iid}"
+                )
+                raise ApiError(409, {"message": [message]})
         mr.title = str(params.get("title") or mr.title)
         mr.description = str(params.get("description", mr.description) or "")
         mr.target_branch = target
@@ -333,7 +387,8 @@ class GitLabState:
                     raise failed
                 message = options.get("merge_commit_message") or (
                     f"Merge branch '{mr.source_branch}' into '{mr.target_branch}'\n\n{mr.title}\n\n"
-                    f"See merge request {project.path_with_namespace}!{mr.iid}")
+                    f"See merge request {project.path_with_namespace}!{mr.iid}"
+                )
                 new_target = merge_sha = repo.commit_tree(tree, [target, head], message, ident)
             if not repo.update_ref(f"refs/heads/{mr.target_branch}", new_target, target):
                 raise failed

@@ -1,7 +1,7 @@
 """A real smart-HTTP(S) git server for tests, backed by ``git http-backend``.
 
-Everything here talks to the real ``git`` binary: the server runs one ``git http-backend``
-CGI process per request, and the repository helpers use git plumbing (no worktrees).
+The server runs one ``git http-backend`` CGI process per request. Faults can be injected per service:
+an error status, an answer lost after the push was applied, a hang, a redirect to another origin.
 
 Typical use::
 
@@ -17,334 +17,30 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import datetime as dt
 import hmac
-import ipaddress
 import os
-import shutil
 import socket
 import ssl
 import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from socketserver import TCPServer
 from types import TracebackType
-from typing import IO, Any, Final, Protocol, Self
+from typing import IO, Any, Final, Literal, Protocol, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from servers.git_repos import GIT
+from servers.tls import TlsMaterial
 
-__all__ = [
-    "GIT",
-    "GitError",
-    "GitHttpServer",
-    "RequestRecord",
-    "TlsMaterial",
-    "client_env",
-    "commit_count",
-    "commit_files",
-    "git_env",
-    "log_messages",
-    "make_bare_repo",
-    "make_ca",
-    "make_unrelated_ca",
-    "read_blob",
-    "rev_parse",
-]
+__all__ = ["Fault", "GitHttpServer", "RequestRecord", "client_env"]
 
-
-def _find_git() -> str:
-    found = shutil.which("git")
-    if found is None:
-        raise RuntimeError("git executable not found on PATH")
-    return found
-
-
-# Resolved once at import, so that PATH wrappers installed by tests (argv recorders) never
-# see the helpers' own git calls or the server's http-backend processes.
-GIT: Final[str] = _find_git()
-
-ZERO_OID: Final[str] = "0" * 40
 SERVICES: Final[tuple[str, str]] = ("git-upload-pack", "git-receive-pack")
 
-# ---------------------------------------------------------------------------------------
-# TLS material
-# ---------------------------------------------------------------------------------------
-
-_CERT_VALIDITY: Final = dt.timedelta(days=30)
-_CLOCK_SKEW: Final = dt.timedelta(hours=1)
-
-
-@dataclass(frozen=True)
-class TlsMaterial:
-    """PEM files for a test CA and a server certificate it signed (127.0.0.1 + localhost)."""
-
-    ca_file: Path
-    cert_file: Path
-    key_file: Path
-
-
-def make_ca(tmpdir: Path | str) -> TlsMaterial:
-    """Create a self-signed CA and a server certificate for ``127.0.0.1``/``localhost``."""
-    directory = Path(tmpdir)
-    directory.mkdir(parents=True, exist_ok=True)
-    ca_key, ca_cert = _new_ca("gitops-ci test CA")
-    server_key = _new_key()
-    server_cert = _issue_server_cert(ca_key, ca_cert, server_key)
-    return TlsMaterial(
-        ca_file=_write_cert(directory / "ca.pem", ca_cert),
-        cert_file=_write_cert(directory / "server.pem", server_cert),
-        key_file=_write_key(directory / "server-key.pem", server_key),
-    )
-
-
-def make_unrelated_ca(tmpdir: Path | str) -> Path:
-    """Write a CA certificate that did *not* sign any server certificate ("unknown CA" tests)."""
-    directory = Path(tmpdir)
-    directory.mkdir(parents=True, exist_ok=True)
-    _, cert = _new_ca("gitops-ci unrelated CA")
-    return _write_cert(directory / "unrelated-ca.pem", cert)
-
-
-def _new_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
-def _key_usage(*, cert_sign: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=True,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=cert_sign,
-        crl_sign=cert_sign,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def _cert_builder(subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey) -> Any:
-    now = dt.datetime.now(dt.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _CLOCK_SKEW)
-        .not_valid_after(now + _CERT_VALIDITY)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-    )
-
-
-def _new_ca(common_name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = _new_key()
-    cert = (
-        _cert_builder(_name(common_name), _name(common_name), key.public_key())
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_key_usage(cert_sign=True), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return key, cert
-
-
-def _issue_server_cert(
-    ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
-) -> x509.Certificate:
-    ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    alt_names = x509.SubjectAlternativeName(
-        [x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")), x509.DNSName("localhost")]
-    )
-    cert: x509.Certificate = (
-        _cert_builder(_name("localhost"), ca_cert.subject, key.public_key())
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_key_usage(cert_sign=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(alt_names, critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    return cert
-
-
-def _write_cert(path: Path, cert: x509.Certificate) -> Path:
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return path
-
-
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> Path:
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    path.write_bytes(pem)
-    path.chmod(0o600)
-    return path
-
-
-# ---------------------------------------------------------------------------------------
-# git plumbing helpers (bare repositories, no worktrees)
-# ---------------------------------------------------------------------------------------
-
-_IDENTITY: Final[Mapping[str, str]] = {
-    "GIT_AUTHOR_NAME": "Test Author",
-    "GIT_AUTHOR_EMAIL": "author@example.invalid",
-    "GIT_COMMITTER_NAME": "Test Committer",
-    "GIT_COMMITTER_EMAIL": "committer@example.invalid",
-}
-
-_BARE_REPO_CONFIG: Final[tuple[tuple[str, str], ...]] = (
-    ("http.receivepack", "true"),
-    ("uploadpack.allowFilter", "true"),
-    ("uploadpack.allowAnySHA1InWant", "true"),
-)
-
-
-class GitError(RuntimeError):
-    """A git helper command failed; the message includes git's stderr."""
-
-
-def git_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """A hermetic environment for helper git commands: no inherited ``GIT_*``, no user config."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("GIT_")}
-    env.update(_IDENTITY)
-    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, GIT_TERMINAL_PROMPT="0", LC_ALL="C")
-    if extra:
-        env.update(extra)
-    return env
-
-
-def _git(
-    git_dir: Path | None,
-    *args: str,
-    stdin: bytes | None = None,
-    env: Mapping[str, str] | None = None,
-) -> bytes:
-    argv = [GIT, *(["--git-dir", str(git_dir)] if git_dir is not None else []), *args]
-    result = subprocess.run(argv, input=stdin, capture_output=True, env=git_env(env), check=False)
-    if result.returncode != 0:
-        stderr = result.stderr.decode(errors="replace").strip()
-        raise GitError(f"{' '.join(argv)} failed with exit code {result.returncode}: {stderr}")
-    return result.stdout
-
-
-def _git_text(git_dir: Path | None, *args: str, stdin: bytes | None = None) -> str:
-    return _git(git_dir, *args, stdin=stdin).decode().strip()
-
-
-def make_bare_repo(
-    root: Path | str,
-    name: str,
-    files: Mapping[str, str | bytes],
-    branch: str = "main",
-    message: str = "initial",
-) -> Path:
-    """Create ``<root>/<name>`` (``name`` may contain slashes) as a servable bare repo with one commit."""
-    relative = Path(name)
-    if relative.is_absolute() or ".." in relative.parts:
-        raise ValueError(f"repository name must be a relative path without '..': {name!r}")
-    bare = Path(root) / relative
-    bare.parent.mkdir(parents=True, exist_ok=True)
-    _git(None, "init", "--quiet", "--bare", f"--initial-branch={branch}", str(bare))
-    for key, value in _BARE_REPO_CONFIG:
-        _git(bare, "config", key, value)
-    commit_files(bare, branch, files, message)
-    return bare
-
-
-def commit_files(
-    bare: Path | str,
-    branch: str,
-    files: Mapping[str, str | bytes | None],
-    message: str,
-) -> str:
-    """Commit ``files`` on top of ``branch`` in a bare repo with plumbing; return the new commit sha.
-
-    Paths may be nested (``overlays/prod/kustomization.yaml``); a ``None`` value deletes the path.
-    Files not mentioned are kept from the parent commit. The branch is created if it does not
-    exist. The ref update is a compare-and-swap, so a concurrent update makes this raise GitError.
-    """
-    git_dir = Path(bare)
-    ref = f"refs/heads/{branch}"
-    parent = _resolve_or_none(git_dir, ref)
-    tree = _write_tree(git_dir, parent, files)
-    parent_args = ["-p", parent] if parent else []
-    commit = _git_text(git_dir, "commit-tree", tree, *parent_args, "-F", "-", stdin=message.encode())
-    _git(git_dir, "update-ref", "-m", "commit_files", ref, commit, parent or ZERO_OID)
-    return commit
-
-
-def _resolve_or_none(git_dir: Path, ref: str) -> str | None:
-    try:
-        return _git_text(git_dir, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
-    except GitError:
-        return None
-
-
-def _write_tree(git_dir: Path, parent: str | None, files: Mapping[str, str | bytes | None]) -> str:
-    with tempfile.TemporaryDirectory(prefix="gitserver-") as scratch_dir:
-        scratch = Path(scratch_dir)
-        index_env = {"GIT_INDEX_FILE": str(scratch / "index")}
-        if parent:
-            _git(git_dir, "read-tree", parent, env=index_env)
-        blobs = _hash_blobs(git_dir, scratch, [c for c in files.values() if c is not None])
-        entries = [
-            f"0 {ZERO_OID}\t{path}\0" if content is None else f"100644 {next(blobs)}\t{path}\0"
-            for path, content in files.items()
-        ]
-        _git(git_dir, "update-index", "-z", "--index-info", stdin="".join(entries).encode(), env=index_env)
-        return _git(git_dir, "write-tree", env=index_env).decode().strip()
-
-
-def _hash_blobs(git_dir: Path, scratch: Path, contents: list[str | bytes]) -> Iterator[str]:
-    """Write all blobs with a single ``git hash-object`` process; yield their ids in order."""
-    paths = []
-    for number, content in enumerate(contents):
-        path = scratch / f"blob-{number}"
-        path.write_bytes(content.encode() if isinstance(content, str) else content)
-        paths.append(str(path))
-    if not paths:
-        return iter(())
-    out = _git(git_dir, "hash-object", "-w", "--no-filters", "--stdin-paths", stdin="\n".join(paths).encode())
-    return iter(out.decode().split())
-
-
-def read_blob(bare: Path | str, ref: str, path: str) -> str:
-    """Return the UTF-8 content of ``path`` at ``ref`` (raises GitError if it does not exist)."""
-    return _git(Path(bare), "cat-file", "blob", f"{ref}:{path}").decode()
-
-
-def rev_parse(bare: Path | str, ref: str) -> str:
-    """Resolve ``ref`` (any rev-parse syntax, e.g. ``main~1``) to a full object id."""
-    return _git_text(Path(bare), "rev-parse", "--verify", "--end-of-options", ref)
-
-
-def log_messages(bare: Path | str, ref: str) -> list[str]:
-    """Full commit messages reachable from ``ref``, newest first, without the trailing newline."""
-    raw = _git(Path(bare), "log", "-z", "--format=%B", ref, "--").decode()
-    return [message.rstrip("\n") for message in raw.split("\0") if message]
-
-
-def commit_count(bare: Path | str, ref: str) -> int:
-    """Number of commits reachable from ``ref``."""
-    return int(_git_text(Path(bare), "rev-list", "--count", ref, "--"))
-
-
-# ---------------------------------------------------------------------------------------
-# Smart-HTTP server
-# ---------------------------------------------------------------------------------------
 
 _MAX_LINE: Final = 65536
 _STREAM_CHUNK: Final = 65536
@@ -367,11 +63,30 @@ class RequestRecord:
     git_protocol: str | None = None
 
 
+FaultKind = Literal["status", "lose-answer", "hang", "redirect"]
+
+
 @dataclass
-class _Fault:
-    service: str | None
-    status: int
-    remaining: int
+class Fault:
+    """What the server does with matching requests instead of serving them.
+
+    ``status``: answer ``status`` without running git. ``lose-answer``: apply the request (a push lands),
+    call ``then`` and close the connection without an answer. ``hang``: accept and never answer (until the
+    server stops). ``redirect``: answer 302 to ``location`` + the request's path, before any auth check.
+    The first ``skip`` matching requests are served normally; then ``times`` of them get the fault.
+    """
+
+    kind: FaultKind = "status"
+    service: str | None = "git-receive-pack"  # None: any request
+    method: str | None = "POST"  # None: any method
+    status: int = 500
+    skip: int = 0
+    times: int = 1
+    location: str = ""
+    then: Callable[[], None] | None = None
+
+    def matches(self, method: str, service: str | None) -> bool:
+        return (self.service is None or self.service == service) and self.method in (None, method)
 
 
 @dataclass(frozen=True)
@@ -411,7 +126,8 @@ class GitHttpServer:
         self.before_receive_pack: Callable[[], None] | None = None
         self._lock = threading.Lock()
         self._requests: list[RequestRecord] = []
-        self._faults: list[_Fault] = []
+        self._faults: list[Fault] = []
+        self._stopping = threading.Event()
         self._backend_errors: list[str] = []
         self._connections: set[socket.socket] = set()
         self._httpd: _HttpsServer | None = None
@@ -439,6 +155,7 @@ class GitHttpServer:
         httpd, thread = self._httpd, self._thread
         if httpd is None or thread is None:
             return
+        self._stopping.set()
         httpd.shutdown()
         httpd.server_close()
         thread.join()
@@ -495,10 +212,14 @@ class GitHttpServer:
 
     def fail_next(self, service: str | None = "git-receive-pack", status: int = 500, times: int = 1) -> None:
         """Answer the next ``times`` POSTs for ``service`` (None = any) with ``status``."""
-        if times < 1:
-            raise ValueError("times must be >= 1")
+        self.inject(Fault("status", service, status=status, times=times))
+
+    def inject(self, fault: Fault) -> None:
+        """Apply ``fault`` to the matching requests from now on (see Fault)."""
+        if fault.times < 1 or fault.skip < 0:
+            raise ValueError("times must be >= 1 and skip >= 0")
         with self._lock:
-            self._faults.append(_Fault(service, status, times))
+            self._faults.append(fault)
 
     # -- used by the request handler ------------------------------------------------------
 
@@ -510,14 +231,17 @@ class GitHttpServer:
         with self._lock:
             self._backend_errors.append(text)
 
-    def _take_fault(self, service: str | None) -> int | None:
+    def _take_fault(self, method: str, service: str | None, *, before_auth: bool) -> Fault | None:
         with self._lock:
             for fault in self._faults:
-                if fault.service is None or fault.service == service:
-                    fault.remaining -= 1
-                    if fault.remaining == 0:
+                if fault.matches(method, service) and (fault.kind in ("redirect", "hang")) == before_auth:
+                    if fault.skip:
+                        fault.skip -= 1
+                        return None
+                    fault.times -= 1
+                    if fault.times == 0:
                         self._faults.remove(fault)
-                    return fault.status
+                    return fault
         return None
 
     def _authenticate(self, header: str | None) -> _Auth:
@@ -734,17 +458,35 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, body: bytes, service: str | None, auth: _Auth, record: Callable[[int], None]) -> None:
         app = self.server.app
+        early = app._take_fault(self.command, service, before_auth=True)
+        if early is not None and early.kind == "redirect":
+            record(302)
+            self._send_plain(302, b"moved", headers={"Location": early.location + self.path})
+            return
+        if early is not None:  # hang: hold the connection without a byte until the server stops
+            record(0)
+            app._stopping.wait()
+            return
         if not auth.valid:
             status = app.bad_credentials_status if auth.present else 401
             record(status)
             challenge = {"WWW-Authenticate": 'Basic realm="git"'} if status == 401 else {}
             self._send_plain(status, b"authentication required", headers=challenge)
             return
-        if self.command == "POST" and (fault := app._take_fault(service)) is not None:
-            record(fault)
-            self._send_plain(fault, _INJECTED_BODY)
+        fault = app._take_fault(self.command, service, before_auth=False)
+        if fault is not None and fault.kind == "status":
+            record(fault.status)
+            self._send_plain(fault.status, _INJECTED_BODY)
             return
         if self.command == "POST" and service == "git-receive-pack" and not self._run_hook(record):
+            return
+        if fault is not None:  # lose-answer: apply the request, then drop the connection unanswered
+            self._run_backend(body, auth.username, record, deliver=False)
+            if fault.then is not None:
+                fault.then()
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
             return
         self._run_backend(body, auth.username, record)
 
@@ -781,7 +523,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _run_backend(self, body: bytes, username: str | None, record: Callable[[int], None]) -> None:
+    def _run_backend(
+        self, body: bytes, username: str | None, record: Callable[[int], None], *, deliver: bool = True
+    ) -> None:
         app = self.server.app
         env = app._cgi_env(self, body_length=len(body), username=username)
         # The body goes through a file, not a pipe: http-backend can then never block on
@@ -794,7 +538,11 @@ class _Handler(BaseHTTPRequestHandler):
             )
             assert process.stdout is not None
             try:
-                self._relay_cgi_output(process.stdout, record)
+                if deliver:
+                    self._relay_cgi_output(process.stdout, record)
+                else:
+                    process.stdout.read()
+                    record(0)
             except BaseException:
                 process.kill()
                 raise

@@ -1,0 +1,350 @@
+"""Servers that misbehave: redirects to another origin, answers that never come or get lost, a push that
+is declined for good. No token follows a redirect, nothing hangs past its bound, a change lands once."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import CliResult, CliRunner
+from manifests import manifest_files, overlay
+from servers.git_repos import commit_files, install_hook, log_messages, make_bare_repo, read_blob, rev_parse
+from servers.gitserver import Fault, GitHttpServer
+from servers.hostile import HttpPeer, Listener
+from servers.tls import TlsMaterial, make_unrelated_ca
+
+pytest_plugins = ["servers.git_fixtures"]
+pytestmark = pytest.mark.integration
+
+REPO = "group/manifests.git"
+SHA = "4f1c2e3d4b5a69788796a5b4c3d2e1f0a9b8c7d6"
+Deploy = Callable[..., CliResult]
+
+
+@pytest.fixture
+def bare(git_server: GitHttpServer) -> Path:
+    return make_bare_repo(git_server.root, REPO, manifest_files(["app0", "app1"]))
+
+
+@pytest.fixture
+def deploy(git_server: GitHttpServer, gitops: CliRunner, monkeypatch: pytest.MonkeyPatch) -> Deploy:
+    monkeypatch.setenv("GITOPS_TOKEN", git_server.token)
+    monkeypatch.setenv("GITOPS_BACKOFF_SECONDS", "0.05")
+
+    def run(*args: str | Path, url: str | None = None) -> CliResult:
+        return gitops(
+            "deploy",
+            "--repo-url",
+            url or git_server.url_for(REPO),
+            "--ca-file",
+            git_server.ca_file,
+            "--app",
+            "app0",
+            "--env",
+            "dev",
+            "--image",
+            "registry.example.com/shop/app0:2.0.0",
+            "--format",
+            "json",
+            *args,
+        )
+
+    return run
+
+
+@pytest.fixture
+def elsewhere(tls_material: TlsMaterial) -> Iterator[HttpPeer]:
+    """Another origin: whatever reaches it is recorded."""
+    with HttpPeer(tls_material) as peer:
+        yield peer
+
+
+@pytest.fixture
+def redirector(tls_material: TlsMaterial, elsewhere: HttpPeer) -> Iterator[HttpPeer]:
+    with HttpPeer(tls_material, redirect_to=elsewhere.url) as peer:
+        yield peer
+
+
+# --------------------------------------------------------------------------- redirects
+
+
+def test_git_credentials_follow_no_redirect(
+    deploy: Deploy, bare: Path, redirector: HttpPeer, elsewhere: HttpPeer
+) -> None:
+    result = deploy("--max-attempts", "1", url=f"{redirector.url}/{REPO}")
+    assert result.code == 1
+    assert redirector.seen and all(r.has_credentials() for r in redirector.seen)
+    assert elsewhere.seen == []
+
+
+def test_the_gitlab_token_follows_no_redirect(
+    gitops: CliRunner,
+    tmp_path: Path,
+    redirector: HttpPeer,
+    elsewhere: HttpPeer,
+    tls_material: TlsMaterial,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GITOPS_TOKEN", "glpat-must-stay-home")
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    result = gitops(
+        "review",
+        checkout,
+        "--base",
+        "main",
+        "--gitlab-url",
+        redirector.url,
+        "--project",
+        "group/manifests",
+        "--mr",
+        "1",
+        "--ca-file",
+        tls_material.ca_file,
+    )
+    assert result.code != 0  # not a git clone; the token's user is looked up first in any case
+    assert elsewhere.seen == []
+
+
+def test_the_gitlab_token_follows_no_redirect_when_posting(
+    gitops: CliRunner,
+    repo_checkout: Path,
+    redirector: HttpPeer,
+    elsewhere: HttpPeer,
+    tls_material: TlsMaterial,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GITOPS_TOKEN", "glpat-must-stay-home")
+    result = gitops(
+        "review",
+        repo_checkout,
+        "--base",
+        "HEAD",
+        "--gitlab-url",
+        redirector.url,
+        "--project",
+        "group/manifests",
+        "--mr",
+        "1",
+        "--ca-file",
+        tls_material.ca_file,
+    )
+    assert result.code == 1 and "redirect" in result.err
+    assert redirector.seen and elsewhere.seen == []
+
+
+@pytest.fixture
+def repo_checkout(tmp_path: Path) -> Path:
+    import subprocess
+
+    root = tmp_path / "manifests"
+    root.mkdir()
+    for args in (["init", "-q", "-b", "main"], ["commit", "-q", "--allow-empty", "-m", "x"]):
+        subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
+    return root
+
+
+@pytest.mark.parametrize("target", ["--argocd-server", "--argocd-webhook"])
+def test_argocd_secrets_follow_no_redirect(
+    gitops: CliRunner,
+    redirector: HttpPeer,
+    elsewhere: HttpPeer,
+    tls_material: TlsMaterial,
+    monkeypatch: pytest.MonkeyPatch,
+    target: str,
+) -> None:
+    monkeypatch.setenv("ARGOCD_AUTH_TOKEN", "argocd-token-stays-home")
+    monkeypatch.setenv("GITOPS_WEBHOOK_SECRET", "webhook-secret-stays-home")
+    url = redirector.url + ("/api/webhook" if target == "--argocd-webhook" else "")
+    result = gitops(
+        "sync",
+        target,
+        url,
+        "--repo-url",
+        "https://gitlab.example.com/group/manifests.git",
+        "--branch",
+        "main",
+        "--revision",
+        SHA,
+        "--app",
+        "web",
+        "--env",
+        "dev",
+        "--ca-file",
+        tls_material.ca_file,
+        "--max-attempts",
+        "1",
+    )
+    assert result.code == 1 and "redirect" in result.err
+    assert redirector.seen and all(r.has_credentials() for r in redirector.seen)
+    assert elsewhere.seen == []
+
+
+def test_kubernetes_credentials_follow_no_redirect(
+    gitops: CliRunner, redirector: HttpPeer, elsewhere: HttpPeer, tls_material: TlsMaterial, tmp_path: Path
+) -> None:
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "c",
+                        "cluster": {
+                            "server": redirector.url,
+                            "certificate-authority": str(tls_material.ca_file),
+                        },
+                    }
+                ],
+                "users": [{"name": "u", "user": {"token": "kube-token-stays-home"}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    result = gitops(
+        "sync", "--flux-kustomization", "flux-system/apps", "--kubeconfig", config, "--max-attempts", "1"
+    )
+    assert result.code == 1
+    assert redirector.seen and elsewhere.seen == []
+
+
+# --------------------------------------------------------------------------- hangs
+
+
+def test_a_git_server_that_never_answers_is_given_up_on(
+    deploy: Deploy, bare: Path, git_server: GitHttpServer
+) -> None:
+    git_server.inject(Fault("hang", service=None, method=None, times=100))
+    started = time.monotonic()
+    result = deploy("--network-timeout", "2s", "--git-timeout", "20s", "--max-attempts", "1")
+    elapsed = time.monotonic() - started
+    assert result.code == 1 and elapsed < 15, (elapsed, result.err)
+    assert "transiently" in result.err or "did not finish" in result.err
+
+
+def test_git_calls_have_a_wall_clock_bound(deploy: Deploy, bare: Path, git_server: GitHttpServer) -> None:
+    git_server.inject(Fault("hang", service=None, method=None, times=100))
+    started = time.monotonic()
+    result = deploy("--network-timeout", "60s", "--git-timeout", "2s", "--max-attempts", "2")
+    elapsed = time.monotonic() - started
+    assert result.code == 1 and elapsed < 15, (elapsed, result.err)
+    assert "did not finish within 2s" in result.err
+
+
+def test_wait_returns_at_its_deadline_with_a_request_in_flight(
+    gitops: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ARGOCD_AUTH_TOKEN", "token")
+    with Listener(hold=True) as silent:
+        started = time.monotonic()
+        result = gitops(
+            "wait",
+            "--argocd-server",
+            f"http://127.0.0.1:{silent.port}",
+            "--app",
+            "web",
+            "--env",
+            "dev",
+            "--revision",
+            SHA,
+            "--timeout",
+            "3s",
+            "--interval",
+            "1s",
+        )
+        elapsed = time.monotonic() - started
+    assert result.code == 1 and "within 3s" in result.err
+    assert elapsed < 6, elapsed
+
+
+def test_sync_retries_stay_within_their_bound(gitops: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITOPS_WEBHOOK_SECRET", "secret")
+    with Listener(hold=True) as silent:
+        started = time.monotonic()
+        result = gitops(
+            "sync",
+            "--argocd-webhook",
+            f"http://127.0.0.1:{silent.port}/api/webhook",
+            "--repo-url",
+            "https://gitlab.example.com/group/manifests.git",
+            "--branch",
+            "main",
+            "--revision",
+            SHA,
+            "--app",
+            "web",
+            "--env",
+            "dev",
+            "--max-attempts",
+            "2",
+            "--network-timeout",
+            "1s",
+            "--backoff",
+            "0.1",
+        )
+        elapsed = time.monotonic() - started
+        connections = silent.connections
+    assert result.code == 1 and connections == 2
+    assert elapsed < 2 * (1 + 8) and elapsed < 6, elapsed
+
+
+# --------------------------------------------------------------------------- lost answers, refusals
+
+
+def test_a_lost_push_answer_and_a_concurrent_landing_land_our_commit_once(
+    deploy: Deploy, bare: Path, git_server: GitHttpServer
+) -> None:
+    other = overlay("app1", "dev")
+
+    def another_job_lands() -> None:
+        text = read_blob(bare, "main", other).replace('newTag: "1.0.0"', 'newTag: "9.9.9"')
+        commit_files(bare, "main", {other: text}, "another job")
+
+    git_server.inject(Fault("lose-answer", then=another_job_lands))
+    result = deploy()
+    assert result.code == 0, result.err
+    data = json.loads(result.out)
+    assert data["status"] == "pushed" and data["commit"] == rev_parse(bare, "main~1")
+    messages = log_messages(bare, "main")
+    assert messages[0] == "another job" and messages[1].startswith("[skip ci] update image of app app0")
+    assert len(messages) == 3
+    assert 'newTag: "9.9.9"' in read_blob(bare, "main", other)
+    assert 'newTag: "2.0.0"' in read_blob(bare, "main", overlay("app0", "dev"))
+
+
+def test_a_declined_push_fails_at_once_quoting_the_server(
+    deploy: Deploy, bare: Path, git_server: GitHttpServer
+) -> None:
+    install_hook(bare, "pre-receive", "#!/bin/sh\necho 'GitLab: push rules forbid this commit' >&2\nexit 1\n")
+    started = time.monotonic()
+    result = deploy("--push-timeout", "60s")
+    assert result.code == 1 and time.monotonic() - started < 10
+    assert "declined by the server" in result.err and "push rules forbid this commit" in result.err
+    pushes = [r for r in git_server.requests if r.method == "POST" and r.service == "git-receive-pack"]
+    assert len(pushes) == 1
+
+
+def test_a_failed_blob_fetch_during_the_clone_is_retried(
+    deploy: Deploy, bare: Path, git_server: GitHttpServer
+) -> None:
+    git_server.inject(Fault("status", service="git-upload-pack", status=502, skip=2))
+    result = deploy()
+    assert result.code == 0, result.err
+    failed = [r for r in git_server.requests if r.status == 502]
+    assert len(failed) == 1
+    assert 'newTag: "2.0.0"' in read_blob(bare, "main", overlay("app0", "dev"))
+
+
+def test_ca_file_wins_over_an_inherited_git_ssl_cainfo(
+    deploy: Deploy, bare: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GIT_SSL_CAINFO", str(make_unrelated_ca(tmp_path / "other")))
+    result = deploy()
+    assert result.code == 0, result.err
