@@ -23,6 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_deploy
+import bench_faults
 import bench_set_image
 import bench_validate
 from common import REPO_ROOT, RESULTS_DIR, RUN_DIR, WORK_DIR, Report, git
@@ -34,9 +35,10 @@ BENCHMARKS: dict[str, Callable[[bool], list[Report]]] = {
     "deploy-concurrent": lambda quick: bench_deploy.run_benchmarks(
         quick, sequential_=False, concurrent_=True
     ),
+    "deploy-faults": bench_faults.fault_run,
     "validate": bench_validate.run_benchmarks,
 }
-_DEPLOY = {"deploy", "deploy-concurrent"}
+_DEPLOY = {"deploy", "deploy-concurrent"}  # share one server and one set of repos
 
 
 def _selected(only: list[str]) -> list[str]:

@@ -73,7 +73,9 @@ class Fault:
     ``status``: answer ``status`` without running git. ``lose-answer``: apply the request (a push lands),
     call ``then`` and close the connection without an answer. ``hang``: accept and never answer (until the
     server stops). ``redirect``: answer 302 to ``location`` + the request's path, before any auth check.
-    The first ``skip`` matching requests are served normally; then ``times`` of them get the fault.
+    The first ``skip`` matching requests are served normally; then ``times`` of them get the fault. With
+    ``every=N`` only every N-th matching request after the skipped ones gets it (a request a fault passes
+    over may still get a later fault).
     """
 
     kind: FaultKind = "status"
@@ -84,6 +86,8 @@ class Fault:
     times: int = 1
     location: str = ""
     then: Callable[[], None] | None = None
+    every: int = 1
+    seen: int = 0
 
     def matches(self, method: str, service: str | None) -> bool:
         return (self.service is None or self.service == service) and self.method in (None, method)
@@ -216,8 +220,8 @@ class GitHttpServer:
 
     def inject(self, fault: Fault) -> None:
         """Apply ``fault`` to the matching requests from now on (see Fault)."""
-        if fault.times < 1 or fault.skip < 0:
-            raise ValueError("times must be >= 1 and skip >= 0")
+        if fault.times < 1 or fault.skip < 0 or fault.every < 1:
+            raise ValueError("times and every must be >= 1 and skip >= 0")
         with self._lock:
             self._faults.append(fault)
 
@@ -237,7 +241,10 @@ class GitHttpServer:
                 if fault.matches(method, service) and (fault.kind in ("redirect", "hang")) == before_auth:
                     if fault.skip:
                         fault.skip -= 1
-                        return None
+                        continue
+                    fault.seen += 1
+                    if fault.seen % fault.every:
+                        continue
                     fault.times -= 1
                     if fault.times == 0:
                         self._faults.remove(fault)
