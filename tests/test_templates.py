@@ -21,6 +21,8 @@ import click
 import pytest
 from ruamel.yaml import YAML
 
+import gitops_ci
+
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "templates"
 COMPONENTS = ("deploy", "promote", "review")
@@ -46,6 +48,17 @@ GLOBAL_KEYWORDS = {
     "before_script",
     "after_script",
 }
+# What GitLab 17.0, the oldest release the components support, accepts (checked against GitLab's docs and
+# lib/gitlab/ci/config/header/*.rb of that release; see README "Supported GitLab versions").
+HEADER_KEYWORDS_17_0 = {"inputs"}
+INPUT_KEYWORDS_17_0 = {"default", "description", "options", "regex", "type"}
+INTERPOLATION_FUNCTIONS_17_0 = {"expand_vars", "truncate"}
+JOB_KEYWORDS_17_0 = {
+    "after_script", "allow_failure", "artifacts", "before_script", "cache", "coverage", "dast_configuration",
+    "dependencies", "environment", "extends", "id_tokens", "image", "inherit",
+    "interruptible", "needs", "parallel", "release", "resource_group", "retry", "rules", "script",
+    "secrets", "services", "stage", "tags", "timeout", "trigger", "variables", "when",
+}  # fmt: skip
 _INPUT = re.compile(r"\$\[\[\s*inputs\.([\w-]+)\s*(?:\|[^\]]*)?\]\]")
 _COMPONENT_FIELD = re.compile(r"\$\[\[\s*component\.([\w-]+)\s*\]\]")
 _HOST = re.compile(r"\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|io|dev|cloud|de|invalid|local)\b", re.I)
@@ -129,11 +142,37 @@ def test_the_schema_check_would_catch_a_broken_job(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", COMPONENTS)
-def test_header_is_only_a_spec(name: str) -> None:
+def test_header_uses_only_what_the_oldest_supported_gitlab_has(name: str) -> None:
+    """GitLab 17.0 (components GA): `spec:inputs` with default/description/options/regex/type (array since
+    16.11). Not `spec:description` (18.10), `spec:component` (18.6), `spec:include` (18.6), input `rules`
+    (18.7), nor `$[[ component.* ]]` (18.6) or the `posix_escape` function (18.6)."""
     header, _ = component(name)
     assert set(header) == {"spec"}
-    assert set(header["spec"]) <= {"inputs", "description", "component"}
-    assert header["spec"]["description"]
+    assert set(header["spec"]) <= HEADER_KEYWORDS_17_0
+    for key, spec in inputs_of(name).items():
+        assert set(spec) <= INPUT_KEYWORDS_17_0, f"{name}: input {key} uses {set(spec) - INPUT_KEYWORDS_17_0}"
+        assert spec.get("type", "string") in {"string", "boolean", "number", "array"}
+    text = (TEMPLATES / f"{name}.yml").read_text(encoding="utf-8")
+    assert not _COMPONENT_FIELD.search(text)
+    for function in re.findall(r"\$\[\[[^\]|]*\|([^\]]*)\]\]", text):
+        for call in function.split("|"):
+            assert call.strip().split("(")[0] in INTERPOLATION_FUNCTIONS_17_0, f"{name}: {call}"
+
+
+@pytest.mark.parametrize("name", COMPONENTS)
+def test_jobs_use_only_keywords_the_oldest_supported_gitlab_has(name: str) -> None:
+    for key, job in component(name)[1].items():
+        assert set(job) <= JOB_KEYWORDS_17_0, f"{name}: {key} uses {set(job) - JOB_KEYWORDS_17_0}"
+        assert "exit_codes" not in (job.get("retry") or {}), f"{name}: retry:exit_codes is 17.5"
+        environment = job.get("environment") or {}
+        assert "kubernetes" not in environment, f"{name}: environment:kubernetes:agent is 17.6"
+        # CI/CD variables in environment:deployment_tier only work from 18.5; inputs are interpolated before
+        assert "$" not in str(environment.get("deployment_tier", "")).replace("$[[ inputs.", "")
+
+
+def test_the_keyword_check_would_catch_a_newer_keyword() -> None:
+    assert "manual_confirmation" not in JOB_KEYWORDS_17_0 and "description" not in HEADER_KEYWORDS_17_0
+    assert "rules" not in INPUT_KEYWORDS_17_0
 
 
 @pytest.mark.parametrize("name", COMPONENTS)
@@ -161,13 +200,6 @@ def test_inputs_are_described_typed_and_used(name: str) -> None:
                 assert default in spec["options"], f"{name}: {key} default is not one of its options"
             if "regex" in spec:
                 assert re.search(spec["regex"], str(default)), f"{name}: {key} default fails its regex"
-
-
-@pytest.mark.parametrize("name", COMPONENTS)
-def test_component_context_is_declared(name: str) -> None:
-    header, _ = component(name)
-    _, body = split_component(name)
-    assert set(_COMPONENT_FIELD.findall(body)) <= set(header["spec"].get("component", []))
 
 
 def test_inputs_shared_by_components_mean_the_same() -> None:
@@ -226,6 +258,8 @@ def test_deploying_jobs_are_gitlab_deployments(name: str) -> None:
     assert job["artifacts"]["reports"]["dotenv"] == f"gitops-{name}.env"
     assert f"--dotenv gitops-{name}.env" in script_text(job)
     assert job["interruptible"] is False
+    # a second include must not inherit GITOPS_BRANCH, GITOPS_STATUS, ... from the first one's dotenv report
+    assert job["dependencies"] == []
     # the mode chooses environment:action through `extends`: a merge request only prepares
     assert job["extends"] == ".gitops-ci-environment-$[[ inputs.mode ]]"
     for mode in inputs_of(name)["mode"]["options"]:
@@ -235,15 +269,30 @@ def test_deploying_jobs_are_gitlab_deployments(name: str) -> None:
 
 @pytest.mark.parametrize("name", COMPONENTS)
 def test_jobs_run_in_the_released_runner_image(name: str) -> None:
-    header, body = component(name)
-    assert "version" in header["spec"]["component"]
+    """As GitLab's OpenTofu component did before `spec:component` (18.6): the release commit writes its
+    version into the templates, so an include at a version runs the image released with it."""
+    _, body = component(name)
     assert inputs_of(name)["runner_image"]["default"] == "$GITOPS_CI_IMAGE"
     for key, job in body.items():
         if "image" in job:
             assert job["image"] == {"name": "$[[ inputs.runner_image ]]", "entrypoint": [""]}, key
-            # `$[[ component.version ]]` alone would be null for an include at a SHA: keep it in a string
             released = job["variables"]["GITOPS_CI_IMAGE"]
-            assert released == "$CI_REGISTRY/components/gitops-ci:$[[ component.version ]]", key
+            assert released == f"$CI_REGISTRY/components/gitops-ci:{gitops_ci.__version__}", key
+
+
+@pytest.mark.parametrize("job", ["publish-image", "release"])
+def test_the_release_refuses_a_tag_the_templates_do_not_name(job: str) -> None:
+    assert pipeline()[job]["script"][0] == 'sh tools/check-release-version "$CI_COMMIT_TAG"'
+    check = [shutil.which("sh") or "sh", str(ROOT / "tools" / "check-release-version")]
+    assert subprocess.run([*check, gitops_ci.__version__], capture_output=True).returncode == 0
+    other = subprocess.run([*check, "99.0.0"], capture_output=True, text=True)
+    assert other.returncode == 1 and "templates/deploy.yml names version" in other.stderr
+
+
+def test_the_release_uses_the_gitlab_cli_image() -> None:
+    jobs = pipeline()
+    assert jobs["release"]["image"] == "$GLAB_IMAGE"
+    assert "gitlab-org/cli" in jobs["variables"]["GLAB_IMAGE"] and "release-cli" not in str(jobs)
 
 
 def test_deploy_runs_after_the_build_and_never_in_merge_request_pipelines() -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
+import gitops_ci
 from manifests import manifest_files, overlay
 from servers.argocd_api import ArgoApp, ArgoCDServer
 from servers.git_repos import commit_count, commit_files, log_messages, make_bare_repo, read_blob, rev_parse
@@ -328,11 +329,12 @@ def test_rendered_components_are_valid_gitlab_ci(
     assert prod["environment"]["action"] == "start" and prod["environment"]["deployment_tier"] == "production"
     assert staging["resource_group"] == "gitops/platform/manifests/$GITOPS_INPUT_ENVIRONMENT"
     assert staging["image"]["name"] == "$GITOPS_CI_IMAGE"
-    head = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    # gitlab-ci-local gives a same-project component its commit as version; GitLab gives the release's
-    assert staging["variables"]["GITOPS_CI_IMAGE"] == f"$CI_REGISTRY/components/gitops-ci:{head}"
+    # the image released with this version, whatever ref the component was included at
+    assert (
+        staging["variables"]["GITOPS_CI_IMAGE"]
+        == f"$CI_REGISTRY/components/gitops-ci:{gitops_ci.__version__}"
+    )
+    assert staging["dependencies"] == [] and prod["dependencies"] == []
     assert staging["variables"]["GITOPS_INPUT_ENVIRONMENT_URL"] == (
         "https://frontend.$CI_ENVIRONMENT_NAME.shop.example.com"
     )
