@@ -18,7 +18,7 @@ FROM python:${PYTHON_VERSION}-slim-bookworm
 # The build directory belongs to the runner's user, not to this image's: git must not refuse it.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates git \
+    && apt-get install -y --no-install-recommends ca-certificates git gnupg openssh-client \
     && rm -rf /var/lib/apt/lists/* \
     && git config --system --add safe.directory '*' \
     && useradd --create-home --uid 10001 --user-group --shell /bin/bash gitops

@@ -37,6 +37,7 @@ from gitops_ci.imageref import ImageUpdate
 from gitops_ci.overlays import OverlayEdit, plan_edits, write_edits
 from gitops_ci.repo_paths import writable_file
 from gitops_ci.retry import sleep_before_retry, with_retries
+from gitops_ci.signing import Signer, signer_for
 
 log = logs.get_logger(__name__)
 PUSH_BACKOFF_CAP = 30.0
@@ -117,8 +118,8 @@ def change_manifests(
     repo: RepoSettings, sparse_paths: Sequence[str], planner: Planner, message_for: MessageFor
 ) -> DeployResult:
     remote = remote_for(repo)
-    with workspace(repo.workdir) as directory:
-        clone = open_clone(repo, remote, directory, sparse_paths)
+    with workspace(repo.workdir) as directory, signer_for(repo.signing_key) as signer:
+        clone = open_clone(repo, remote, directory, sparse_paths, signer)
         if repo.mode == "merge-request":
             from gitops_ci.merge_requests import open_merge_requests
 
@@ -135,11 +136,15 @@ def remote_for(repo: RepoSettings) -> Remote:
 
 
 def open_clone(
-    repo: RepoSettings, remote: Remote, directory: Path, sparse_paths: Sequence[str]
+    repo: RepoSettings,
+    remote: Remote,
+    directory: Path,
+    sparse_paths: Sequence[str],
+    signer: Signer | None = None,
 ) -> ManifestClone:
     with logs.section("clone", f"Cloning {remote.url} (sparse: {', '.join(sparse_paths)})"):
         return with_retries(
-            lambda: ManifestClone.clone(remote, directory, repo.branch, list(sparse_paths)),
+            lambda: ManifestClone.clone(remote, directory, repo.branch, list(sparse_paths), signer=signer),
             what="clone",
             max_attempts=repo.max_attempts,
             base=repo.backoff_seconds,

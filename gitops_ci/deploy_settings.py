@@ -8,10 +8,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gitops_ci import logs
 from gitops_ci.errors import ConfigurationError, ImageArgumentError
 from gitops_ci.gitrepo import Identity
 from gitops_ci.imageref import ImageUpdate, parse_image_arguments, split_reference
 from gitops_ci.naming import check_name, check_ref_name, render
+from gitops_ci.signing import PASSPHRASE_VARIABLE, SigningKey, load_signing_key
 
 DEFAULT_PATH_TEMPLATE = "kustomize/{app}/overlays/{env}"
 DEFAULT_MESSAGE = "[skip ci] update image of app {app} - {env} to {image}"
@@ -65,6 +67,7 @@ class RepoSettings:
     author: Identity | None = None
     committer: Identity = field(default_factory=lambda: bot_identity())
     trailers: tuple[tuple[str, str], ...] = ()
+    signing_key: SigningKey | None = None
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -113,6 +116,16 @@ def author_from_gitlab(environ: Mapping[str, str] | None = None) -> Identity | N
     if env.get("GITLAB_USER_NAME") and env.get("GITLAB_USER_EMAIL"):
         return Identity(env["GITLAB_USER_NAME"], env["GITLAB_USER_EMAIL"])
     return None
+
+
+def signing_key_from(path: str | None, environ: Mapping[str, str] | None = None) -> SigningKey | None:
+    """--signing-key (or GITOPS_SIGNING_KEY), with its passphrase from GITOPS_SIGNING_KEY_PASSPHRASE."""
+    if not path:
+        return None
+    env = os.environ if environ is None else environ
+    passphrase = env.get(PASSPHRASE_VARIABLE)
+    logs.register_secret(passphrase)
+    return load_signing_key(path, passphrase)
 
 
 def trailers_from_ci(environ: Mapping[str, str] | None = None) -> tuple[tuple[str, str], ...]:

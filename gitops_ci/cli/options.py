@@ -16,6 +16,7 @@ from gitops_ci.deploy_settings import (
     MergeRequestOptions,
     RepoSettings,
     author_from_gitlab,
+    signing_key_from,
     trailers_from_ci,
 )
 from gitops_ci.follow_up import FollowUpSettings
@@ -44,6 +45,13 @@ _REPO_OPTIONS = [
     ),
     click.option(
         "--ca-file", envvar=["GITOPS_CA_FILE", "CI_SERVER_TLS_CA_FILE"], help="CA bundle for HTTPS."
+    ),
+    click.option(
+        "--signing-key",
+        envvar="GITOPS_SIGNING_KEY",
+        metavar="FILE",
+        help="Sign every commit with this SSH private key or armored OpenPGP secret key (a GitLab file "
+        "variable); a passphrase comes from GITOPS_SIGNING_KEY_PASSPHRASE.",
     ),
     click.option(
         "--workdir",
@@ -176,6 +184,7 @@ def repo_settings(params: dict[str, Any]) -> RepoSettings:
         merge_request=mr,
         author=author_from_gitlab(),
         trailers=trailers_from_ci(),
+        signing_key=signing_key_from(params.pop("signing_key")),
     )
 
 
