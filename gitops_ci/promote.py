@@ -23,6 +23,7 @@ from gitops_ci.repo_paths import writable_file
 
 log = logs.get_logger(__name__)
 DEFAULT_PROMOTE_MESSAGE = "[skip ci] promote app {app} to {env}: {image}"
+DEFAULT_PROMOTE_MR_TITLE = "Promote {app} to {env}: {image}"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
 from conftest import CliRunner
@@ -26,10 +27,63 @@ def test_group_help_lists_every_command(gitops: CliRunner) -> None:
         assert f"  {command} " in result.out
 
 
-def test_unknown_command_is_a_usage_error(gitops: CliRunner) -> None:
-    result = gitops("deplyo")
+@pytest.mark.parametrize(
+    ("typed", "hint"),
+    [
+        ("deplyo", "did you mean 'deploy'?"),
+        ("valdate", "did you mean 'validate'?"),
+        ("xyzzy", "choose from deploy,"),
+    ],
+)
+def test_an_unknown_command_suggests_the_closest(gitops: CliRunner, typed: str, hint: str) -> None:
+    result = gitops(typed)
     assert result.code == 2
-    assert result.err.startswith("gitops-ci: error: No such command 'deplyo'.")
+    assert result.err.startswith(f"gitops-ci: error: no command '{typed}': {hint}")
+
+
+def test_group_help_shows_whole_summaries(gitops: CliRunner) -> None:
+    """click cuts a command's summary to the terminal's width with `...`; ours show the first sentence."""
+    commands = gitops("--help").out.split("Commands:", 1)[1]
+    assert "..." not in commands
+    assert "push one commit, or open merge requests." in " ".join(commands.split())
+
+
+@pytest.mark.parametrize("command", sorted(LazyGroup.commands_by_name))
+def test_every_option_names_its_environment_variable(command: str) -> None:
+    """In CI the variables are the interface: `--help` shows each option's `[env var: ...]`."""
+    group = LazyGroup()
+    ctx = click.Context(group, info_name="gitops-ci")
+    loaded = group.get_command(ctx, command)
+    assert loaded is not None
+    text = loaded.get_help(click.Context(loaded, info_name=command, parent=ctx))
+    for param in loaded.params:
+        if isinstance(param, click.Option) and param.envvar:
+            names = [param.envvar] if isinstance(param.envvar, str) else list(param.envvar)
+            assert all(name in text for name in names), f"{command} {param.opts[0]}: {names}"
+    assert "[env var: GITOPS_" in " ".join(text.split())
+
+
+def test_wait_help_names_the_revision_option(gitops: CliRunner) -> None:
+    out = " ".join(gitops("wait", "--help").out.split())
+    assert out.count("--revision") >= 2 and "REVISION:" not in out
+
+
+def test_promote_shows_its_own_merge_request_title(gitops: CliRunner) -> None:
+    promote = " ".join(gitops("promote", "--help").out.split())
+    deploy = " ".join(gitops("deploy", "--help").out.split())
+    assert "[env var: GITOPS_MR_TITLE; default: Promote {app} to {env}: {image}]" in promote
+    assert "default: Deploy {app} to {env}: {image}]" in deploy
+
+
+def test_shell_completion_works_as_documented(tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "gitops-ci"
+    path = f"{script.parent}:/usr/bin:/bin"  # click asks bash for its version
+    env = {"PATH": path, "HOME": str(tmp_path), "_GITOPS_CI_COMPLETE": "bash_source"}
+    source = subprocess.run([str(script)], env=env, capture_output=True, text=True, check=True).stdout
+    assert "complete -o nosort -F _gitops_ci_completion gitops-ci" in source
+    env |= {"_GITOPS_CI_COMPLETE": "bash_complete", "COMP_WORDS": "gitops-ci deploy --mo", "COMP_CWORD": "2"}
+    completed = subprocess.run([str(script)], env=env, capture_output=True, text=True, check=True).stdout
+    assert completed.split() == ["plain,--mode"]
 
 
 def test_set_image_imports_no_heavy_library(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ from gitops_ci.follow_up import follow_up
     show_default=True,
     help="Commit subject ({app}, {env}, {image}); [skip ci] is dropped in merge-request mode.",
 )
-@repo_options
+@repo_options()
 @follow_up_options
 @common_options
 def deploy_command(

@@ -102,13 +102,6 @@ _MR_OPTIONS = [
         show_default=True,
         help="Source branch of each merge request ({app}, {env}).",
     ),
-    click.option(
-        "--mr-title",
-        envvar="GITOPS_MR_TITLE",
-        default=DEFAULT_MR_TITLE,
-        show_default=True,
-        help="Merge request title ({app}, {env}, {image}).",
-    ),
     click.option("--label", "labels", multiple=True, envvar="GITOPS_MR_LABELS", help="Label (repeatable)."),
     click.option(
         "--assignee", "assignees", multiple=True, envvar="GITOPS_MR_ASSIGNEES", help="Username (repeatable)."
@@ -149,8 +142,16 @@ _MR_OPTIONS = [
 ]
 
 
-def repo_options(func: F) -> F:
-    return target.apply(func, *_REPO_OPTIONS, *_MR_OPTIONS)
+def repo_options(*, mr_title: str = DEFAULT_MR_TITLE) -> Callable[[F], F]:
+    """The options of a command that changes the manifest repo; `mr_title` is its --mr-title default."""
+    title = click.option(
+        "--mr-title",
+        envvar="GITOPS_MR_TITLE",
+        default=mr_title,
+        show_default=True,
+        help="Merge request title ({app}, {env}, {image}).",
+    )
+    return lambda func: target.apply(func, *_REPO_OPTIONS, *_MR_OPTIONS, title)
 
 
 def repo_settings(params: dict[str, Any]) -> RepoSettings:

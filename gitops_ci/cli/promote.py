@@ -9,7 +9,7 @@ import click
 from gitops_ci.cli.app import common_options
 from gitops_ci.cli.options import repo_options, repo_settings
 from gitops_ci.cli.report import report_change
-from gitops_ci.promote import DEFAULT_PROMOTE_MESSAGE, PromoteSettings, promote
+from gitops_ci.promote import DEFAULT_PROMOTE_MESSAGE, DEFAULT_PROMOTE_MR_TITLE, PromoteSettings, promote
 
 
 @click.command("promote")
@@ -34,7 +34,7 @@ from gitops_ci.promote import DEFAULT_PROMOTE_MESSAGE, PromoteSettings, promote
     show_default=True,
     help="Commit subject ({app}, {env}, {image}).",
 )
-@repo_options
+@repo_options(mr_title=DEFAULT_PROMOTE_MR_TITLE)
 @common_options
 def promote_command(
     app: str | None,

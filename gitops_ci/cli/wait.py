@@ -31,7 +31,7 @@ def wait_command(
     output_format: str,
     **options: Any,
 ) -> int:
-    """Wait until the cluster runs REVISION: Argo CD applications Synced and Healthy at it (through the
+    """Wait until the cluster runs --revision: Argo CD applications Synced and Healthy at it (through the
     Argo CD API or the Application objects), or Flux Kustomizations Ready with it applied. Fails fast on
     Degraded, a failed sync, or the timeout. The Argo CD API token comes from ARGOCD_AUTH_TOKEN."""
     settings = WaitSettings(
