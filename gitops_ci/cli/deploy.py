@@ -7,7 +7,13 @@ from typing import Any
 import click
 
 from gitops_ci.cli.app import common_options
-from gitops_ci.cli.options import follow_up_options, follow_up_settings, repo_options, repo_settings
+from gitops_ci.cli.options import (
+    dotenv_report,
+    follow_up_options,
+    follow_up_settings,
+    repo_options,
+    repo_settings,
+)
 from gitops_ci.cli.report import report_change
 from gitops_ci.deploy import deploy
 from gitops_ci.deploy_settings import DEFAULT_MESSAGE, DeploySettings
@@ -51,7 +57,7 @@ def deploy_command(
     **options: Any,
 ) -> int:
     """Set the app's image in the manifest repo's overlays: push one commit, or open merge requests."""
-    dotenv = options.pop("dotenv")
+    dotenv = dotenv_report(options)
     follow = follow_up_settings(options, options["ca_file"], options["network_timeout"])
     settings = DeploySettings(
         repo=repo_settings(options), app=app, environments=environments, images=images, message=message

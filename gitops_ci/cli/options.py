@@ -19,6 +19,7 @@ from gitops_ci.deploy_settings import (
     signing_key_from,
     trailers_from_ci,
 )
+from gitops_ci.dotenv import MAX_BYTES, MAX_VARIABLES, DotenvReport
 from gitops_ci.follow_up import FollowUpSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -87,7 +88,31 @@ _REPO_OPTIONS = [
         type=click.Path(path_type=Path),
         help="Write results as a GitLab dotenv report.",
     ),
+    click.option(
+        "--dotenv-max-variables",
+        envvar="GITOPS_DOTENV_MAX_VARIABLES",
+        type=click.IntRange(min=0),
+        default=MAX_VARIABLES,
+        show_default=True,
+        help="Your instance's dotenv_variables limit (GitLab.com: 50 or more; 0: none).",
+    ),
+    click.option(
+        "--dotenv-max-bytes",
+        envvar="GITOPS_DOTENV_MAX_BYTES",
+        type=click.IntRange(min=0),
+        default=MAX_BYTES,
+        show_default=True,
+        help="Your instance's dotenv_size limit in bytes (0: none).",
+    ),
 ]
+
+
+def dotenv_report(params: dict[str, Any]) -> DotenvReport | None:
+    """The --dotenv report and its limits (removing the options from `params`); None without --dotenv."""
+    path = params.pop("dotenv")
+    max_variables, max_bytes = params.pop("dotenv_max_variables"), params.pop("dotenv_max_bytes")
+    return DotenvReport(path, max_bytes, max_variables) if path is not None else None
+
 
 _MR_OPTIONS = [
     click.option(

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from gitops_ci.cli.app import common_options
-from gitops_ci.cli.options import repo_options, repo_settings
+from gitops_ci.cli.options import dotenv_report, repo_options, repo_settings
 from gitops_ci.cli.report import report_change
 from gitops_ci.promote import DEFAULT_PROMOTE_MESSAGE, DEFAULT_PROMOTE_MR_TITLE, PromoteSettings, promote
 
@@ -47,7 +47,7 @@ def promote_command(
     **options: Any,
 ) -> int:
     """Copy the images of the --from overlay into each --to overlay (push, or one merge request each)."""
-    dotenv = options.pop("dotenv")
+    dotenv = dotenv_report(options)
     settings = PromoteSettings(
         repo=repo_settings(options),
         app=app,

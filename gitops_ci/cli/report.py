@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitops_ci.cli.app import emit
 from gitops_ci.deploy import DeployResult
 from gitops_ci.deploy_output import deploy_dotenv, deploy_json, deploy_text
-from gitops_ci.dotenv import write_dotenv
+from gitops_ci.dotenv import DotenvReport, write_dotenv
 from gitops_ci.output import to_json
 
 if TYPE_CHECKING:
@@ -16,7 +15,10 @@ if TYPE_CHECKING:
 
 
 def report_change(
-    result: DeployResult, output_format: str, dotenv: Path | None, followed: FollowUpResult | None = None
+    result: DeployResult,
+    output_format: str,
+    dotenv: DotenvReport | None,
+    followed: FollowUpResult | None = None,
 ) -> None:
     """Stdout first: it must reach the job log even when the dotenv report cannot be written."""
     if output_format == "json":

@@ -315,6 +315,21 @@ def test_dotenv_report(run_deploy: Deploy, repo: Path, tmp_path: Path) -> None:
     assert values["GITOPS_CHANGED"] == "true"
 
 
+def test_a_dotenv_report_over_the_instance_limit_keeps_what_later_jobs_need(
+    run_deploy: Deploy, repo: Path, tmp_path: Path
+) -> None:
+    dotenv = tmp_path / "deploy.env"
+    image = "registry.example.com/shop/app0:2.0.0"
+    result = run_deploy(
+        "--image", image, "--dotenv", dotenv, "--dotenv-max-variables", "8", env=("dev", "staging", "prod")
+    )
+    assert result.code == 0, result.err
+    keys = [line.split("=", 1)[0] for line in dotenv.read_text().splitlines()]
+    assert len(keys) == 8 and keys[:3] == ["GITOPS_STATUS", "GITOPS_COMMIT_SHA", "GITOPS_BASE_COMMIT_SHA"]
+    assert "variable(s) left out to stay within GitLab's limits (8 variables" in result.err
+    assert commit_count(repo, "main") == 2
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
