@@ -17,7 +17,14 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from gitops_ci import logs
-from gitops_ci.errors import AuthError, ConfigurationError, OperationalError, RetryableError, SyncError
+from gitops_ci.errors import (
+    AuthError,
+    ConfigurationError,
+    OperationalError,
+    RetryableError,
+    SyncError,
+    root_cause,
+)
 
 DEFAULT_APP_NAME_TEMPLATE = "{app}-{env}"  # Argo CD names are global: the seed suffixes them per environment
 
@@ -113,8 +120,7 @@ def send(
 
 
 def _reason(err: Exception) -> str:
-    text = str(err)
-    return text if len(text) <= 200 else text[:200] + "…"
+    return root_cause(err)
 
 
 # --------------------------------------------------------------------------- webhook

@@ -165,8 +165,6 @@ def push_with_retries(
         changes = tuple(edit_targets(clone.root, planner(clone.root), dry_run=repo.dry_run))
         files = [c.file for c in changes if c.edit.changed]
         if not files or repo.dry_run:
-            if not files:
-                log.info("%s already holds the images: nothing to commit", branch)
             return DeployResult(
                 "dry-run" if files else "up-to-date", url, branch, None, base, changes, attempt
             )

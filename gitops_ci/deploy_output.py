@@ -43,7 +43,7 @@ def deploy_json(result: DeployResult) -> dict[str, Any]:
                     }
                     for c in change.edit.changes
                 ],
-                **({"diff": unified_diff(change.edit)} if result.status == "dry-run" else {}),
+                **({"diff": unified_diff(change.edit, change.file)} if result.status == "dry-run" else {}),
             }
             for change in result.changes
         },
@@ -56,7 +56,7 @@ def deploy_text(result: DeployResult) -> str:
     if result.status == "up-to-date":
         return f"{result.branch} already up to date at {result.base_commit[:12]}: nothing to commit\n"
     if result.status == "dry-run":
-        return "".join(unified_diff(c.edit) for c in result.changes if c.edit.changed)
+        return "".join(unified_diff(c.edit, c.file) for c in result.changes if c.edit.changed)
     lines = [f"pushed {result.commit} to {result.branch} of {result.repo_url}\n"]
     for change in result.changes:
         lines.extend(f"  {change.environment}: {describe_change(c)}\n" for c in change.edit.changes)

@@ -76,3 +76,25 @@ class InternalError(GitopsCiError):
     """A safety check caught a bug in gitops-ci itself; nothing was written."""
 
     exit_code = 3
+
+
+def root_cause(err: BaseException) -> str:
+    """The innermost cause of a network error, whole: `[Errno 111] Connection refused` rather than the
+    two hundred characters of urllib3's wrapping around it."""
+    cause, seen = err, {id(err)}
+    while True:
+        reason = getattr(cause, "reason", None)
+        wrapped = cause.args[0] if cause.args and isinstance(cause.args[0], BaseException) else None
+        inner = next(
+            (
+                c
+                for c in (reason, wrapped, cause.__cause__, cause.__context__)
+                if isinstance(c, BaseException)
+            ),
+            None,
+        )
+        if inner is None or id(inner) in seen:
+            break
+        seen.add(id(inner))
+        cause = inner
+    return str(cause).strip() or type(cause).__name__

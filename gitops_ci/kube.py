@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gitops_ci import logs
-from gitops_ci.errors import AuthError, ConfigurationError, OperationalError, RetryableError, SyncError
+from gitops_ci.errors import (
+    AuthError,
+    ConfigurationError,
+    OperationalError,
+    RetryableError,
+    SyncError,
+    root_cause,
+)
 
 log = logs.get_logger(__name__)
 T = TypeVar("T")
@@ -170,7 +177,7 @@ class KubeClient:
         except urllib3.exceptions.MaxRetryError as err:
             if isinstance(err.reason, (ssl.SSLError, urllib3.exceptions.SSLError)):
                 raise _tls_error(what, err.reason) from None
-            raise RetryableError(f"kubernetes API unreachable for {what} ({err.reason})") from None
+            raise RetryableError(f"kubernetes API unreachable for {what} ({root_cause(err)})") from None
         except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as err:
             raise RetryableError(f"kubernetes API failed for {what} ({err})") from None
 

@@ -26,10 +26,11 @@ def describe_change(change: EntryChange) -> str:
     return f"{change.name}: {before} → {image_of(change.name, change.after)}"
 
 
-def unified_diff(edit: OverlayEdit) -> str:
+def unified_diff(edit: OverlayEdit, name: str | None = None) -> str:
+    """The edit as a unified diff of `name` (default: the file's path as edited)."""
     import difflib
 
-    name = str(edit.file)
+    name = name or str(edit.file)
     lines = difflib.unified_diff(
         edit.before.splitlines(keepends=True), edit.after.splitlines(keepends=True), f"a/{name}", f"b/{name}"
     )

@@ -192,3 +192,21 @@ def test_kustomization_status_names_its_source_and_why_it_is_stuck() -> None:
     assert result.note == f"source GitRepository flux-system/flux-system at main@sha1:{SHA[:12]}"
     assert result.messages == ("GitRepository flux-system/flux-system: Ready=False GitOperationFailed: auth",)
     assert result.line().endswith(f"at main@sha1:111111111111; {result.note}")
+
+
+def test_a_connection_error_is_reported_whole() -> None:
+    """urllib3 wraps `Connection refused` in 200 characters of pool and object names; we show the cause."""
+    import socket
+
+    from gitops_ci.argocd import PlannedRequest, send
+    from gitops_ci.errors import RetryableError
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    request = PlannedRequest("GET", f"http://127.0.0.1:{port}/api/v1/applications/x", {}, None)
+    with pytest.raises(RetryableError) as caught:
+        send(request, ca_file=None, what="Argo CD", timeout=5)
+    message = str(caught.value)
+    assert message.endswith("is unreachable ([Errno 111] Connection refused)"), message
+    assert "…" not in message and "HTTPConnectionPool" not in message

@@ -59,6 +59,12 @@ def classify(err: git.GitCommandError, action: str, remote: Remote) -> GitopsCiE
             f"git {action} to {remote.url}: the branch is protected against direct pushes; "
             "use --mode merge-request (or allow the token's user to push)"
         )
+    if _AUTH.search(output) and remote.token_variable is None:
+        return AuthError(
+            f"git {action}: {remote.url} asks for credentials (401) and none is set: looked for "
+            "GITOPS_TOKEN, GITOPS_PASSWORD (with GITOPS_USERNAME) and CI_JOB_TOKEN; set GITOPS_TOKEN to a "
+            "token with write_repository"
+        )
     if _AUTH.search(output):
         return AuthError(
             f"git {action}: {variable} was rejected by {remote.url} (401); check the token is valid"

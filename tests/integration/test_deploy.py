@@ -80,6 +80,28 @@ def test_rerun_is_idempotent(run_deploy: Deploy, repo: Path) -> None:
     data = json.loads(again.out)
     assert data["status"] == "up-to-date" and data["commit"] is None and data["base_commit"] == head
     assert rev_parse(repo, "main") == head
+    text = run_deploy("--image", "registry.example.com/shop/app0:2.0.0")
+    assert (text.out + text.err).count("up to date") + (text.out + text.err).count("already holds") == 1
+
+
+def test_dry_run_diffs_name_repo_paths(run_deploy: Deploy, repo: Path) -> None:
+    result = run_deploy("--image", "registry.example.com/shop/app0:2.0.0", "--dry-run")
+    assert result.code == 0, result.err
+    path = "kustomize/app0/overlays/dev/kustomization.yaml"
+    assert result.out.startswith(f"--- a/{path}\n+++ b/{path}\n")
+    assert "gitops-ci-" not in result.out
+
+
+def test_no_credentials_at_all_says_which_variables_were_looked_at(
+    run_deploy: Deploy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GITOPS_TOKEN")
+    result = run_deploy("--image", "registry.example.com/shop/app0:2.0.0")
+    assert result.code == 1
+    assert (
+        "asks for credentials (401) and none is set: looked for GITOPS_TOKEN, GITOPS_PASSWORD" in result.err
+    )
+    assert "was rejected" not in result.err
 
 
 def test_several_environments_in_one_commit(run_deploy: Deploy, repo: Path) -> None:
