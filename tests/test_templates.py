@@ -447,7 +447,18 @@ def test_build_context_holds_what_the_dockerfile_copies() -> None:
     ]
     assert sources and set(sources) <= kept
     assert all((ROOT / source).exists() for source in sources)
-    assert {"pyproject.toml", "README.md", "gitops_ci"} <= kept  # pyproject's readme and package
+    assert {"pyproject.toml", "README.md", "LICENSE", "gitops_ci"} <= kept  # pyproject's files and package
+
+
+def test_the_license_file_matches_the_declared_license() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert project["project"]["license"] == "MIT" and project["project"]["license-files"] == ["LICENSE"]
+    assert (ROOT / "LICENSE").read_text(encoding="utf-8").startswith("MIT License\n")
+    # PEP 639's SPDX `license` string and `license-files` need setuptools 77
+    (requirement,) = [r for r in project["build-system"]["requires"] if r.startswith("setuptools")]
+    assert requirement == "setuptools>=77"
 
 
 # --------------------------------------------------------------------------- the project's own pipeline
