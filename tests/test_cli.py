@@ -102,7 +102,7 @@ def test_set_image_imports_no_heavy_library(tmp_path: Path) -> None:
 def test_deploy_loads_sync_and_wait_only_when_asked_for() -> None:
     probe = (
         "import sys\nimport gitops_ci.cli.deploy\n"
-        "names = ('gitops_ci.sync', 'gitops_ci.wait', 'gitops_ci.cli.sync')\n"
+        "names = ('gitops_ci.targets.sync', 'gitops_ci.targets.wait', 'gitops_ci.cli.sync')\n"
         "print(sorted(m for m in names if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout

@@ -23,9 +23,9 @@ from ruamel.yaml import YAML
 from ruamel.yaml.nodes import MappingNode
 
 from gitops_ci.errors import KustomizationError
-from gitops_ci.imageref import parse_image_arguments
-from gitops_ci.kustomize_edit import read_images
-from gitops_ci.overlays import edit_text
+from gitops_ci.images.files import edit_text
+from gitops_ci.images.kustomize import read_images
+from gitops_ci.images.reference import parse_image_arguments
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 pytestmark = [

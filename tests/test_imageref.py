@@ -3,7 +3,13 @@ from __future__ import annotations
 import pytest
 
 from gitops_ci.errors import ImageArgumentError
-from gitops_ci.imageref import KEEP, ImageUpdate, parse_image_argument, parse_image_arguments, split_reference
+from gitops_ci.images.reference import (
+    KEEP,
+    ImageUpdate,
+    parse_image_argument,
+    parse_image_arguments,
+    split_reference,
+)
 
 D1 = "sha256:" + "a" * 64
 D2 = "sha512:" + "b" * 128

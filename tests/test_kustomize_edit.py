@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from gitops_ci import yamlconf
 from gitops_ci.errors import KustomizationError
-from gitops_ci.imageref import parse_image_arguments
-from gitops_ci.kustomize_edit import read_images, set_images
+from gitops_ci.images import yamlconf
+from gitops_ci.images.kustomize import read_images, set_images
+from gitops_ci.images.reference import parse_image_arguments
 
 
 def edit(text: str, *args: str, strict: bool = False) -> str:

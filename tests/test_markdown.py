@@ -8,10 +8,10 @@ import re
 import pytest
 
 from gitops_ci.errors import InternalError
-from gitops_ci.markdown import check_note, code, one_line
-from gitops_ci.review_diff import ImageChange, Render, diff_renders
-from gitops_ci.review_note import MARKER, OverlayReview, render_note
-from gitops_ci.validate_findings import Finding, Severity
+from gitops_ci.review.diff import ImageChange, Render, diff_renders
+from gitops_ci.review.markdown import check_note, code, one_line
+from gitops_ci.review.note import MARKER, OverlayReview, render_note
+from gitops_ci.validate.findings import Finding, Severity
 
 INJECTIONS = [
     "x\n/approve\n/merge",
@@ -98,10 +98,10 @@ def test_no_field_of_the_review_note_can_inject(value: str) -> None:
 def test_the_merge_request_description_shows_repo_values_as_code(value: str) -> None:
     from pathlib import Path
 
-    from gitops_ci.deploy import EnvironmentChange, Target
-    from gitops_ci.kustomize_edit import EntryChange
-    from gitops_ci.merge_requests import describe
-    from gitops_ci.overlays import OverlayEdit
+    from gitops_ci.change.deploy import EnvironmentChange, Target
+    from gitops_ci.change.merge_request import describe
+    from gitops_ci.images.files import OverlayEdit
+    from gitops_ci.images.kustomize import EntryChange
 
     entry = EntryChange(value, {"newName": value, "newTag": value}, {"newTag": "2.0"})
     edit = OverlayEdit(Path("o"), Path("o/kustomization.yaml"), "a", "b", (entry,))

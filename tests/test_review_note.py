@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gitops_ci.review_diff import Render, diff_renders, image_changes, redact_secrets, render_from_output
-from gitops_ci.review_note import (
+from gitops_ci.review.diff import Render, diff_renders, image_changes, redact_secrets, render_from_output
+from gitops_ci.review.note import (
     MARKER,
     NOTE_BUDGET,
     OverlayReview,
@@ -13,7 +13,7 @@ from gitops_ci.review_note import (
     is_review_note,
     render_note,
 )
-from gitops_ci.validate_findings import Finding, Severity
+from gitops_ci.validate.findings import Finding, Severity
 
 DEPLOYMENT = """\
 apiVersion: apps/v1

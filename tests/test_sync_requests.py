@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from gitops_ci import flux
-from gitops_ci.argocd import ArgoCDApi, server_url, webhook_request
 from gitops_ci.errors import ConfigurationError, SyncError, WaitTimeoutError
-from gitops_ci.kube import parse_object_ref
-from gitops_ci.sync import SyncSettings, check_revision
-from gitops_ci.wait import WaitSettings
-from gitops_ci.wait_status import evaluate_kustomization
+from gitops_ci.targets import flux
+from gitops_ci.targets.argocd import ArgoCDApi, server_url, webhook_request
+from gitops_ci.targets.kube import parse_object_ref
+from gitops_ci.targets.sync import SyncSettings, check_revision
+from gitops_ci.targets.wait import WaitSettings
+from gitops_ci.targets.wait_status import evaluate_kustomization
 
 SHA = "4f1c2e3d4b5a69788796a5b4c3d2e1f0a9b8c7d6"
 
@@ -198,8 +198,8 @@ def test_a_connection_error_is_reported_whole() -> None:
     """urllib3 wraps `Connection refused` in 200 characters of pool and object names; we show the cause."""
     import socket
 
-    from gitops_ci.argocd import PlannedRequest, send
     from gitops_ci.errors import RetryableError
+    from gitops_ci.targets.argocd import PlannedRequest, send
 
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))

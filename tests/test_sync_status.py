@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from gitops_ci.errors import ConfigurationError
-from gitops_ci.push_hook import project_web_url, push_hook_payload
-from gitops_ci.sync import app_names
-from gitops_ci.wait import Observer, WaitFailedError, WaitTimedOutError, poll_until_ready
-from gitops_ci.wait_status import (
+from gitops_ci.targets.push_hook import project_web_url, push_hook_payload
+from gitops_ci.targets.sync import app_names
+from gitops_ci.targets.wait import Observer, WaitFailedError, WaitTimedOutError, poll_until_ready
+from gitops_ci.targets.wait_status import (
     TargetStatus,
     evaluate_application,
     evaluate_kustomization,

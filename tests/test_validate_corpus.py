@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from gitops_ci.cli import run
-from gitops_ci.validate_findings import Severity
+from gitops_ci.validate.findings import Severity
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
 pytestmark = [

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gitops_ci.validate_repo import RepoLayout, discover
+from gitops_ci.validate.repo import RepoLayout, discover
 
 KUSTOMIZATION = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: {kind}\n{body}"
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from gitops_ci.schema_check import SchemaChecker, format_path
-from gitops_ci.validate_findings import SCHEMA_MISSING_FIELD, SCHEMA_UNKNOWN_FIELD, SCHEMA_WRONG_TYPE
+from gitops_ci.validate.findings import SCHEMA_MISSING_FIELD, SCHEMA_UNKNOWN_FIELD, SCHEMA_WRONG_TYPE
+from gitops_ci.validate.schema import SchemaChecker, format_path
 
 DEPLOYMENT: dict[str, Any] = {
     "apiVersion": "apps/v1",

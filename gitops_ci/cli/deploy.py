@@ -6,6 +6,9 @@ from typing import Any
 
 import click
 
+from gitops_ci.change.deploy import deploy
+from gitops_ci.change.follow_up import follow_up
+from gitops_ci.change.settings import DEFAULT_MESSAGE, DeploySettings
 from gitops_ci.cli.app import common_options
 from gitops_ci.cli.options import (
     dotenv_report,
@@ -15,9 +18,6 @@ from gitops_ci.cli.options import (
     repo_settings,
 )
 from gitops_ci.cli.report import report_change
-from gitops_ci.deploy import deploy
-from gitops_ci.deploy_settings import DEFAULT_MESSAGE, DeploySettings
-from gitops_ci.follow_up import follow_up
 
 
 @click.command("deploy")

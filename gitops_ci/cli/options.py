@@ -8,8 +8,8 @@ from typing import Any, TypeVar
 
 import click
 
-from gitops_ci.cli import target_options as target
-from gitops_ci.deploy_settings import (
+from gitops_ci.change.follow_up import FollowUpSettings
+from gitops_ci.change.settings import (
     DEFAULT_MR_BRANCH,
     DEFAULT_MR_TITLE,
     DEFAULT_PATH_TEMPLATE,
@@ -19,8 +19,8 @@ from gitops_ci.deploy_settings import (
     signing_key_from,
     trailers_from_ci,
 )
+from gitops_ci.cli import target_options as target
 from gitops_ci.dotenv import MAX_BYTES, MAX_VARIABLES, DotenvReport
-from gitops_ci.follow_up import FollowUpSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -253,7 +253,7 @@ def follow_up_settings(
     params: dict[str, Any], ca_file: str | None, network_timeout: float
 ) -> FollowUpSettings:
     """Build FollowUpSettings from the parsed options (removing them from `params`)."""
-    from gitops_ci.kube import KubeSettings
+    from gitops_ci.targets.kube import KubeSettings
 
     return FollowUpSettings(
         sync=params.pop("sync_after"),

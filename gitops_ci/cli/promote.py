@@ -6,10 +6,15 @@ from typing import Any
 
 import click
 
+from gitops_ci.change.promote import (
+    DEFAULT_PROMOTE_MESSAGE,
+    DEFAULT_PROMOTE_MR_TITLE,
+    PromoteSettings,
+    promote,
+)
 from gitops_ci.cli.app import common_options
 from gitops_ci.cli.options import dotenv_report, repo_options, repo_settings
 from gitops_ci.cli.report import report_change
-from gitops_ci.promote import DEFAULT_PROMOTE_MESSAGE, DEFAULT_PROMOTE_MR_TITLE, PromoteSettings, promote
 
 
 @click.command("promote")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from gitops_ci.change.deploy import DeployResult
+from gitops_ci.change.report import deploy_dotenv, deploy_json, deploy_text
 from gitops_ci.cli.app import emit
-from gitops_ci.deploy import DeployResult
-from gitops_ci.deploy_output import deploy_dotenv, deploy_json, deploy_text
 from gitops_ci.dotenv import DotenvReport, write_dotenv
-from gitops_ci.output import to_json
+from gitops_ci.images.describe import to_json
 
 if TYPE_CHECKING:
-    from gitops_ci.follow_up import FollowUpResult
+    from gitops_ci.change.follow_up import FollowUpResult
 
 
 def report_change(

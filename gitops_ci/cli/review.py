@@ -9,9 +9,9 @@ import click
 from gitops_ci.cli.app import common_options, emit
 from gitops_ci.cli.target_options import dry_run_option, duration
 from gitops_ci.errors import EXIT_FAILURE
-from gitops_ci.output import to_json
-from gitops_ci.review import DEFAULT_MAX_DIFF_LINES, ReviewSettings, review
-from gitops_ci.review_output import result_json, result_text
+from gitops_ci.images.describe import to_json
+from gitops_ci.review.report import result_json, result_text
+from gitops_ci.review.run import DEFAULT_MAX_DIFF_LINES, ReviewSettings, review
 
 
 @click.command("review")

@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from gitops_ci.cli.app import common_options, emit
-from gitops_ci.output import edit_json, render_edits_text, to_json
-from gitops_ci.set_image import SetImageSettings, set_image
+from gitops_ci.images.describe import edit_json, render_edits_text, to_json
+from gitops_ci.images.set_image import SetImageSettings, set_image
 
 
 @click.command("set-image")

@@ -27,8 +27,8 @@ from gitops_ci.cli.target_options import (
     duration,
     max_attempts_option,
 )
-from gitops_ci.kube import KubeSettings
-from gitops_ci.sync import SyncResult, SyncSettings, sync
+from gitops_ci.targets.kube import KubeSettings
+from gitops_ci.targets.sync import SyncResult, SyncSettings, sync
 
 
 def to_json(data: Any) -> str:

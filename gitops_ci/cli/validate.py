@@ -9,9 +9,9 @@ import click
 from gitops_ci.cli.app import common_options, emit
 from gitops_ci.cli.target_options import duration
 from gitops_ci.errors import EXIT_FAILURE
-from gitops_ci.output import to_json
-from gitops_ci.validate import ValidateSettings, validate
-from gitops_ci.validate_report import report_json, report_text, write_reports
+from gitops_ci.images.describe import to_json
+from gitops_ci.validate.report import report_json, report_text, write_reports
+from gitops_ci.validate.run import ValidateSettings, validate
 
 
 @click.command("validate")

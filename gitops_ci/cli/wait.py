@@ -9,9 +9,9 @@ import click
 from gitops_ci.cli.app import common_options, emit
 from gitops_ci.cli.sync import app_options, to_json
 from gitops_ci.cli.target_options import ARGOCD_KUBE, TIMEOUT
-from gitops_ci.kube import KubeSettings
-from gitops_ci.wait import WaitFailedError, WaitResult, WaitSettings, WaitTimedOutError, wait
-from gitops_ci.wait_status import short
+from gitops_ci.targets.kube import KubeSettings
+from gitops_ci.targets.wait import WaitFailedError, WaitResult, WaitSettings, WaitTimedOutError, wait
+from gitops_ci.targets.wait_status import short
 
 
 @click.command("wait")

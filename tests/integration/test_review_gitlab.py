@@ -15,7 +15,7 @@ import gitlab
 import pytest
 
 from conftest import CliResult, CliRunner
-from gitops_ci.review_note import MARKER
+from gitops_ci.review.note import MARKER
 from manifests import manifest_files, overlay
 from servers.gitlab_api import GitLabContractServer
 

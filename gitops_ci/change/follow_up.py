@@ -1,0 +1,150 @@
+"""`deploy … --sync --wait`: after the manifest repo changed, tell Argo CD or Flux, then wait for the cluster.
+
+In merge-request mode there is nothing to sync until the merge requests are merged; then the revision is the
+target branch's tip, which contains every merge.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gitops_ci import logs
+from gitops_ci.change.deploy import DeployResult, remote_for
+from gitops_ci.change.settings import DeploySettings
+from gitops_ci.errors import ConfigurationError
+from gitops_ci.manifest_repo.git import contains_commit, remote_branch_tip
+from gitops_ci.targets.argocd import DEFAULT_APP_NAME_TEMPLATE
+from gitops_ci.targets.kube import KubeSettings
+
+if TYPE_CHECKING:  # sync and wait are imported when a deploy asks for them, not on every deploy
+    from gitops_ci.targets.sync import SyncResult
+    from gitops_ci.targets.wait import WaitResult
+
+log = logs.get_logger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FollowUpSettings:
+    sync: bool = False
+    wait: bool = False
+    argocd_webhook: str | None = None
+    argocd_server: str | None = None
+    argocd_kube: bool = False
+    flux_receiver: str | None = None
+    flux_kustomizations: tuple[str, ...] = ()
+    app_name_template: str = DEFAULT_APP_NAME_TEMPLATE
+    app_namespace: str | None = None
+    prune: bool = False
+    with_source: bool = False
+    kube: KubeSettings = field(default_factory=KubeSettings)
+    timeout_seconds: float = 600.0
+    interval_seconds: float = 5.0
+
+    def __post_init__(self) -> None:
+        targets = [self.argocd_webhook, self.argocd_server, self.flux_receiver, self.flux_kustomizations]
+        if self.sync and sum(bool(t) for t in targets) == 0:
+            raise ConfigurationError(
+                "--sync needs --argocd-webhook, --argocd-server, --flux-receiver or --flux-kustomization"
+            )
+        sources = [bool(self.argocd_server), self.argocd_kube, bool(self.flux_kustomizations)]
+        if self.wait and sum(sources) != 1:
+            raise ConfigurationError(
+                "--wait reads the status from one of --argocd-server, --argocd-kube or --flux-kustomization"
+            )
+
+
+@dataclass(frozen=True)
+class FollowUpResult:
+    revision: str | None
+    sync: SyncResult | None = None
+    wait: WaitResult | None = None
+    skipped: str | None = None
+
+
+def follow_up(deploy: DeploySettings, result: DeployResult, settings: FollowUpSettings) -> FollowUpResult:
+    repo = deploy.repo
+    revision = _revision(deploy, result)
+    if revision is None:
+        reason = "the merge requests are not merged yet: sync and wait apply once they are"
+        log.info("%s", reason)
+        return FollowUpResult(None, skipped=reason)
+    synced = None
+    if settings.sync:
+        from gitops_ci.targets.sync import SyncSettings, sync
+
+        synced = sync(
+            SyncSettings(
+                revision=revision,
+                repo_url=repo.repo_url,
+                branch=result.branch,
+                before=result.base_commit,
+                changed_files=tuple(result.changed_files),
+                path_template=repo.path_template,
+                app=deploy.app,
+                environments=deploy.environments,
+                **_sync_target(settings),
+                app_name_template=settings.app_name_template,
+                app_namespace=settings.app_namespace,
+                prune=settings.prune,
+                with_source=settings.with_source,
+                ca_file=repo.ca_file,
+                kube=settings.kube,
+                max_attempts=repo.max_attempts,
+                backoff_seconds=repo.backoff_seconds,
+                request_timeout_seconds=repo.network_timeout_seconds,
+                dry_run=repo.dry_run,
+            )
+        )
+    if not settings.wait or repo.dry_run:
+        return FollowUpResult(revision, synced)
+    from gitops_ci.targets.wait import WaitSettings, wait
+
+    remote = remote_for(repo)
+    with tempfile.TemporaryDirectory(prefix="gitops-ci-history-") as history:
+
+        def contains(sha: str) -> bool:
+            return contains_commit(remote, result.branch, revision, sha, Path(history) / sha)
+
+        waited = wait(
+            WaitSettings(
+                revision=revision,
+                app=deploy.app,
+                environments=deploy.environments,
+                argocd_server=settings.argocd_server
+                if not settings.argocd_kube and not settings.flux_kustomizations
+                else None,
+                argocd_kube=settings.argocd_kube,
+                flux_kustomizations=settings.flux_kustomizations,
+                app_name_template=settings.app_name_template,
+                app_namespace=settings.app_namespace,
+                timeout_seconds=settings.timeout_seconds,
+                interval_seconds=settings.interval_seconds,
+                contains=contains,
+                request_timeout_seconds=repo.network_timeout_seconds,
+                ca_file=repo.ca_file,
+                kube=settings.kube,
+            )
+        )
+    return FollowUpResult(revision, synced, waited)
+
+
+def _sync_target(settings: FollowUpSettings) -> dict[str, Any]:
+    """One sync target: a webhook when given (cheapest, needs no token), else the API, else kubernetes."""
+    if settings.argocd_webhook:
+        return {"argocd_webhook": settings.argocd_webhook}
+    if settings.flux_receiver:
+        return {"flux_receiver": settings.flux_receiver}
+    if settings.argocd_server:
+        return {"argocd_server": settings.argocd_server}
+    return {"flux_kustomizations": settings.flux_kustomizations}
+
+
+def _revision(deploy: DeploySettings, result: DeployResult) -> str | None:
+    if result.status != "merge-requests":
+        return result.commit or result.base_commit
+    if any(mr.action not in ("merged", "up-to-date") for mr in result.merge_requests):
+        return None
+    return remote_branch_tip(remote_for(deploy.repo), result.branch)

@@ -1,0 +1,162 @@
+"""`gitops-ci promote`: ship to the target environments exactly the images the source runs.
+
+The source overlay is read on the tip being edited (again on every retry), so a promotion never copies a
+stale image; copying means newName, newTag and digest all become the source's, absent fields included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from gitops_ci import logs
+from gitops_ci.change.deploy import DeployResult, EnvironmentChange, Target, change_manifests
+from gitops_ci.change.settings import RepoSettings, commit_message, overlay_path
+from gitops_ci.errors import ConfigurationError, ImageArgumentError, KustomizationError
+from gitops_ci.images.describe import image_of
+from gitops_ci.images.files import find_kustomization, read_text
+from gitops_ci.images.kustomize import read_images
+from gitops_ci.images.reference import (
+    ImageUpdate,
+    validate_digest,
+    validate_name,
+    validate_repository,
+    validate_tag,
+)
+from gitops_ci.manifest_repo.paths import writable_file
+from gitops_ci.naming import check_name, is_name
+
+log = logs.get_logger(__name__)
+DEFAULT_PROMOTE_MESSAGE = "[skip ci] promote app {app} to {env}: {image}"
+DEFAULT_PROMOTE_MR_TITLE = "Promote {app} to {env}: {image}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PromoteSettings:
+    repo: RepoSettings
+    app: str | None
+    all_apps: bool = False
+    source: str
+    targets: tuple[str, ...]
+    image_names: tuple[str, ...] = ()
+    message: str = DEFAULT_PROMOTE_MESSAGE
+
+    def __post_init__(self) -> None:
+        if bool(self.app) == self.all_apps:
+            raise ConfigurationError("pass either --app APP or --all-apps")
+        if not self.targets:
+            raise ConfigurationError("no target environment: pass --to ENV")
+        if self.source in self.targets:
+            raise ConfigurationError(
+                f"--from {self.source} is also a --to target; promote to other environments"
+            )
+        if self.app:
+            check_name(self.app, "--app")
+        check_name(self.source, "--from")
+        for target in self.targets:
+            check_name(target, "--to")
+
+
+def promote(settings: PromoteSettings) -> DeployResult:
+    template = settings.repo.path_template
+    if settings.all_apps:
+        sparse = [_apps_directory(template)]
+    else:
+        assert settings.app is not None
+        sparse = [overlay_path(template, settings.app, env) for env in (settings.source, *settings.targets)]
+    commit_message(
+        settings.message, app="app", environments=["env"], images=["image"], mode=settings.repo.mode
+    )
+
+    def planner(root: Path) -> list[Target]:
+        apps = _list_apps(root, template) if settings.all_apps else [settings.app or ""]
+        return [t for app in apps for t in _targets(root, settings, app)]
+
+    def message(changes: Sequence[EnvironmentChange]) -> str:
+        changed = [c for c in changes if c.edit.changed]
+        apps = sorted({c.app for c in changed})
+        images = sorted({image_of(e.name, e.after) for c in changed for e in c.edit.changes})
+        return commit_message(
+            settings.message,
+            app=", ".join(apps),
+            environments=sorted({c.environment for c in changed}),
+            images=images,
+            mode=settings.repo.mode,
+        )
+
+    return change_manifests(settings.repo, sparse, planner, message)
+
+
+def source_updates(root: Path, path: str, names: Sequence[str]) -> tuple[ImageUpdate, ...]:
+    """Updates that make a target's entries equal to the source overlay's (all entries, or those named)."""
+    file = find_kustomization(root, path)
+    entries = read_images(read_text(file).removeprefix("\ufeff"), str(file.relative_to(root)))
+    by_name = {e["name"]: e for e in entries}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise KustomizationError(f"{path} has no images entry named {', '.join(missing)}; check --image")
+    chosen = [by_name[n] for n in names] if names else list(by_name.values())
+    for entry in chosen:
+        _check_entry(entry, path)
+    return tuple(
+        ImageUpdate(
+            e["name"], e.get("newName"), e.get("newTag"), e.get("digest"), argument=f"{e['name']} from {path}"
+        )
+        for e in chosen
+    )
+
+
+def _check_entry(entry: dict[str, str], path: str) -> None:
+    """What is copied must be a valid image: the source overlay is repo content, not trusted input."""
+    try:
+        validate_name(entry["name"])
+        if "newName" in entry:
+            validate_repository(entry["newName"])
+        if "newTag" in entry:
+            validate_tag(entry["newTag"])
+        if "digest" in entry:
+            validate_digest(entry["digest"])
+    except ImageArgumentError as err:
+        raise KustomizationError(
+            f"{path}: images entry {entry['name'][:60]!r}: {err}; fix the source overlay first"
+        ) from None
+
+
+def _targets(root: Path, settings: PromoteSettings, app: str) -> list[Target]:
+    template = settings.repo.path_template
+    source = overlay_path(template, app, settings.source)
+    target_paths = {env: overlay_path(template, app, env) for env in settings.targets}
+    if settings.all_apps and not all(
+        writable_file(root, p).is_dir() for p in (source, *target_paths.values())
+    ):
+        log.info(
+            "%s: skipped, it lacks one of the overlays %s",
+            app,
+            ", ".join([settings.source, *settings.targets]),
+        )
+        return []
+    if not writable_file(root, source).is_dir():
+        raise KustomizationError(
+            f"source overlay {source} does not exist; check --app, --from and --path-template"
+        )
+    updates = source_updates(root, source, settings.image_names)
+    return [Target(app, env, path, updates) for env, path in target_paths.items()]
+
+
+def _apps_directory(template: str) -> str:
+    prefix = template.split("{app}", 1)[0].rstrip("/")
+    if "{" in prefix or "{app}" not in template:
+        raise ConfigurationError("--all-apps needs a --path-template whose {app} part comes before {env}")
+    return prefix or "."
+
+
+def _list_apps(root: Path, template: str) -> list[str]:
+    directory = root / _apps_directory(template)
+    if not directory.is_dir():
+        return []
+    names = sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for name in names:
+        if not is_name(name):
+            log.warning("%r: skipped, not a valid app name", name[:60])
+    return [name for name in names if is_name(name)]

@@ -1,0 +1,149 @@
+"""Kustomization files on disk: find, read, edit in memory, then write all of them or none."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from gitops_ci.errors import KustomizationError, OperationalError
+from gitops_ci.images.kustomize import EntryChange, set_images
+from gitops_ci.images.reference import ImageUpdate
+from gitops_ci.manifest_repo.paths import relative_inside, work_tree_of, writable_file
+
+KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+_BOM = "\ufeff"
+MAX_FILE_BYTES = 1024 * 1024  # real kustomizations are a few KB; ruamel parses ~0.3 MB/s
+
+
+@dataclass(frozen=True)
+class OverlayEdit:
+    """One overlay's kustomization before and after the edit (nothing written yet)."""
+
+    overlay: Path
+    file: Path
+    before: str
+    after: str
+    changes: tuple[EntryChange, ...]
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+def find_kustomization(root: Path, overlay: str) -> Path:
+    """The kustomization file of `overlay` (relative to the repo `root`); neither it nor any directory on
+    the way may be a symlink, so what is read and written is the file the repo holds there."""
+    directory = writable_file(root, overlay)
+    if not directory.is_dir():
+        raise KustomizationError(
+            f"{directory}: no such overlay directory; check --overlay or the path template"
+        )
+    found = [
+        writable_file(root, f"{overlay}/{name}")
+        for name in KUSTOMIZATION_NAMES
+        if (directory / name).is_file() or (directory / name).is_symlink()
+    ]
+    if not found:
+        names = ", ".join(KUSTOMIZATION_NAMES)
+        raise KustomizationError(f"{directory}: no kustomization file ({names}); is this an overlay?")
+    if len(found) > 1:
+        both = " and ".join(p.name for p in found)
+        raise KustomizationError(f"{directory}: both {both} exist; kustomize refuses that too, remove one")
+    return found[0]
+
+
+def read_text(path: Path) -> str:
+    """The file's text exactly as stored (BOM and line endings included)."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as err:
+        raise OperationalError(f"{path}: cannot read: {err.strerror}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise KustomizationError(
+            f"{path}: larger than {MAX_FILE_BYTES // 1024} KiB; gitops-ci edits kustomizations up to "
+            "that size"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise KustomizationError(f"{path}: not UTF-8 (byte {err.start}); kustomize needs UTF-8") from None
+
+
+def edit_text(
+    text: str, updates: Sequence[ImageUpdate], *, strict: bool, source: str
+) -> tuple[str, tuple[EntryChange, ...]]:
+    """Edit without the BOM (YAML parsers disagree on it) and put it back."""
+    bom = text.startswith(_BOM)
+    result = set_images(text.removeprefix(_BOM), updates, strict=strict, source=source)
+    return (_BOM if bom else "") + result.text, result.changes
+
+
+def plan_edits(
+    overlays: Sequence[Path],
+    updates: Sequence[ImageUpdate],
+    *,
+    strict: bool = False,
+    root: Path | None = None,
+) -> list[OverlayEdit]:
+    """Edit every overlay in memory; any error aborts before anything is written. Each overlay must lie in
+    `root` (default: the git work tree it is in)."""
+    edits: list[OverlayEdit] = []
+    seen: set[Path] = set()
+    for overlay in overlays:
+        base = root if root is not None else work_tree_of(overlay)
+        found = find_kustomization(base, relative_inside(base, overlay))
+        path = found if root is not None else overlay / found.name
+        real = path.resolve()
+        if real in seen:
+            continue
+        seen.add(real)
+        before = read_text(path)
+        source = _display(path, root)
+        after, changes = edit_text(before, updates, strict=strict, source=source)
+        edits.append(OverlayEdit(overlay, path, before, after, changes))
+    return edits
+
+
+def write_edits(edits: Sequence[OverlayEdit]) -> None:
+    """Write every changed file atomically (temp file + rename, mode kept); stage all before renaming any."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for edit in edits:
+            if edit.changed:
+                target = edit.file.resolve()
+                staged.append((_stage(target, edit.after), target))
+        for temp, target in staged:
+            temp.replace(target)
+    except OSError as err:
+        for temp, _ in staged:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+        raise OperationalError(f"{err.filename or 'kustomization'}: cannot write: {err.strerror}") from None
+
+
+def _stage(target: Path, text: str) -> Path:
+    mode = stat.S_IMODE(target.stat().st_mode)
+    temp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        temp.chmod(mode)
+    except OSError:
+        temp.unlink(missing_ok=True)
+        raise
+    return temp
+
+
+def _display(path: Path, root: Path | None) -> str:
+    if root is not None:
+        with contextlib.suppress(ValueError):
+            return str(path.relative_to(root))
+    return str(path)

@@ -1,0 +1,256 @@
+"""Clones of the manifest repo that deploy and promote edit, commit and push.
+
+Clones are shallow, blob-filtered and sparse, so their cost follows the overlays we edit, not the history
+or the size of the repo.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+from gitops_ci import logs
+from gitops_ci.errors import ConfigurationError, GitError
+from gitops_ci.manifest_repo.git_errors import classify
+from gitops_ci.manifest_repo.signing import Signer
+
+log = logs.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    email: str
+
+
+@dataclass(frozen=True)
+class Remote:
+    """Where the manifest repo lives and how to reach it (`env` carries credentials; never log it)."""
+
+    url: str
+    env: Mapping[str, str]
+    token_variable: str | None = None
+    timeout: float = 600.0  # wall-clock bound of one git call; a call killed at it is a retryable failure
+
+
+class ManifestClone:
+    """A sparse working copy of one branch of the manifest repo."""
+
+    def __init__(self, repo: git.Repo, remote: Remote, branch: str, signer: Signer | None = None) -> None:
+        self._repo = repo
+        self.remote = remote
+        self.branch = branch
+        self._signer = signer
+
+    @property
+    def root(self) -> Path:
+        return Path(str(self._repo.working_tree_dir))
+
+    @classmethod
+    def clone(
+        cls,
+        remote: Remote,
+        directory: Path,
+        branch: str | None,
+        sparse_paths: Sequence[str],
+        *,
+        signer: Signer | None = None,
+    ) -> ManifestClone:
+        # --no-checkout: the sparse patterns are set before anything is checked out, so git never writes
+        # (and then rewrites) a full index of every file in the repo: ~250 ms less on 3,000 apps.
+        options = [
+            "--depth=1",
+            "--filter=blob:none",
+            "--sparse",
+            "--no-checkout",
+            "--no-tags",
+            "--single-branch",
+            *([f"--branch={branch}"] if branch else []),
+        ]
+        _empty(directory)  # a failed attempt may have left a partial clone behind
+        try:
+            git.Git().execute(
+                ["git", "clone", "-q", *options, "--", remote.url, str(directory)],
+                env=dict(remote.env),
+                kill_after_timeout=remote.timeout,
+            )
+        except git.GitCommandError as err:
+            raise classify(err, "clone", remote) from None
+        repo = git.Repo(str(directory))
+        clone = cls(repo, remote, branch or repo.active_branch.name, signer)
+        try:
+            clone.head()
+        except GitError:
+            raise ConfigurationError(
+                f"{remote.url} has no commits yet; push the manifests (kustomize/<app>/overlays/<env>) first"
+            ) from None
+        # A sparse index keeps only the checked-out directories in .git/index: add, commit and reset stay
+        # cheap on a repo of thousands of apps (git >= 2.32).
+        clone._git("sparse-checkout", "set", "--cone", "--sparse-index", "--", *sparse_paths)
+        clone._git("reset", "--hard", "-q", action="checkout")  # fetches the blobs under sparse_paths
+        return clone
+
+    def head(self) -> str:
+        return str(self._git("rev-parse", "HEAD"))
+
+    def refresh(self) -> str:
+        """Move to the remote branch's current tip (our unpushed commit, if any, is dropped)."""
+        # No --depth: the clone is shallow already, and deepening from it makes the server send the new tip's
+        # whole tree set again instead of the few trees that changed.
+        self._git(
+            "fetch",
+            "--filter=blob:none",
+            "--no-tags",
+            "origin",
+            f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}",
+            action="fetch",
+        )
+        self._git("reset", "--hard", "-q", f"refs/remotes/origin/{self.branch}")
+        return self.head()
+
+    def start_branch(self, name: str, at: str) -> None:
+        """Put HEAD on a fresh local branch `name` at commit `at`, discarding local edits."""
+        self._git("checkout", "-q", "-f", "-B", name, at)
+
+    def fetch_branch(self, branch: str, depth: int = 1) -> str:
+        """Fetch a branch's last `depth` commits (shallow, blob-less) as refs/remotes/origin/<branch>."""
+        ref = f"refs/remotes/origin/{branch}"
+        self._git(
+            "fetch",
+            f"--depth={depth}",
+            "--filter=blob:none",
+            "--no-tags",
+            "origin",
+            f"+refs/heads/{branch}:{ref}",
+            action="fetch",
+        )
+        return str(self._git("rev-parse", ref))
+
+    def commit(self, paths: Sequence[str], message: str, author: Identity, committer: Identity) -> str:
+        env = {
+            "GIT_AUTHOR_NAME": author.name,
+            "GIT_AUTHOR_EMAIL": author.email,
+            "GIT_COMMITTER_NAME": committer.name,
+            "GIT_COMMITTER_EMAIL": committer.email,
+            **(self._signer.commit_env(self.remote.env) if self._signer else {}),
+        }
+        # --include stages `paths` into the sparse index and commits it; the default (--only) would build a
+        # temporary full index of every path in the repo instead: 5x slower with thousands of apps.
+        self._git(
+            "commit",
+            "-q",
+            "--include",
+            "--no-verify",
+            "--gpg-sign" if self._signer else "--no-gpg-sign",
+            "-m",
+            message,
+            "--",
+            *paths,
+            extra_env=env,
+        )
+        return self.head()
+
+    def push(self, target_branch: str, *, force_with_lease: str | None = None) -> None:
+        args = ["push", "--porcelain", "--no-verify", "origin", f"HEAD:refs/heads/{target_branch}"]
+        if force_with_lease is not None:
+            args.insert(1, f"--force-with-lease=refs/heads/{target_branch}:{force_with_lease}")
+        # When the branch moved, git would lazily fetch the remote tip's every tree to see whether the push
+        # fast-forwards; without lazy fetches it answers "fetch first" at once, and we re-apply anyway.
+        self._git(*args, action="push", extra_env={"GIT_NO_LAZY_FETCH": "1"})
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        """Whether `descendant`'s history holds `ancestor` (fetched history only: a shallow clone that lacks
+        it says no)."""
+        try:
+            self._git("merge-base", "--is-ancestor", "--end-of-options", ancestor, descendant)
+        except GitError:
+            return False
+        return True
+
+    def remote_branch_sha(self, branch: str) -> str | None:
+        out = self._git("ls-remote", "--heads", "origin", f"refs/heads/{branch}", action="ls-remote")
+        return out.split()[0] if out.strip() else None
+
+    def read(self, path: str, ref: str = "HEAD") -> str | None:
+        """A file at `ref` (its blob fetched on demand), or None when absent."""
+        try:
+            return str(
+                self._repo.git.execute(
+                    ["git", "show", f"{ref}:{path}"],
+                    env=dict(self.remote.env),
+                    strip_newline_in_stdout=False,
+                    kill_after_timeout=self.remote.timeout,
+                )
+            )
+        except git.GitCommandError:
+            return None
+
+    def _git(self, *args: str, action: str | None = None, extra_env: Mapping[str, str] | None = None) -> str:
+        env = {**self.remote.env, **(extra_env or {})}
+        log.debug("git %s", " ".join(args))
+        try:
+            output = self._repo.git.execute(["git", *args], env=env, kill_after_timeout=self.remote.timeout)
+            return str(output)
+        except git.GitCommandError as err:
+            raise classify(err, action or args[0], self.remote) from None
+
+
+def _empty(directory: Path) -> None:
+    if directory.is_symlink() or directory.is_file():
+        raise ConfigurationError(f"{directory} is not a directory; give --workdir a new or empty directory")
+    if directory.is_dir():
+        for child in directory.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+
+
+def contains_commit(remote: Remote, branch: str, ancestor: str, descendant: str, directory: Path) -> bool:
+    """Whether `descendant` contains `ancestor`; fetches only the commits of `branch` (no trees, no blobs)."""
+    repo = git.Repo.init(str(directory), bare=True)
+    env = dict(remote.env)
+    try:
+        repo.git.execute(
+            [
+                "git",
+                "fetch",
+                "--filter=tree:0",
+                "--no-tags",
+                "--",
+                remote.url,
+                f"+refs/heads/{branch}:refs/remotes/origin/{branch}",
+            ],
+            env=env,
+            kill_after_timeout=remote.timeout,
+        )
+    except git.GitCommandError as err:
+        raise classify(err, "fetch", remote) from None
+    try:
+        repo.git.execute(
+            ["git", "merge-base", "--is-ancestor", "--end-of-options", ancestor, descendant], env=env
+        )
+    except git.GitCommandError as err:
+        if err.status in (1, 128):  # 1: not an ancestor; 128: not a commit of that branch
+            return False
+        raise classify(err, "merge-base", remote) from None
+    return True
+
+
+def remote_branch_tip(remote: Remote, branch: str) -> str | None:
+    """The branch's current commit on the remote, without a clone."""
+    try:
+        out = str(
+            git.Git().execute(
+                ["git", "ls-remote", "--heads", "--", remote.url, f"refs/heads/{branch}"],
+                env=dict(remote.env),
+                kill_after_timeout=remote.timeout,
+            )
+        )
+    except git.GitCommandError as err:
+        raise classify(err, "ls-remote", remote) from None
+    return out.split()[0] if out.strip() else None

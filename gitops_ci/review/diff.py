@@ -1,0 +1,162 @@
+"""What an MR does to one overlay's rendered manifests: a unified diff, and the images it changes.
+
+Renders are diffed as kustomize prints them (its output is sorted and stable), except Secrets: their values
+are replaced by a short hash before diffing, so a note never publishes them but still shows that they
+changed. The diff is cut at a number of lines and each line at a number of characters; the cut says how
+much is not shown.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from gitops_ci.review.markdown import one_line
+from gitops_ci.validate import yaml_files as validate_yaml
+from gitops_ci.validate.objects import Document, object_id
+
+MAX_LINE_CHARS = 500
+_DOC_SPLIT = re.compile(r"^---[ \t]*\n", re.MULTILINE)
+_CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
+
+
+@dataclass(frozen=True)
+class Render:
+    """One side of an overlay: absent (the MR adds or removes it), failed, or its text and objects."""
+
+    present: bool
+    ok: bool = True
+    text: str = ""
+    error: str = ""
+    objects: tuple[Document, ...] = ()
+
+
+@dataclass(frozen=True)
+class ImageChange:
+    workload: str  # "Deployment/shop"
+    container: str
+    before: str | None
+    after: str | None
+
+
+@dataclass(frozen=True)
+class RenderedDiff:
+    text: str  # the unified diff as shown (possibly cut)
+    added: int
+    removed: int
+    lines: int  # diff lines in all
+    hidden: int  # diff lines not shown
+    objects_changed: int
+    objects_added: int
+    objects_removed: int
+
+    @property
+    def empty(self) -> bool:
+        return self.lines == 0
+
+    def summary(self) -> str:
+        parts = [
+            f"{n} object{'' if n == 1 else 's'} {what}"
+            for n, what in (
+                (self.objects_changed, "changed"),
+                (self.objects_added, "added"),
+                (self.objects_removed, "removed"),
+            )
+            if n
+        ]
+        return f"{', '.join(parts) or 'no object changed'} (+{self.added} −{self.removed})"
+
+
+def render_from_output(output: str) -> Render:
+    docs = tuple(d for d in validate_yaml.load_all(output) if isinstance(d, dict))
+    return Render(True, True, redact_secrets(output), "", docs)
+
+
+def redact_secrets(stream: str) -> str:
+    """The stream with every Secret's data/stringData values replaced by `<redacted sha256:…>`."""
+    chunks = _DOC_SPLIT.split(stream)
+    out = []
+    for chunk in chunks:
+        if "Secret" in chunk:
+            try:
+                doc = validate_yaml.load_one(chunk)
+            except validate_yaml.YAMLError:
+                doc = None
+            if isinstance(doc, dict) and doc.get("kind") == "Secret":
+                for field in ("data", "stringData"):
+                    if isinstance(doc.get(field), dict):
+                        doc[field] = {k: _redacted(v) for k, v in doc[field].items()}
+                chunk = validate_yaml.dump(doc)
+        out.append(chunk)
+    return "---\n".join(out)
+
+
+def _redacted(value: Any) -> str:
+    return f"<redacted sha256:{hashlib.sha256(str(value).encode()).hexdigest()[:12]}>"
+
+
+def diff_renders(overlay: str, before: Render, after: Render, max_lines: int) -> RenderedDiff:
+    old, new = before.text.splitlines(keepends=True), after.text.splitlines(keepends=True)
+    name = one_line(overlay)
+    lines = list(difflib.unified_diff(old, new, f"a/{name} (target)", f"b/{name} (merge request)", n=3))
+    added = sum(1 for line in lines if line.startswith("+") and not line.startswith("+++"))
+    removed = sum(1 for line in lines if line.startswith("-") and not line.startswith("---"))
+    shown = [_cut(line) for line in lines[:max_lines]]
+    changed, gained, lost = _object_changes(before.objects, after.objects)
+    return RenderedDiff(
+        "".join(shown), added, removed, len(lines), max(0, len(lines) - max_lines), changed, gained, lost
+    )
+
+
+def _cut(line: str) -> str:
+    body = line.rstrip("\n")
+    if len(body) > MAX_LINE_CHARS:
+        body = body[:MAX_LINE_CHARS] + f" … ({len(body) - MAX_LINE_CHARS} more characters)"
+    return body + "\n"
+
+
+def _object_changes(before: tuple[Document, ...], after: tuple[Document, ...]) -> tuple[int, int, int]:
+    old = {_key(d): d for d in before}
+    new = {_key(d): d for d in after}
+    changed = sum(1 for k in old.keys() & new.keys() if old[k] != new[k])
+    return changed, len(new.keys() - old.keys()), len(old.keys() - new.keys())
+
+
+def _key(doc: Document) -> str:
+    return f"{doc.get('apiVersion')}|{object_id(doc)}"
+
+
+def image_changes(before: Render, after: Render) -> list[ImageChange]:
+    """Containers whose image differs; none when a side failed to build (its images are unknown)."""
+    if not (before.ok and after.ok):
+        return []
+    old = dict(_images(before.objects))
+    new = dict(_images(after.objects))
+    return [
+        ImageChange(workload, container, old.get((workload, container)), new.get((workload, container)))
+        for workload, container in sorted(old.keys() | new.keys())
+        if old.get((workload, container)) != new.get((workload, container))
+    ]
+
+
+def _images(objects: tuple[Document, ...]) -> Iterator[tuple[tuple[str, str], str]]:
+    for obj in objects:
+        for container in _containers(obj):
+            yield (object_id(obj), str(container.get("name", "?"))), str(container["image"])
+
+
+def _containers(value: Any) -> Iterator[dict[str, Any]]:
+    """Containers anywhere in an object: Pods, workloads' templates, CronJobs, CRDs like Rollouts."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in _CONTAINER_LISTS and isinstance(item, list):
+                yield from (c for c in item if isinstance(c, dict) and "image" in c)
+            else:
+                yield from _containers(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _containers(item)

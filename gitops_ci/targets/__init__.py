@@ -1,0 +1,1 @@
+"""Where a change goes after it lands: Argo CD, Flux, kubernetes, a push hook; sync and wait."""
