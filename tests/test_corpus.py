@@ -23,7 +23,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.nodes import MappingNode
 
 from gitops_ci.errors import KustomizationError
-from gitops_ci.images.files import edit_text
+from gitops_ci.images.editor import KustomizeEditor
 from gitops_ci.images.kustomize import read_images
 from gitops_ci.images.reference import parse_image_arguments
 
@@ -117,7 +117,7 @@ def test_new_tag_on_every_entry(entry: CorpusFile, tmp_path: Path, corpus_copies
     names = list(dict.fromkeys(e["name"] for e in read_images(original.removeprefix("\ufeff"))))
     tags = {name: f"gitops-probe-{i}" for i, name in enumerate(names)}
     try:
-        edited, _ = edit_text(
+        edited, _ = KustomizeEditor().edit(
             original,
             parse_image_arguments([f"{n}=*:{t}" for n, t in tags.items()]),
             strict=True,

@@ -98,15 +98,15 @@ def test_no_field_of_the_review_note_can_inject(value: str) -> None:
 def test_the_merge_request_description_shows_repo_values_as_code(value: str) -> None:
     from pathlib import Path
 
-    from gitops_ci.change.deploy import EnvironmentChange, Target
+    from gitops_ci.change.model import EnvironmentChange, Target
     from gitops_ci.change.merge_request import describe
     from gitops_ci.images.files import OverlayEdit
     from gitops_ci.images.kustomize import EntryChange
 
     entry = EntryChange(value, {"newName": value, "newTag": value}, {"newTag": "2.0"})
     edit = OverlayEdit(Path("o"), Path("o/kustomization.yaml"), "a", "b", (entry,))
-    target = Target("web", "prod", "kustomize/web/overlays/prod", ())
-    text = describe(target, EnvironmentChange("web", "prod", target.path, edit))
+    target = Target(app="web", environment="prod", path="kustomize/web/overlays/prod", updates=())
+    text = describe(target, EnvironmentChange(app="web", environment="prod", path=target.path, edit=edit))
     lines = re.split("\r\n|[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]", text)
     assert not [line for line in lines if line.lstrip().startswith("/")]
     assert "@all" not in prose(text) and "#1" not in prose(text)

@@ -6,16 +6,15 @@ target branch's tip, which contains every merge.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gitops_ci import logs
-from gitops_ci.change.deploy import DeployResult, remote_for
+from gitops_ci.change.model import DeployResult
 from gitops_ci.change.settings import DeploySettings
 from gitops_ci.errors import ConfigurationError
-from gitops_ci.manifest_repo.git import contains_commit, remote_branch_tip
+from gitops_ci.manifest_repo.port import ManifestRepo
+from gitops_ci.retry import SYSTEM_CLOCK, Clock
 from gitops_ci.targets.argocd import DEFAULT_APP_NAME_TEMPLATE
 from gitops_ci.targets.kube import KubeSettings
 
@@ -64,71 +63,82 @@ class FollowUpResult:
     skipped: str | None = None
 
 
-def follow_up(deploy: DeploySettings, result: DeployResult, settings: FollowUpSettings) -> FollowUpResult:
-    repo = deploy.repo
-    revision = _revision(deploy, result)
+@dataclass(frozen=True)
+class FollowUp:
+    """The follow-ups of one deploy: what to do, and the deploy they follow."""
+
+    settings: FollowUpSettings
+    deploy: DeploySettings
+
+
+def follow_up(
+    repo: ManifestRepo, result: DeployResult, follow: FollowUp, clock: Clock = SYSTEM_CLOCK
+) -> FollowUpResult:
+    """The sync step, then the wait step, at the revision the change produced."""
+    revision = _revision(repo, result)
     if revision is None:
         reason = "the merge requests are not merged yet: sync and wait apply once they are"
         log.info("%s", reason)
         return FollowUpResult(None, skipped=reason)
-    synced = None
-    if settings.sync:
-        from gitops_ci.targets.sync import SyncSettings, sync
-
-        synced = sync(
-            SyncSettings(
-                revision=revision,
-                repo_url=repo.repo_url,
-                branch=result.branch,
-                before=result.base_commit,
-                changed_files=tuple(result.changed_files),
-                path_template=repo.path_template,
-                app=deploy.app,
-                environments=deploy.environments,
-                **_sync_target(settings),
-                app_name_template=settings.app_name_template,
-                app_namespace=settings.app_namespace,
-                prune=settings.prune,
-                with_source=settings.with_source,
-                ca_file=repo.ca_file,
-                kube=settings.kube,
-                max_attempts=repo.max_attempts,
-                backoff_seconds=repo.backoff_seconds,
-                request_timeout_seconds=repo.network_timeout_seconds,
-                dry_run=repo.dry_run,
-            )
-        )
-    if not settings.wait or repo.dry_run:
+    synced = sync_step(follow, result, revision) if follow.settings.sync else None
+    if not follow.settings.wait or follow.deploy.repo.dry_run:
         return FollowUpResult(revision, synced)
+    return FollowUpResult(revision, synced, wait_step(repo, follow, revision))
+
+
+def sync_step(follow: FollowUp, result: DeployResult, revision: str) -> SyncResult:
+    from gitops_ci.targets.sync import SyncSettings, sync
+
+    settings, deploy, repo = follow.settings, follow.deploy, follow.deploy.repo
+    return sync(
+        SyncSettings(
+            revision=revision,
+            repo_url=repo.repo_url,
+            branch=result.branch,
+            before=result.base_commit,
+            changed_files=tuple(result.changed_files),
+            path_template=repo.path_template,
+            app=deploy.app,
+            environments=deploy.environments,
+            **_sync_target(settings),
+            app_name_template=settings.app_name_template,
+            app_namespace=settings.app_namespace,
+            prune=settings.prune,
+            with_source=settings.with_source,
+            ca_file=repo.ca_file,
+            kube=settings.kube,
+            max_attempts=repo.max_attempts,
+            backoff_seconds=repo.backoff_seconds,
+            request_timeout_seconds=repo.network_timeout_seconds,
+            dry_run=repo.dry_run,
+        )
+    )
+
+
+def wait_step(repo: ManifestRepo, follow: FollowUp, revision: str) -> WaitResult:
     from gitops_ci.targets.wait import WaitSettings, wait
 
-    remote = remote_for(repo)
-    with tempfile.TemporaryDirectory(prefix="gitops-ci-history-") as history:
-
-        def contains(sha: str) -> bool:
-            return contains_commit(remote, result.branch, revision, sha, Path(history) / sha)
-
-        waited = wait(
-            WaitSettings(
-                revision=revision,
-                app=deploy.app,
-                environments=deploy.environments,
-                argocd_server=settings.argocd_server
-                if not settings.argocd_kube and not settings.flux_kustomizations
-                else None,
-                argocd_kube=settings.argocd_kube,
-                flux_kustomizations=settings.flux_kustomizations,
-                app_name_template=settings.app_name_template,
-                app_namespace=settings.app_namespace,
-                timeout_seconds=settings.timeout_seconds,
-                interval_seconds=settings.interval_seconds,
-                contains=contains,
-                request_timeout_seconds=repo.network_timeout_seconds,
-                ca_file=repo.ca_file,
-                kube=settings.kube,
-            )
+    settings, deploy = follow.settings, follow.deploy
+    return wait(
+        WaitSettings(
+            revision=revision,
+            app=deploy.app,
+            environments=deploy.environments,
+            argocd_server=settings.argocd_server
+            if not settings.argocd_kube and not settings.flux_kustomizations
+            else None,
+            argocd_kube=settings.argocd_kube,
+            flux_kustomizations=settings.flux_kustomizations,
+            app_name_template=settings.app_name_template,
+            app_namespace=settings.app_namespace,
+            timeout_seconds=settings.timeout_seconds,
+            interval_seconds=settings.interval_seconds,
+            contains=lambda sha: repo.contains(revision, sha),
+            request_timeout_seconds=deploy.repo.network_timeout_seconds,
+            ca_file=deploy.repo.ca_file,
+            kube=settings.kube,
         )
-    return FollowUpResult(revision, synced, waited)
+    )
 
 
 def _sync_target(settings: FollowUpSettings) -> dict[str, Any]:
@@ -142,9 +152,9 @@ def _sync_target(settings: FollowUpSettings) -> dict[str, Any]:
     return {"flux_kustomizations": settings.flux_kustomizations}
 
 
-def _revision(deploy: DeploySettings, result: DeployResult) -> str | None:
+def _revision(repo: ManifestRepo, result: DeployResult) -> str | None:
     if result.status != "merge-requests":
         return result.commit or result.base_commit
     if any(mr.action not in ("merged", "up-to-date") for mr in result.merge_requests):
         return None
-    return remote_branch_tip(remote_for(deploy.repo), result.branch)
+    return repo.branch_tip(result.branch)

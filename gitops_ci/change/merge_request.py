@@ -10,25 +10,26 @@ import itertools
 import os
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 
 from gitops_ci import logs
-from gitops_ci.change.deploy import (
+from gitops_ci.change import steps
+from gitops_ci.change.model import (
+    Change,
     DeployResult,
     EnvironmentChange,
+    MergeRequestAction,
     MergeRequestResult,
-    MessageFor,
-    Planner,
     Target,
-    edit_targets,
 )
-from gitops_ci.change.settings import MergeRequestOptions, RepoSettings, with_trailers
+from gitops_ci.change.settings import MergeRequestOptions, RepoSettings
 from gitops_ci.errors import GitLabError, OperationalError, PushRejectedError
 from gitops_ci.images.describe import image_of
 from gitops_ci.manifest_repo.credentials import resolve_credentials
-from gitops_ci.manifest_repo.git import ManifestClone
 from gitops_ci.manifest_repo.gitlab import GitLabClient, MergeRequestInfo, connection_for
+from gitops_ci.manifest_repo.port import ManifestRepo
 from gitops_ci.naming import check_ref_name, render
-from gitops_ci.retry import sleep_before_retry
+from gitops_ci.retry import SYSTEM_CLOCK, Clock, sleep_before_retry
 from gitops_ci.review.markdown import check_note, code, one_line
 
 log = logs.get_logger(__name__)
@@ -36,108 +37,87 @@ _STILL_CHECKING = {"checking", "unchecked", "preparing", "approvals_syncing", "c
 _WAIT_FOR_PIPELINE = {"ci_still_running", "ci_must_pass"}
 
 
-def open_merge_requests(
-    repo: RepoSettings, clone: ManifestClone, planner: Planner, message_for: MessageFor
-) -> DeployResult:
-    base = clone.head()
-    targets = planner(clone.root)
-    client = None if repo.dry_run else _client(repo)
+def open_merge_requests(repo: ManifestRepo, change: Change, clock: Clock = SYSTEM_CLOCK) -> DeployResult:
+    """One branch and merge request per target, each built on the target branch's tip we read."""
+    settings = change.settings
+    base = repo.base()
+    client = None if settings.dry_run else _client(settings)
     results: list[MergeRequestResult] = []
     changes: list[EnvironmentChange] = []
-    for target in targets:
-        deadline = time.monotonic() + repo.push_timeout_seconds
+    for target in change.planner(repo):
+        deadline = clock.monotonic() + settings.push_timeout_seconds
         for attempt in itertools.count(1):
             try:
-                change, result = _one(repo, clone, client, target, base, message_for)
+                planned, result = _propose(repo, change, client, target, base)
                 break
             except PushRejectedError as err:  # another job pushed the same branch: look again
-                if time.monotonic() >= deadline:
+                if clock.monotonic() >= deadline:
                     raise OperationalError(
-                        f"{target.app}/{target.environment}: {err}, for {repo.push_timeout_seconds:g}s; "
+                        f"{target.app}/{target.environment}: {err}, for {settings.push_timeout_seconds:g}s; "
                         "raise --push-timeout or look for another job that pushes this branch"
                     ) from None
-                sleep_before_retry(attempt, repo.backoff_seconds, str(err))
-        changes.append(change)
+                sleep_before_retry(attempt, settings.backoff_seconds, str(err), clock=clock)
+        changes.append(planned)
         results.append(result)
-    return DeployResult(
-        "merge-requests", clone.remote.url, clone.branch, None, base, tuple(changes), 1, tuple(results)
-    )
+    return DeployResult(status="merge-requests", repo_url=repo.url, branch=repo.branch, commit=None,
+                        base_commit=base, changes=tuple(changes), merge_requests=tuple(results))  # fmt: skip
 
 
-def _client(repo: RepoSettings) -> GitLabClient:
+def _client(settings: RepoSettings) -> GitLabClient:
     credentials = resolve_credentials()
     return GitLabClient(
         connection_for(
-            repo.repo_url,
-            repo.merge_request.gitlab_url,
+            settings.repo_url,
+            settings.merge_request.gitlab_url,
             credentials.token if credentials else None,
             credentials.variable if credentials else None,
-            repo.ca_file,
-            repo.network_timeout_seconds,
+            settings.ca_file,
+            settings.network_timeout_seconds,
         )
     )
 
 
-def _one(
-    repo: RepoSettings,
-    clone: ManifestClone,
-    client: GitLabClient | None,
-    target: Target,
-    base: str,
-    message_for: MessageFor,
+def _propose(
+    repo: ManifestRepo, change: Change, client: GitLabClient | None, target: Target, base: str
 ) -> tuple[EnvironmentChange, MergeRequestResult]:
-    options = repo.merge_request
+    settings, options = change.settings, change.settings.merge_request
     source = check_ref_name(
         render(options.branch_template, "--mr-branch", app=target.app, env=target.environment), "--mr-branch"
     )
-    clone.start_branch(source, base)
-    (change,) = edit_targets(clone.root, [target], dry_run=repo.dry_run)
-
-    def result(
-        action: str, mr: MergeRequestInfo | None = None, commit: str | None = None
-    ) -> MergeRequestResult:
-        return MergeRequestResult(
-            target.app,
-            target.environment,
-            source,
-            action,
-            mr.iid if mr else None,
-            mr.web_url if mr else None,
-            commit,
-        )
-
-    if not change.edit.changed:
-        log.info("%s already holds the images in %s: no merge request needed", clone.branch, target.path)
-        return change, result("up-to-date")
+    (planned,) = steps.plan(repo, [target])
+    result = MergeRequestResult(app=target.app, environment=target.environment, source_branch=source,
+                                action="up-to-date")  # fmt: skip
+    if not planned.edit.changed:
+        log.info("%s already holds the images in %s: no merge request needed", repo.branch, target.path)
+        return planned, result
     if client is None:
-        return change, result("dry-run")
-    fields = _fields(options, client, target, change, source, clone.branch)
-    existing = client.find_open_merge_request(source, clone.branch)
-    remote_sha = clone.remote_branch_sha(source)
-    if existing and remote_sha and not existing.has_conflicts and _still_current(clone, source, change):
+        return planned, result.with_action("dry-run")
+    fields = _fields(options, client, target, planned, source, repo.branch)
+    existing = client.find_open_merge_request(source, repo.branch)
+    remote_sha = repo.branch_tip(source)
+    if existing and remote_sha and not existing.has_conflicts and _still_current(repo, source, planned):
         mr = _update_if_changed(client, existing, fields)
-        return change, _maybe_merge(client, options, result("unchanged" if mr is existing else "updated", mr))
-    message = with_trailers(message_for([change]), repo.trailers)
-    commit = clone.commit([change.file], message, repo.author or repo.committer, repo.committer)
-    with logs.section(f"mr_{target.environment}", f"Pushing {commit[:12]} to {source}"):
-        clone.push(source, force_with_lease=remote_sha or "")
-    if existing:
-        mr = client.update_merge_request(existing.iid, fields)
-        action = "updated"
-    else:
-        mr = client.create_merge_request(fields)
-        action = "created"
+        found = replace(
+            result, action="unchanged" if mr is existing else "updated", iid=mr.iid, web_url=mr.web_url
+        )
+        return planned, _maybe_merge(client, options, found)
+    sha = steps.commit(repo, [planned], settings, change.message_for)
+    with logs.section(f"mr_{target.environment}", f"Pushing {sha[:12]} to {source}"):
+        repo.publish(sha, source, lease=remote_sha or "")
+    mr = (
+        client.update_merge_request(existing.iid, fields) if existing else client.create_merge_request(fields)
+    )
+    action: MergeRequestAction = "updated" if existing else "created"
     log.info("merge request !%d %s: %s", mr.iid, action, mr.web_url)
-    return change, _maybe_merge(client, options, result(action, mr, commit))
+    made = replace(result, action=action, iid=mr.iid, web_url=mr.web_url, commit=sha)
+    return planned, _maybe_merge(client, options, made)
 
 
-def _still_current(clone: ManifestClone, source: str, change: EnvironmentChange) -> bool:
+def _still_current(repo: ManifestRepo, source: str, planned: EnvironmentChange) -> bool:
     """The branch proposes exactly our edit, on a base whose file equals the target's: it merges cleanly."""
-    clone.fetch_branch(source, depth=2)
-    ref = f"refs/remotes/origin/{source}"
     return (
-        clone.read(change.file, ref) == change.edit.after
-        and clone.read(change.file, f"{ref}~1") == change.edit.before
+        repo.read_branch(source, planned.file) == planned.edit.after
+        and repo.read_branch(source, planned.file, back=1) == planned.edit.before
     )
 
 
@@ -216,7 +196,7 @@ def _maybe_merge(
         time.sleep(options.poll_interval)
         mr = client.get_merge_request(result.iid)
     if mr.state == "merged":
-        return _with_action(result, "merged")
+        return result.with_action("merged")
     status = mr.detailed_merge_status
     if status == "mergeable" or status in _WAIT_FOR_PIPELINE:
         try:
@@ -230,21 +210,9 @@ def _maybe_merge(
         except GitLabError as err:
             log.warning("merge request !%d stays open: %s", result.iid, err)
             return result
-        return _with_action(result, "merged" if status == "mergeable" else "auto-merge")
+        return result.with_action("merged" if status == "mergeable" else "auto-merge")
     log.warning("merge request !%d stays open: GitLab reports %s", result.iid, status or "no merge status")
     return result
-
-
-def _with_action(result: MergeRequestResult, action: str) -> MergeRequestResult:
-    return MergeRequestResult(
-        result.app,
-        result.environment,
-        result.source_branch,
-        action,
-        result.iid,
-        result.web_url,
-        result.commit,
-    )
 
 
 __all__: Sequence[str] = ["describe", "open_merge_requests"]

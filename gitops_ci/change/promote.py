@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from gitops_ci import logs
-from gitops_ci.change.deploy import DeployResult, EnvironmentChange, Target, change_manifests
+from gitops_ci.change.model import Change, EnvironmentChange, Target
+from gitops_ci.change.runner import ChangeOutcome, run_change
 from gitops_ci.change.settings import RepoSettings, commit_message, overlay_path
+from gitops_ci.change.steps import kustomization_of
 from gitops_ci.errors import ConfigurationError, ImageArgumentError, KustomizationError
 from gitops_ci.images.describe import image_of
-from gitops_ci.images.files import find_kustomization, read_text
-from gitops_ci.images.kustomize import read_images
+from gitops_ci.images.editor import editor_for
 from gitops_ci.images.reference import (
     ImageUpdate,
     validate_digest,
@@ -24,8 +24,9 @@ from gitops_ci.images.reference import (
     validate_repository,
     validate_tag,
 )
-from gitops_ci.manifest_repo.paths import writable_file
+from gitops_ci.manifest_repo.port import ManifestRepo
 from gitops_ci.naming import check_name, is_name
+from gitops_ci.retry import SYSTEM_CLOCK, Clock
 
 log = logs.get_logger(__name__)
 DEFAULT_PROMOTE_MESSAGE = "[skip ci] promote app {app} to {env}: {image}"
@@ -58,7 +59,11 @@ class PromoteSettings:
             check_name(target, "--to")
 
 
-def promote(settings: PromoteSettings) -> DeployResult:
+def promote(settings: PromoteSettings, clock: Clock = SYSTEM_CLOCK) -> ChangeOutcome:
+    return run_change(promote_change(settings), clock=clock)
+
+
+def promote_change(settings: PromoteSettings) -> Change:
     template = settings.repo.path_template
     if settings.all_apps:
         sparse = [_apps_directory(template)]
@@ -69,9 +74,9 @@ def promote(settings: PromoteSettings) -> DeployResult:
         settings.message, app="app", environments=["env"], images=["image"], mode=settings.repo.mode
     )
 
-    def planner(root: Path) -> list[Target]:
-        apps = _list_apps(root, template) if settings.all_apps else [settings.app or ""]
-        return [t for app in apps for t in _targets(root, settings, app)]
+    def planner(repo: ManifestRepo) -> list[Target]:
+        apps = _list_apps(repo, template) if settings.all_apps else [settings.app or ""]
+        return [t for app in apps for t in _targets(repo, settings, app)]
 
     def message(changes: Sequence[EnvironmentChange]) -> str:
         changed = [c for c in changes if c.edit.changed]
@@ -85,13 +90,13 @@ def promote(settings: PromoteSettings) -> DeployResult:
             mode=settings.repo.mode,
         )
 
-    return change_manifests(settings.repo, sparse, planner, message)
+    return Change(settings=settings.repo, sparse_paths=tuple(sparse), planner=planner, message_for=message)
 
 
-def source_updates(root: Path, path: str, names: Sequence[str]) -> tuple[ImageUpdate, ...]:
+def source_updates(repo: ManifestRepo, path: str, names: Sequence[str]) -> tuple[ImageUpdate, ...]:
     """Updates that make a target's entries equal to the source overlay's (all entries, or those named)."""
-    file = find_kustomization(root, path)
-    entries = read_images(read_text(file).removeprefix("\ufeff"), str(file.relative_to(root)))
+    file, text = kustomization_of(repo, path)
+    entries = editor_for(file).images(text, file)
     by_name = {e["name"]: e for e in entries}
     missing = [n for n in names if n not in by_name]
     if missing:
@@ -123,25 +128,25 @@ def _check_entry(entry: dict[str, str], path: str) -> None:
         ) from None
 
 
-def _targets(root: Path, settings: PromoteSettings, app: str) -> list[Target]:
+def _targets(repo: ManifestRepo, settings: PromoteSettings, app: str) -> list[Target]:
     template = settings.repo.path_template
     source = overlay_path(template, app, settings.source)
     target_paths = {env: overlay_path(template, app, env) for env in settings.targets}
-    if settings.all_apps and not all(
-        writable_file(root, p).is_dir() for p in (source, *target_paths.values())
-    ):
+    if settings.all_apps and not all(repo.is_dir(p) for p in (source, *target_paths.values())):
         log.info(
             "%s: skipped, it lacks one of the overlays %s",
             app,
             ", ".join([settings.source, *settings.targets]),
         )
         return []
-    if not writable_file(root, source).is_dir():
+    if not repo.is_dir(source):
         raise KustomizationError(
             f"source overlay {source} does not exist; check --app, --from and --path-template"
         )
-    updates = source_updates(root, source, settings.image_names)
-    return [Target(app, env, path, updates) for env, path in target_paths.items()]
+    updates = source_updates(repo, source, settings.image_names)
+    return [
+        Target(app=app, environment=env, path=path, updates=updates) for env, path in target_paths.items()
+    ]
 
 
 def _apps_directory(template: str) -> str:
@@ -151,11 +156,8 @@ def _apps_directory(template: str) -> str:
     return prefix or "."
 
 
-def _list_apps(root: Path, template: str) -> list[str]:
-    directory = root / _apps_directory(template)
-    if not directory.is_dir():
-        return []
-    names = sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+def _list_apps(repo: ManifestRepo, template: str) -> list[str]:
+    names = [name for name in repo.list_dirs(_apps_directory(template)) if not name.startswith(".")]
     for name in names:
         if not is_name(name):
             log.warning("%r: skipped, not a valid app name", name[:60])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gitops_ci.change.deploy import DeployResult, MergeRequestResult
+from gitops_ci.change.model import DeployResult, MergeRequestResult
 from gitops_ci.dotenv import env_key
 from gitops_ci.images.describe import describe_change, image_of, unified_diff
 

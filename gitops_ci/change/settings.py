@@ -11,7 +11,7 @@ from pathlib import Path
 from gitops_ci import logs
 from gitops_ci.errors import ConfigurationError, ImageArgumentError
 from gitops_ci.images.reference import ImageUpdate, parse_image_arguments, split_reference
-from gitops_ci.manifest_repo.git import Identity
+from gitops_ci.manifest_repo.port import Identity
 from gitops_ci.manifest_repo.signing import PASSPHRASE_VARIABLE, SigningKey, load_signing_key
 from gitops_ci.naming import check_name, check_ref_name, render
 

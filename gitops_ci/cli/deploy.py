@@ -7,7 +7,6 @@ from typing import Any
 import click
 
 from gitops_ci.change.deploy import deploy
-from gitops_ci.change.follow_up import follow_up
 from gitops_ci.change.settings import DEFAULT_MESSAGE, DeploySettings
 from gitops_ci.cli.app import common_options
 from gitops_ci.cli.options import (
@@ -62,11 +61,5 @@ def deploy_command(
     settings = DeploySettings(
         repo=repo_settings(options), app=app, environments=environments, images=images, message=message
     )
-    result = deploy(settings)
-    followed = None
-    try:
-        if follow.sync or follow.wait:
-            followed = follow_up(settings, result, follow)
-    finally:  # the change landed: report it even when sync or wait fails
-        report_change(result, output_format, dotenv, followed)
+    report_change(deploy(settings, follow), output_format, dotenv)
     return 0

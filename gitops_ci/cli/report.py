@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from gitops_ci.change.deploy import DeployResult
 from gitops_ci.change.report import deploy_dotenv, deploy_json, deploy_text
 from gitops_ci.cli.app import emit
 from gitops_ci.dotenv import DotenvReport, write_dotenv
@@ -12,15 +11,13 @@ from gitops_ci.images.describe import to_json
 
 if TYPE_CHECKING:
     from gitops_ci.change.follow_up import FollowUpResult
+    from gitops_ci.change.runner import ChangeOutcome
 
 
-def report_change(
-    result: DeployResult,
-    output_format: str,
-    dotenv: DotenvReport | None,
-    followed: FollowUpResult | None = None,
-) -> None:
-    """Stdout first: it must reach the job log even when the dotenv report cannot be written."""
+def report_change(outcome: ChangeOutcome, output_format: str, dotenv: DotenvReport | None) -> None:
+    """Stdout first: it must reach the job log even when the dotenv report cannot be written. A follow-up
+    that failed after the change landed is raised last, once the change is reported."""
+    result, followed = outcome.result, outcome.followed
     if output_format == "json":
         data = deploy_json(result)
         if followed is not None:
@@ -30,6 +27,8 @@ def report_change(
         emit(deploy_text(result) + (_follow_up_text(followed) if followed is not None else ""))
     if dotenv is not None:
         write_dotenv(dotenv, *deploy_dotenv(result))
+    if outcome.error is not None:
+        raise outcome.error
 
 
 def _follow_up_json(followed: FollowUpResult) -> dict[str, Any]:

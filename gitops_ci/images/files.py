@@ -5,17 +5,16 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from gitops_ci.errors import KustomizationError, OperationalError
-from gitops_ci.images.kustomize import EntryChange, set_images
+from gitops_ci.images.editor import KUSTOMIZATION_NAMES, editor_for
+from gitops_ci.images.kustomize import EntryChange
 from gitops_ci.images.reference import ImageUpdate
 from gitops_ci.manifest_repo.paths import relative_inside, work_tree_of, writable_file
 
-KUSTOMIZATION_NAMES = ("kustomization.yaml", "kustomization.yml", "Kustomization")
-_BOM = "\ufeff"
 MAX_FILE_BYTES = 1024 * 1024  # real kustomizations are a few KB; ruamel parses ~0.3 MB/s
 
 
@@ -74,15 +73,6 @@ def read_text(path: Path) -> str:
         raise KustomizationError(f"{path}: not UTF-8 (byte {err.start}); kustomize needs UTF-8") from None
 
 
-def edit_text(
-    text: str, updates: Sequence[ImageUpdate], *, strict: bool, source: str
-) -> tuple[str, tuple[EntryChange, ...]]:
-    """Edit without the BOM (YAML parsers disagree on it) and put it back."""
-    bom = text.startswith(_BOM)
-    result = set_images(text.removeprefix(_BOM), updates, strict=strict, source=source)
-    return (_BOM if bom else "") + result.text, result.changes
-
-
 def plan_edits(
     overlays: Sequence[Path],
     updates: Sequence[ImageUpdate],
@@ -104,19 +94,23 @@ def plan_edits(
         seen.add(real)
         before = read_text(path)
         source = _display(path, root)
-        after, changes = edit_text(before, updates, strict=strict, source=source)
+        after, changes = editor_for(path.name).edit(before, updates, strict=strict, source=source)
         edits.append(OverlayEdit(overlay, path, before, after, changes))
     return edits
 
 
 def write_edits(edits: Sequence[OverlayEdit]) -> None:
-    """Write every changed file atomically (temp file + rename, mode kept); stage all before renaming any."""
+    """Write every changed file (see write_files)."""
+    write_files({edit.file: edit.after for edit in edits if edit.changed})
+
+
+def write_files(files: Mapping[Path, str]) -> None:
+    """Write every file atomically (temp file + rename, mode kept); stage all before renaming any."""
     staged: list[tuple[Path, Path]] = []
     try:
-        for edit in edits:
-            if edit.changed:
-                target = edit.file.resolve()
-                staged.append((_stage(target, edit.after), target))
+        for path, text in files.items():
+            target = path.resolve()
+            staged.append((_stage(target, text), target))
         for temp, target in staged:
             temp.replace(target)
     except OSError as err:
@@ -127,7 +121,8 @@ def write_edits(edits: Sequence[OverlayEdit]) -> None:
 
 
 def _stage(target: Path, text: str) -> Path:
-    mode = stat.S_IMODE(target.stat().st_mode)
+    mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o644
+    target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:

@@ -1,12 +1,14 @@
-"""Clones of the manifest repo that deploy and promote edit, commit and push.
+"""The git adapter of the ManifestRepo port (GitPython), and the clone-less history checks of follow-ups.
 
 Clones are shallow, blob-filtered and sparse, so their cost follows the overlays we edit, not the history
-or the size of the repo.
+or the size of the repo. Files are read and written through `paths.writable_file`: nothing outside the
+clone, and no symlink on the way.
 """
 
 from __future__ import annotations
 
 import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,16 +17,13 @@ import git
 
 from gitops_ci import logs
 from gitops_ci.errors import ConfigurationError, GitError
+from gitops_ci.images.files import read_text, write_files
 from gitops_ci.manifest_repo.git_errors import classify
+from gitops_ci.manifest_repo.paths import writable_file
+from gitops_ci.manifest_repo.port import Identity
 from gitops_ci.manifest_repo.signing import Signer
 
 log = logs.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class Identity:
-    name: str
-    email: str
 
 
 @dataclass(frozen=True)
@@ -37,14 +36,16 @@ class Remote:
     timeout: float = 600.0  # wall-clock bound of one git call; a call killed at it is a retryable failure
 
 
-class ManifestClone:
-    """A sparse working copy of one branch of the manifest repo."""
+class GitManifestRepo:
+    """The ManifestRepo port over a sparse, shallow, blob-less clone of one branch."""
 
     def __init__(self, repo: git.Repo, remote: Remote, branch: str, signer: Signer | None = None) -> None:
         self._repo = repo
         self.remote = remote
+        self.url = remote.url
         self.branch = branch
         self._signer = signer
+        self._base = ""
 
     @property
     def root(self) -> Path:
@@ -59,7 +60,7 @@ class ManifestClone:
         sparse_paths: Sequence[str],
         *,
         signer: Signer | None = None,
-    ) -> ManifestClone:
+    ) -> GitManifestRepo:
         # --no-checkout: the sparse patterns are set before anything is checked out, so git never writes
         # (and then rewrites) a full index of every file in the repo: ~250 ms less on 3,000 apps.
         options = [
@@ -83,7 +84,7 @@ class ManifestClone:
         repo = git.Repo(str(directory))
         clone = cls(repo, remote, branch or repo.active_branch.name, signer)
         try:
-            clone.head()
+            clone._base = clone._head()
         except GitError:
             raise ConfigurationError(
                 f"{remote.url} has no commits yet; push the manifests (kustomize/<app>/overlays/<env>) first"
@@ -94,43 +95,26 @@ class ManifestClone:
         clone._git("reset", "--hard", "-q", action="checkout")  # fetches the blobs under sparse_paths
         return clone
 
-    def head(self) -> str:
-        return str(self._git("rev-parse", "HEAD"))
+    def base(self) -> str:
+        return self._base
 
-    def refresh(self) -> str:
-        """Move to the remote branch's current tip (our unpushed commit, if any, is dropped)."""
-        # No --depth: the clone is shallow already, and deepening from it makes the server send the new tip's
-        # whole tree set again instead of the few trees that changed.
-        self._git(
-            "fetch",
-            "--filter=blob:none",
-            "--no-tags",
-            "origin",
-            f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}",
-            action="fetch",
-        )
-        self._git("reset", "--hard", "-q", f"refs/remotes/origin/{self.branch}")
-        return self.head()
+    def read(self, path: str) -> str | None:
+        file = writable_file(self.root, path)
+        return read_text(file) if file.is_file() else None
 
-    def start_branch(self, name: str, at: str) -> None:
-        """Put HEAD on a fresh local branch `name` at commit `at`, discarding local edits."""
-        self._git("checkout", "-q", "-f", "-B", name, at)
+    def is_dir(self, path: str) -> bool:
+        return writable_file(self.root, path).is_dir()
 
-    def fetch_branch(self, branch: str, depth: int = 1) -> str:
-        """Fetch a branch's last `depth` commits (shallow, blob-less) as refs/remotes/origin/<branch>."""
-        ref = f"refs/remotes/origin/{branch}"
-        self._git(
-            "fetch",
-            f"--depth={depth}",
-            "--filter=blob:none",
-            "--no-tags",
-            "origin",
-            f"+refs/heads/{branch}:{ref}",
-            action="fetch",
-        )
-        return str(self._git("rev-parse", ref))
+    def list_dirs(self, path: str) -> list[str]:
+        directory = writable_file(self.root, path)
+        if not directory.is_dir():
+            return []
+        return sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.is_symlink())
 
-    def commit(self, paths: Sequence[str], message: str, author: Identity, committer: Identity) -> str:
+    def commit(self, files: Mapping[str, str], message: str, author: Identity, committer: Identity) -> str:
+        if self._head() != self._base:
+            self._git("checkout", "-q", "-f", "--detach", self._base)
+        write_files({writable_file(self.root, path): text for path, text in files.items()})
         env = {
             "GIT_AUTHOR_NAME": author.name,
             "GIT_AUTHOR_EMAIL": author.email,
@@ -138,49 +122,59 @@ class ManifestClone:
             "GIT_COMMITTER_EMAIL": committer.email,
             **(self._signer.commit_env(self.remote.env) if self._signer else {}),
         }
-        # --include stages `paths` into the sparse index and commits it; the default (--only) would build a
-        # temporary full index of every path in the repo instead: 5x slower with thousands of apps.
+        # --include stages the paths into the sparse index and commits it; the default (--only) would build
+        # a temporary full index of every path in the repo instead: 5x slower with thousands of apps.
+        sign = "--gpg-sign" if self._signer else "--no-gpg-sign"
         self._git(
-            "commit",
-            "-q",
-            "--include",
-            "--no-verify",
-            "--gpg-sign" if self._signer else "--no-gpg-sign",
-            "-m",
-            message,
-            "--",
-            *paths,
-            extra_env=env,
+            "commit", "-q", "--include", "--no-verify", sign, "-m", message, "--", *files, extra_env=env
         )
-        return self.head()
+        return self._head()
 
-    def push(self, target_branch: str, *, force_with_lease: str | None = None) -> None:
-        args = ["push", "--porcelain", "--no-verify", "origin", f"HEAD:refs/heads/{target_branch}"]
-        if force_with_lease is not None:
-            args.insert(1, f"--force-with-lease=refs/heads/{target_branch}:{force_with_lease}")
+    def publish(self, commit: str, branch: str, *, lease: str | None = None) -> None:
+        args = ["push", "--porcelain", "--no-verify", "origin", f"{commit}:refs/heads/{branch}"]
+        if lease is not None:
+            args.insert(1, f"--force-with-lease=refs/heads/{branch}:{lease}")
         # When the branch moved, git would lazily fetch the remote tip's every tree to see whether the push
         # fast-forwards; without lazy fetches it answers "fetch first" at once, and we re-apply anyway.
         self._git(*args, action="push", extra_env={"GIT_NO_LAZY_FETCH": "1"})
 
-    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
-        """Whether `descendant`'s history holds `ancestor` (fetched history only: a shallow clone that lacks
-        it says no)."""
+    def refresh(self) -> str:
+        # No --depth: the clone is shallow already, and deepening from it makes the server send the new tip's
+        # whole tree set again instead of the few trees that changed.
+        ref = f"refs/remotes/origin/{self.branch}"
+        self._git("fetch", "--filter=blob:none", "--no-tags", "origin", f"+refs/heads/{self.branch}:{ref}",
+                  action="fetch")  # fmt: skip
+        self._git("reset", "--hard", "-q", ref)
+        self._base = self._head()
+        return self._base
+
+    def contains(self, ancestor: str, descendant: str) -> bool:
+        """The clone's history answers when it holds `descendant` (after a refresh it holds the tip down to
+        our base); a commit it never fetched, such as what a cluster runs, is looked up on the server."""
         try:
             self._git("merge-base", "--is-ancestor", "--end-of-options", ancestor, descendant)
+            return True
         except GitError:
+            pass
+        try:
+            self._git("cat-file", "-e", "--end-of-options", f"{descendant}^{{commit}}")
             return False
-        return True
+        except GitError:
+            with tempfile.TemporaryDirectory(prefix="gitops-ci-history-") as history:
+                return contains_commit(self.remote, self.branch, ancestor, descendant, Path(history))
 
-    def remote_branch_sha(self, branch: str) -> str | None:
+    def branch_tip(self, branch: str) -> str | None:
         out = self._git("ls-remote", "--heads", "origin", f"refs/heads/{branch}", action="ls-remote")
         return out.split()[0] if out.strip() else None
 
-    def read(self, path: str, ref: str = "HEAD") -> str | None:
-        """A file at `ref` (its blob fetched on demand), or None when absent."""
+    def read_branch(self, branch: str, path: str, back: int = 0) -> str | None:
+        ref = f"refs/remotes/origin/{branch}"
+        self._git("fetch", f"--depth={back + 1}", "--filter=blob:none", "--no-tags", "origin",
+                  f"+refs/heads/{branch}:{ref}", action="fetch")  # fmt: skip
         try:
             return str(
                 self._repo.git.execute(
-                    ["git", "show", f"{ref}:{path}"],
+                    ["git", "show", f"{ref}~{back}:{path}"],
                     env=dict(self.remote.env),
                     strip_newline_in_stdout=False,
                     kill_after_timeout=self.remote.timeout,
@@ -188,6 +182,9 @@ class ManifestClone:
             )
         except git.GitCommandError:
             return None
+
+    def _head(self) -> str:
+        return str(self._git("rev-parse", "HEAD"))
 
     def _git(self, *args: str, action: str | None = None, extra_env: Mapping[str, str] | None = None) -> str:
         env = {**self.remote.env, **(extra_env or {})}

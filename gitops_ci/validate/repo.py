@@ -16,7 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
-from gitops_ci.images.files import KUSTOMIZATION_NAMES
+from gitops_ci.images.editor import KUSTOMIZATION_NAMES
 from gitops_ci.manifest_repo import paths as repo_paths
 from gitops_ci.validate import yaml_files as validate_yaml
 

@@ -1,0 +1,85 @@
+"""What a change to the manifest repo is made of, and what it reports: small frozen values."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from gitops_ci.change.settings import RepoSettings
+from gitops_ci.images.files import OverlayEdit
+from gitops_ci.images.reference import ImageUpdate
+from gitops_ci.manifest_repo.port import ManifestRepo
+
+ChangeStatus = Literal["pushed", "up-to-date", "dry-run", "merge-requests"]
+MergeRequestAction = Literal[
+    "created", "updated", "unchanged", "merged", "auto-merge", "up-to-date", "dry-run"
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """One overlay to edit, and how."""
+
+    app: str
+    environment: str
+    path: str
+    updates: tuple[ImageUpdate, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnvironmentChange:
+    """A target's kustomization before and after the edit."""
+
+    app: str
+    environment: str
+    path: str
+    edit: OverlayEdit
+
+    @property
+    def file(self) -> str:
+        return f"{self.path}/{self.edit.file.name}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MergeRequestResult:
+    app: str
+    environment: str
+    source_branch: str
+    action: MergeRequestAction
+    iid: int | None = None
+    web_url: str | None = None
+    commit: str | None = None
+
+    def with_action(self, action: MergeRequestAction) -> MergeRequestResult:
+        return replace(self, action=action)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DeployResult:
+    status: ChangeStatus
+    repo_url: str
+    branch: str
+    commit: str | None
+    base_commit: str
+    changes: tuple[EnvironmentChange, ...]
+    attempts: int = 1
+    merge_requests: tuple[MergeRequestResult, ...] = ()
+
+    @property
+    def changed_files(self) -> list[str]:
+        return [c.file for c in self.changes if c.edit.changed]
+
+
+Planner = Callable[[ManifestRepo], list[Target]]
+MessageFor = Callable[[Sequence[EnvironmentChange]], str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Change:
+    """What to change: the overlays to check out, how to find the targets, and the commit message."""
+
+    settings: RepoSettings
+    sparse_paths: tuple[str, ...]
+    planner: Planner
+    message_for: MessageFor

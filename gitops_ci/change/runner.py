@@ -1,0 +1,138 @@
+"""The one runner of every change: open → (plan → commit → publish, until it lands) → sync → wait.
+
+It owns what steps must not: dry-run, the clock (injected: tests of retries and deadlines do not sleep), the
+log sections, and the retry of "plan + commit + publish" after a lost race. Rejected pushes are never rebased:
+the edit is planned again on the new tip, so a concurrent change to the same file is merged at the data level
+and an unrelated one is simply kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gitops_ci import logs
+from gitops_ci.change import steps
+from gitops_ci.change.model import Change, ChangeStatus, DeployResult, EnvironmentChange
+from gitops_ci.errors import ConfigurationError, GitopsCiError, OperationalError
+from gitops_ci.manifest_repo.port import ManifestRepo
+from gitops_ci.retry import SYSTEM_CLOCK, Clock, sleep_before_retry, with_retries
+
+if TYPE_CHECKING:
+    from gitops_ci.change.follow_up import FollowUp, FollowUpResult
+
+log = logs.get_logger(__name__)
+PUSH_BACKOFF_CAP = 30.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChangeOutcome:
+    """The change (it may have landed even when a follow-up failed: `error` is raised after reporting)."""
+
+    result: DeployResult
+    followed: FollowUpResult | None = None
+    error: GitopsCiError | None = None
+
+
+def run_change(change: Change, follow: FollowUp | None = None, clock: Clock = SYSTEM_CLOCK) -> ChangeOutcome:
+    from gitops_ci.manifest_repo.open import open_repo
+
+    settings = change.settings
+    with (
+        workspace(settings.workdir) as directory,
+        open_repo(settings, change.sparse_paths, directory, clock) as repo,
+    ):
+        if settings.mode == "merge-request":
+            from gitops_ci.change.merge_request import open_merge_requests
+
+            result = open_merge_requests(repo, change, clock)
+        else:
+            result = land(repo, change, clock)
+        if follow is None:
+            return ChangeOutcome(result=result)
+        from gitops_ci.change.follow_up import follow_up
+
+        try:
+            return ChangeOutcome(result=result, followed=follow_up(repo, result, follow, clock))
+        except GitopsCiError as err:  # the change landed: it is reported, then the error
+            return ChangeOutcome(result=result, error=err)
+
+
+def land(repo: ManifestRepo, change: Change, clock: Clock = SYSTEM_CLOCK) -> DeployResult:
+    """Plan, commit and push until the push lands. A lost race re-plans on the new tip until --push-timeout;
+    a transient failure is retried --max-attempts times; whether a push landed is decided by ancestry."""
+    settings = change.settings
+    deadline = clock.monotonic() + settings.push_timeout_seconds
+    failures = 0
+    for attempt in itertools.count(1):
+        started, base = clock.monotonic(), repo.base()
+        changes = steps.plan(repo, change.planner(repo))
+        if settings.dry_run or not any(c.edit.changed for c in changes):
+            changed = any(c.edit.changed for c in changes)
+            return _result(repo, "dry-run" if changed else "up-to-date", None, base, changes, attempt)
+        sha = steps.commit(repo, changes, settings, change.message_for)
+        with logs.section(f"push_{attempt}", f"Pushing {sha[:12]} to {repo.branch} (attempt {attempt})"):
+            outcome = steps.push(repo, sha)
+        if outcome.status == "landed":
+            return _result(repo, "pushed", sha, base, changes, attempt)
+        if outcome.status == "lost-race" and clock.monotonic() >= deadline:
+            raise OperationalError(
+                f"{repo.branch} kept moving: other pushes won {attempt} races in a row for "
+                f"{settings.push_timeout_seconds:g}s; raise --push-timeout or look for a job that pushes in "
+                "a loop"
+            )
+        failures += outcome.status == "failed"
+        if failures == settings.max_attempts:
+            raise OperationalError(
+                f"push to {repo.branch} failed {failures} times: {outcome.reason}; raise --max-attempts if "
+                "the server is only slow"
+            )
+        # Contenders collide while one of them is between its fetch and its push, so the backoff window grows
+        # from the length of that cycle as measured here, not from a fixed base.
+        cap = max(0.0, min(PUSH_BACKOFF_CAP, deadline - clock.monotonic()))
+        cycle = max(settings.backoff_seconds, clock.monotonic() - started)
+        sleep_before_retry(attempt, cycle, outcome.reason, cap=cap, clock=clock)
+        tip = with_retries(repo.refresh, what="fetch", max_attempts=settings.max_attempts,
+                           base=settings.backoff_seconds, clock=clock)  # fmt: skip
+        # A push whose answer was lost may have landed, and another job may have landed on top of it since:
+        # the tip's history, not the tip itself, says whether ours is in (never land it twice).
+        if repo.contains(sha, tip):
+            log.info("the previous push of %s landed after all", sha[:12])
+            return _result(repo, "pushed", sha, base, changes, attempt)
+    raise AssertionError("unreachable")
+
+
+def _result(
+    repo: ManifestRepo,
+    status: ChangeStatus,
+    sha: str | None,
+    base: str,
+    changes: tuple[EnvironmentChange, ...],
+    attempts: int,
+) -> DeployResult:
+    return DeployResult(status=status, repo_url=repo.url, branch=repo.branch, commit=sha,
+                        base_commit=base, changes=changes, attempts=attempts)  # fmt: skip
+
+
+@contextlib.contextmanager
+def workspace(workdir: Path | None) -> Iterator[Path]:
+    """`--workdir` keeps the clone; otherwise a temporary directory that is always removed."""
+    if workdir is not None:
+        if workdir.exists() and not workdir.is_dir():
+            raise ConfigurationError(f"--workdir {workdir} is not a directory; give a new or empty directory")
+        if workdir.exists() and any(workdir.iterdir()):
+            raise ConfigurationError(f"--workdir {workdir} is not empty; give a new or empty directory")
+        workdir.mkdir(parents=True, exist_ok=True)
+        yield workdir
+        return
+    directory = Path(tempfile.mkdtemp(prefix="gitops-ci-"))
+    try:
+        yield directory / "manifests"
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)

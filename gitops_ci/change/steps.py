@@ -1,0 +1,84 @@
+"""The steps of a change, each a function over the ManifestRepo port: plan → commit → push.
+
+Steps neither sleep, retry nor look at the clock: the runner does (change/runner.py). Opening the repo, the
+merge-request step and the follow-ups (sync, wait) are in their own modules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from gitops_ci.change.model import EnvironmentChange, MessageFor, Target
+from gitops_ci.change.settings import RepoSettings, with_trailers
+from gitops_ci.errors import KustomizationError, PushRejectedError, RetryableError
+from gitops_ci.images.editor import KUSTOMIZATION_NAMES, editor_for
+from gitops_ci.images.files import OverlayEdit
+from gitops_ci.manifest_repo.port import ManifestRepo
+
+
+def kustomization_of(repo: ManifestRepo, overlay: str) -> tuple[str, str]:
+    """The path and text of `overlay`'s kustomization file (exactly one, as kustomize requires)."""
+    found = [
+        (f"{overlay}/{name}", text)
+        for name in KUSTOMIZATION_NAMES
+        if (text := repo.read(f"{overlay}/{name}")) is not None
+    ]
+    if not found:
+        raise KustomizationError(
+            f"{overlay}: no kustomization file ({', '.join(KUSTOMIZATION_NAMES)}); is this an overlay?"
+        )
+    if len(found) > 1:
+        both = " and ".join(path.rsplit("/", 1)[1] for path, _ in found)
+        raise KustomizationError(f"{overlay}: both {both} exist; kustomize refuses that too, remove one")
+    return found[0]
+
+
+def plan(repo: ManifestRepo, targets: Sequence[Target]) -> tuple[EnvironmentChange, ...]:
+    """Every target's edit, in memory, on the repo's base: any error stops before anything is committed."""
+    planned = []
+    for target in targets:
+        if not repo.is_dir(target.path):
+            raise KustomizationError(
+                f"overlay {target.path} for environment {target.environment!r} does not exist in the "
+                "manifest repo; check --app, --env and --path-template"
+            )
+        path, before = kustomization_of(repo, target.path)
+        after, changes = editor_for(path).edit(before, target.updates, strict=False, source=path)
+        edit = OverlayEdit(Path(target.path), Path(path), before, after, changes)
+        planned.append(
+            EnvironmentChange(app=target.app, environment=target.environment, path=target.path, edit=edit)
+        )
+    return tuple(planned)
+
+
+def commit(
+    repo: ManifestRepo, changes: Sequence[EnvironmentChange], settings: RepoSettings, message_for: MessageFor
+) -> str:
+    """One commit of every changed file on the base, with gitops-ci's identities and trailers."""
+    files = {c.file: c.edit.after for c in changes if c.edit.changed}
+    message = with_trailers(message_for(changes), settings.trailers)
+    return repo.commit(files, message, settings.author or settings.committer, settings.committer)
+
+
+PushStatus = Literal["landed", "lost-race", "failed"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PushOutcome:
+    status: PushStatus
+    reason: str = ""
+
+
+def push(repo: ManifestRepo, sha: str) -> PushOutcome:
+    """Fast-forward the branch to `sha`. A moved branch is a lost race; a transient failure may or may not
+    have landed (the runner refetches and asks the history)."""
+    try:
+        repo.publish(sha, repo.branch)
+    except PushRejectedError as err:
+        return PushOutcome(status="lost-race", reason=str(err))
+    except RetryableError as err:
+        return PushOutcome(status="failed", reason=str(err))
+    return PushOutcome(status="landed")
