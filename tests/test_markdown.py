@@ -98,8 +98,8 @@ def test_no_field_of_the_review_note_can_inject(value: str) -> None:
 def test_the_merge_request_description_shows_repo_values_as_code(value: str) -> None:
     from pathlib import Path
 
-    from gitops_ci.change.model import EnvironmentChange, Target
     from gitops_ci.change.merge_request import describe
+    from gitops_ci.change.model import EnvironmentChange, Target
     from gitops_ci.images.files import OverlayEdit
     from gitops_ci.images.kustomize import EntryChange
 
