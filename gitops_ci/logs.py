@@ -1,7 +1,8 @@
 """Logging for the CLI: stderr, secrets masked everywhere, GitLab collapsible sections in CI.
 
-Modules take their logger from `get_logger`, which imports `logging` and installs the stderr handler on
-first use: a command that never logs (set-image) never pays for importing `logging`.
+Modules take their logger from `get_logger`. Nothing is installed on import: only the CLI configures logging
+(`configure`), and the stderr handler is installed on the first use after that, so a command that never logs
+(set-image) never pays for importing `logging`, and a library user keeps their own logging setup.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ ROOT = "gitops_ci"
 _secrets: set[str] = set()
 
 
-class _State:
+class _Setup:
+    configured = False
     debug = False
     installed = False
 
@@ -45,18 +47,19 @@ def _mask_record(record: logging.LogRecord) -> bool:
 
 
 def configure(*, debug: bool = False) -> None:
-    """Set the level for this run (info, or debug); the handler is (re)installed when a logger is used."""
-    _State.debug = debug
-    _State.installed = False
+    """Log to stderr at info (or debug) level; the handler is (re)installed when a logger is used."""
+    _Setup.configured = True
+    _Setup.debug = debug
+    _Setup.installed = False
     if "logging" in sys.modules:
         _install()
 
 
 def get_logger(name: str) -> logging.Logger:
-    """`logging.getLogger(name)`, with gitops-ci's masking stderr handler in place."""
+    """`logging.getLogger(name)`, with gitops-ci's masking stderr handler once the CLI configured it."""
     import logging
 
-    if not _State.installed:
+    if _Setup.configured and not _Setup.installed:
         _install()
     return logging.getLogger(name)
 
@@ -69,9 +72,9 @@ def _install() -> None:
     handler.setFormatter(logging.Formatter("%(message)s"))
     root = logging.getLogger(ROOT)
     root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if _State.debug else logging.INFO)
+    root.setLevel(logging.DEBUG if _Setup.debug else logging.INFO)
     root.propagate = False
-    _State.installed = True
+    _Setup.installed = True
 
 
 def in_ci() -> bool:

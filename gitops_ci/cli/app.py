@@ -15,13 +15,13 @@ from gitops_ci.errors import EXIT_INTERRUPTED, EXIT_USAGE, GitopsCiError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class _State:
+class _Invocation:
     debug = False
 
 
 def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     if value:
-        _State.debug = True
+        _Invocation.debug = True
         logs.configure(debug=True)
 
 
@@ -132,14 +132,14 @@ def _fail(message: str) -> None:
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    _State.debug = False
+    _Invocation.debug = False
     logs.configure()
     try:
         result = cli.main(
             args=list(argv) if argv is not None else None, prog_name="gitops-ci", standalone_mode=False
         )
     except GitopsCiError as err:
-        if _State.debug:
+        if _Invocation.debug:
             import traceback
 
             logs.get_logger(logs.ROOT).debug("%s", traceback.format_exc())
@@ -155,7 +155,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         _fail(err.format_message().replace("\n", " ") + hint)
         return EXIT_USAGE if isinstance(err, click.UsageError) else err.exit_code
     except Exception as err:  # a bug: say so, in one line unless --debug
-        if _State.debug:
+        if _Invocation.debug:
             import traceback
 
             logs.get_logger(logs.ROOT).error("%s", traceback.format_exc())

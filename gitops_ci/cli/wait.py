@@ -10,7 +10,7 @@ from gitops_ci.cli.app import common_options, emit
 from gitops_ci.cli.sync import app_options, to_json
 from gitops_ci.cli.target_options import ARGOCD_KUBE, TIMEOUT
 from gitops_ci.targets.kube import KubeSettings
-from gitops_ci.targets.wait import WaitFailedError, WaitResult, WaitSettings, WaitTimedOutError, wait
+from gitops_ci.targets.wait import RolloutFailedError, RolloutTimeoutError, WaitResult, WaitSettings, wait
 from gitops_ci.targets.wait_status import short
 
 
@@ -47,7 +47,7 @@ def wait_command(
     )
     try:
         result = wait(settings)
-    except (WaitFailedError, WaitTimedOutError) as err:
+    except (RolloutFailedError, RolloutTimeoutError) as err:
         emit(_render(err.result, output_format))
         raise
     emit(_render(result, output_format))

@@ -10,13 +10,13 @@ nothing is returned.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from ruamel.yaml.error import YAMLError
-from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from ruamel.yaml.nodes import Node, ScalarNode, SequenceNode
 
 from gitops_ci.errors import KustomizationError
-from gitops_ci.images import yaml_shape, yamlconf
+from gitops_ci.images import yamlconf
+from gitops_ci.images.kustomize_parse import Document, Entry, parse
 from gitops_ci.images.kustomize_text import (
     Splice,
     TextLayout,
@@ -25,7 +25,6 @@ from gitops_ci.images.kustomize_text import (
     insert_lines,
     line_end,
     line_start,
-    newline_of,
 )
 from gitops_ci.images.reference import MANAGED_FIELDS, ImageUpdate
 
@@ -51,30 +50,6 @@ class EditResult:
         return bool(self.changes)
 
 
-@dataclass
-class _Entry:
-    node: MappingNode
-    index: int
-    fields: dict[str, tuple[ScalarNode, Node]] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return str(self.fields["name"][1].value)
-
-    def managed(self) -> dict[str, str]:
-        return {f: str(self.fields[f][1].value) for f in MANAGED_FIELDS if f in self.fields}
-
-
-@dataclass
-class _Document:
-    text: str
-    source: str
-    root: MappingNode | None
-    images_key: ScalarNode | None = None
-    images: Node | None = None
-    entries: list[_Entry] = field(default_factory=list)
-
-
 def set_images(
     text: str, updates: Sequence[ImageUpdate], *, strict: bool = False, source: str = "kustomization.yaml"
 ) -> EditResult:
@@ -84,10 +59,10 @@ def set_images(
     plan = Plan()
     changes: dict[int, EntryChange] = {}
     result = text
-    original = doc = _parse(text, source)
+    original = doc = parse(text, source)
     for update in updates:
         if doc.text is not result:  # the previous update changed the text: its offsets are stale
-            doc = _parse(result, source)
+            doc = parse(result, source)
         matched = [e for e in doc.entries if e.name == update.name]
         if not matched and strict:
             raise KustomizationError(
@@ -102,19 +77,19 @@ def set_images(
             plan.record(entry.index, after)
             if entry_splices:
                 splices += entry_splices
-                _note(changes, entry.index, EntryChange(update.name, before, after))
+                _record_change(changes, entry.index, EntryChange(update.name, before, after))
         if not matched:
             after = update.apply({})
             splices += _append_entry(doc, update.name, after)
             plan.record(None, {"name": update.name, **after})
-            _note(changes, len(doc.entries), EntryChange(update.name, None, after))
+            _record_change(changes, len(doc.entries), EntryChange(update.name, None, after))
         result = apply_splices(result, splices)
     if result != text:
         verify(original.root, result, plan, source)
     return EditResult(result, tuple(changes[i] for i in sorted(changes)))
 
 
-def _note(changes: dict[int, EntryChange], index: int, change: EntryChange) -> None:
+def _record_change(changes: dict[int, EntryChange], index: int, change: EntryChange) -> None:
     """Several updates of one entry read as one change: the first `before`, the last `after`."""
     first = changes.get(index)
     changes[index] = change if first is None else EntryChange(change.name, first.before, change.after)
@@ -122,74 +97,10 @@ def _note(changes: dict[int, EntryChange], index: int, change: EntryChange) -> N
 
 def read_images(text: str, source: str = "kustomization.yaml") -> list[dict[str, str]]:
     """The images entries of a kustomization (name plus managed fields, as written)."""
-    return [{"name": e.name, **e.managed()} for e in _parse(text, source).entries]
+    return [{"name": e.name, **e.managed()} for e in parse(text, source).entries]
 
 
-def _parse(text: str, source: str) -> _Document:
-    try:
-        root = yamlconf.compose(text)
-    except YAMLError as err:
-        raise KustomizationError(_yaml_message(err, source)) from None
-    except yaml_shape.YAMLShapeError as err:
-        raise KustomizationError(f"{source}: refusing to edit it: {err}") from None
-    if root is not None and not isinstance(root, MappingNode):
-        raise KustomizationError(f"{source}: the top level is not a mapping; is this a kustomization file?")
-    doc = _Document(text, source, root)
-    if root is None:
-        return doc
-    seen: set[str] = set()
-    for key, value in root.value:
-        if not isinstance(key, ScalarNode):
-            raise KustomizationError(f"{_at(doc, key)}: a key that is not a string; kustomize refuses it")
-        if key.value in seen:
-            raise KustomizationError(f"{_at(doc, key)}: duplicate key {key.value!r}; remove one of them")
-        seen.add(key.value)
-        if key.value == "images":
-            doc.images_key, doc.images = key, value
-    _collect_entries(doc)
-    return doc
-
-
-def _collect_entries(doc: _Document) -> None:
-    images = doc.images
-    if images is None or yamlconf.is_null_node(images):
-        return
-    if not isinstance(images, SequenceNode):
-        raise KustomizationError(f"{_at(doc, images)}: images must be a list of entries with a name")
-    if anchored := _first_anchored(images):
-        raise KustomizationError(
-            f"{_at(doc, anchored)}: the images list uses a YAML anchor or alias (&{anchored.anchor}); "
-            "an edit there would change every place that shares it: write the entries out in full"
-        )
-    for index, item in enumerate(images.value):
-        if not isinstance(item, MappingNode):
-            raise KustomizationError(f"{_at(doc, item)}: images entry {index + 1} is not a mapping")
-        entry = _Entry(item, index)
-        for key, value in item.value:
-            entry.fields[str(key.value)] = (key, value)
-        if "name" not in entry.fields or not isinstance(entry.fields["name"][1], ScalarNode):
-            raise KustomizationError(f"{_at(doc, item)}: images entry {index + 1} has no name")
-        for name in MANAGED_FIELDS:
-            if name in entry.fields and not isinstance(entry.fields[name][1], ScalarNode):
-                raise KustomizationError(f"{_at(doc, entry.fields[name][1])}: {name} must be a string")
-        doc.entries.append(entry)
-
-
-def _first_anchored(node: Node) -> Node | None:
-    """The first node under `node` (itself included) that carries an anchor, which aliases may share."""
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if getattr(current, "anchor", None):
-            return current
-        if isinstance(current, SequenceNode):
-            stack.extend(current.value)
-        elif isinstance(current, MappingNode):
-            stack.extend(n for pair in current.value for n in pair)
-    return None
-
-
-def _edit_entry(doc: _Document, entry: _Entry, after: dict[str, str]) -> list[Splice]:
+def _edit_entry(doc: Document, entry: Entry, after: dict[str, str]) -> list[Splice]:
     text = doc.text
     splices: list[Splice] = []
     keys = list(entry.fields)
@@ -230,7 +141,7 @@ def _replace_value(text: str, pair: tuple[ScalarNode, Node], value: str) -> Spli
     return Splice(start, end, rendered)
 
 
-def _removals(text: str, entry: _Entry, keys: list[str], removed: set[str]) -> list[Splice]:
+def _removals(text: str, entry: Entry, keys: list[str], removed: set[str]) -> list[Splice]:
     """Remove runs of consecutive removed keys; a run at the head of the entry pulls the next key up."""
     splices: list[Splice] = []
     flow = bool(entry.node.flow_style)
@@ -263,7 +174,7 @@ def _anchor(kept: list[str], new_field: str) -> str:
     return max(candidates, key=lambda k: _RANK[k]) if candidates else kept[-1]
 
 
-def _append_entry(doc: _Document, name: str, fields: dict[str, str]) -> list[Splice]:
+def _append_entry(doc: Document, name: str, fields: dict[str, str]) -> list[Splice]:
     text, images = doc.text, doc.images
     pairs = [("name", name), *fields.items()]
     styles = {k: _preferred_style(doc, k) for k, _ in pairs}
@@ -292,7 +203,7 @@ def _append_entry(doc: _Document, name: str, fields: dict[str, str]) -> list[Spl
     return [insert_lines(text, line_end(text, content_end(text, doc.root.value[-1][1])), lines)]
 
 
-def _fill_empty_images(doc: _Document, images: Node, lines: list[str]) -> list[Splice]:
+def _fill_empty_images(doc: Document, images: Node, lines: list[str]) -> list[Splice]:
     """`images:`, `images: ~` or `images: []` becomes a block list under the key."""
     text = doc.text
     assert doc.images_key is not None
@@ -305,7 +216,7 @@ def _fill_empty_images(doc: _Document, images: Node, lines: list[str]) -> list[S
     return splices
 
 
-def _preferred_style(doc: _Document, field_name: str) -> str | None:
+def _preferred_style(doc: Document, field_name: str) -> str | None:
     """Quote a new value like the same field of the other entries when they all quote it one way."""
     styles = {
         value.style
@@ -315,14 +226,4 @@ def _preferred_style(doc: _Document, field_name: str) -> str | None:
     return styles.pop() if len(styles) == 1 and styles <= {"'", '"'} else None
 
 
-def _at(doc: _Document, node: Node) -> str:
-    return f"{doc.source}:{node.start_mark.line + 1}:{node.start_mark.column + 1}"
-
-
-def _yaml_message(err: YAMLError, source: str) -> str:
-    if isinstance(err, yamlconf.YAMLError):
-        return yamlconf.describe_yaml_error(err, source) + "; fix the YAML and retry"
-    return f"{source}: {str(err).splitlines()[0]}; fix the YAML and retry"
-
-
-__all__ = ["EditResult", "EntryChange", "newline_of", "read_images", "set_images"]
+__all__ = ["EditResult", "EntryChange", "read_images", "set_images"]

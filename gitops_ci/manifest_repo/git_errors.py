@@ -59,21 +59,8 @@ def classify(err: git.GitCommandError, action: str, remote: Remote) -> GitopsCiE
             f"git {action} to {remote.url}: the branch is protected against direct pushes; "
             "use --mode merge-request (or allow the token's user to push)"
         )
-    if _AUTH.search(output) and remote.token_variable is None:
-        return AuthError(
-            f"git {action}: {remote.url} asks for credentials (401) and none is set: looked for "
-            "GITOPS_TOKEN, GITOPS_PASSWORD (with GITOPS_USERNAME) and CI_JOB_TOKEN; set GITOPS_TOKEN to a "
-            "token with write_repository"
-        )
-    if _AUTH.search(output):
-        return AuthError(
-            f"git {action}: {variable} was rejected by {remote.url} (401); check the token is valid"
-        )
-    if _FORBIDDEN.search(output):
-        return AuthError(
-            f"git {action}: {variable} may not write to {remote.url} (403); "
-            "the token needs the write_repository scope and at least Developer access"
-        )
+    if _AUTH.search(output) or _FORBIDDEN.search(output):
+        return _auth_error(output, action, remote)
     if _TIMED_OUT.search(output):
         return RetryableError(
             f"git {action} to {remote.url} did not finish within {remote.timeout:g}s; "
@@ -100,6 +87,22 @@ def classify(err: git.GitCommandError, action: str, remote: Remote) -> GitopsCiE
             f"git {action}: {remote.url} was not found; check --repo-url and that {variable} can read it"
         )
     return GitError(f"git {action} failed: {detail}")
+
+
+def _auth_error(output: str, action: str, remote: Remote) -> AuthError:
+    variable = remote.token_variable
+    if _FORBIDDEN.search(output) and not _AUTH.search(output):
+        return AuthError(
+            f"git {action}: {variable or 'GITOPS_TOKEN'} may not write to {remote.url} (403); "
+            "the token needs the write_repository scope and at least Developer access"
+        )
+    if variable is None:
+        return AuthError(
+            f"git {action}: {remote.url} asks for credentials (401) and none is set: looked for "
+            "GITOPS_TOKEN, GITOPS_PASSWORD (with GITOPS_USERNAME) and CI_JOB_TOKEN; set GITOPS_TOKEN to a "
+            "token with write_repository"
+        )
+    return AuthError(f"git {action}: {variable} was rejected by {remote.url} (401); check the token is valid")
 
 
 def _server_reason(output: str) -> str:

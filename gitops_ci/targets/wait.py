@@ -78,7 +78,7 @@ class WaitResult:
     targets: tuple[TargetStatus, ...]
 
 
-class WaitFailedError(SyncError):
+class RolloutFailedError(SyncError):
     """A target failed at the awaited revision; `result` holds every target's last status."""
 
     def __init__(self, message: str, result: WaitResult) -> None:
@@ -86,7 +86,7 @@ class WaitFailedError(SyncError):
         self.result = result
 
 
-class WaitTimedOutError(WaitTimeoutError):
+class RolloutTimeoutError(WaitTimeoutError):
     """The deadline passed first; `result` holds every target's last status."""
 
     def __init__(self, message: str, result: WaitResult) -> None:
@@ -146,14 +146,14 @@ def poll_until_ready(
         failed = [s for s in targets if s.state == "failed"]
         pending = [s for s in targets if s.state != "ready"]
         if failed:
-            raise WaitFailedError(
+            raise RolloutFailedError(
                 "\n".join(f"{s.name} failed: {s.status}{s.at()}{s.details()}" for s in failed),
                 WaitResult("failed", revision, clock() - start, targets),
             )
         if not pending:
             return WaitResult("ready", revision, clock() - start, targets)
         if clock() >= deadline:
-            raise WaitTimedOutError(
+            raise RolloutTimeoutError(
                 "\n".join(
                     f"{s.name} was not synced and healthy at {short(revision)} within "
                     f"{format_duration(timeout)}; last status: {s.status}{s.at()}{s.details()}"

@@ -152,18 +152,21 @@ def check_rendered(
             )
         if secret and not (source and (source.file, object_id(source.obj)) in flagged_secrets):
             findings.append(_generated_secret(files, includes, obj, overlay, source))
-    for key, count in sorted(unchecked.items()):
-        findings.append(
-            Finding(
-                Severity.INFO,
-                SCHEMA_NOT_CHECKED,
-                overlay_file,
-                f"{count} object(s) of {key} not checked: the kubernetes client has no schema for it "
-                "(a custom resource, or a removed API)",
-                overlay=overlay,
-            )
+    return findings + _not_checked(unchecked, overlay_file, overlay)
+
+
+def _not_checked(unchecked: dict[str, int], overlay_file: str, overlay: str) -> list[Finding]:
+    return [
+        Finding(
+            Severity.INFO,
+            SCHEMA_NOT_CHECKED,
+            overlay_file,
+            f"{count} object(s) of {key} not checked: the kubernetes client has no schema for it "
+            "(a custom resource, or a removed API)",
+            overlay=overlay,
         )
-    return findings
+        for key, count in sorted(unchecked.items())
+    ]
 
 
 def _generated_secret(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gitops_ci.errors import OperationalError
-from gitops_ci.validate.findings import PLAINTEXT_SECRET, Finding, OverlayResult, Severity, ValidationReport
+from gitops_ci.validate.findings import PLAINTEXT_SECRET, Finding, Severity, ValidationReport
 
 _CODE_QUALITY_SEVERITY = {Severity.ERROR: "major", Severity.WARNING: "minor", Severity.INFO: "info"}
 _CRITICAL_RULES = {PLAINTEXT_SECRET}
@@ -161,16 +161,6 @@ def fingerprint(f: Finding) -> str:
     """Stable across runs and branches (no line number), so GitLab can tell new findings from old."""
     key = "\x1f".join((f.rule, f.file, f.overlay, f.object, f.field, f.message))
     return hashlib.sha256(key.encode()).hexdigest()[:32]
-
-
-def overlay_summary(overlay: OverlayResult, findings: Sequence[Finding]) -> str:
-    if not overlay.built:
-        return "does not build"
-    errors = sum(f.severity is Severity.ERROR for f in findings)
-    warnings = sum(f.severity is Severity.WARNING for f in findings)
-    if not errors and not warnings:
-        return f"valid ({overlay.objects} objects)"
-    return ", ".join(p for p in (_count_n(errors, "error"), _count_n(warnings, "warning")) if p)
 
 
 def _count(items: Sequence[Any], word: str) -> str:

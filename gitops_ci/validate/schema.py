@@ -16,7 +16,6 @@ import difflib
 import importlib
 import re
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from types import ModuleType, SimpleNamespace
@@ -261,7 +260,3 @@ def _describe(value: Any) -> str:
     if isinstance(value, dict):
         return "object (mapping)"
     return type(value).__name__
-
-
-def describe_issues(issues: Sequence[SchemaIssue]) -> list[str]:
-    return [f"{format_path(i.path)}: {i.message}" for i in issues]

@@ -27,7 +27,7 @@ from gitops_ci.images.editor import KustomizeEditor
 from gitops_ci.images.kustomize import read_images
 from gitops_ci.images.reference import parse_image_arguments
 
-CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
 pytestmark = [
     pytest.mark.corpus,
     pytest.mark.skipif(not (CORPUS / "MANIFEST.tsv").exists(), reason=f"corpus not found at {CORPUS}"),

@@ -18,7 +18,7 @@ import pytest
 from conftest import CliRunner
 from gitops_ci.cli import run
 
-SEEDED = Path(__file__).parent / "data" / "validate" / "seeded"
+SEEDED = Path(__file__).parents[1] / "data" / "validate" / "seeded"
 pytestmark = pytest.mark.skipif(
     not (
         shutil.which("kubectl")

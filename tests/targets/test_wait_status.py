@@ -11,7 +11,7 @@ import pytest
 from gitops_ci.errors import ConfigurationError
 from gitops_ci.targets.push_hook import project_web_url, push_hook_payload
 from gitops_ci.targets.sync import app_names
-from gitops_ci.targets.wait import Observer, WaitFailedError, WaitTimedOutError, poll_until_ready
+from gitops_ci.targets.wait import Observer, RolloutFailedError, RolloutTimeoutError, poll_until_ready
 from gitops_ci.targets.wait_status import (
     TargetStatus,
     evaluate_application,
@@ -471,7 +471,7 @@ def test_loop_stops_polling_ready_targets_and_waits_for_the_rest() -> None:
 
 def test_loop_fails_fast_with_the_reason() -> None:
     fake = FakeTime()
-    with pytest.raises(WaitFailedError) as failed:
+    with pytest.raises(RolloutFailedError) as failed:
         run({"web-dev": scripted("web-dev", ("waiting", "a"), ("failed", "Synced, Degraded"))}, fake)
     assert str(failed.value) == f"web-dev failed: Synced, Degraded at {SHA[:12]}\n  why"
     assert failed.value.result.status == "failed"
@@ -480,7 +480,7 @@ def test_loop_fails_fast_with_the_reason() -> None:
 
 def test_loop_times_out_at_the_deadline_without_oversleeping() -> None:
     fake = FakeTime()
-    with pytest.raises(WaitTimedOutError) as timed_out:
+    with pytest.raises(RolloutTimeoutError) as timed_out:
         run({"web-dev": scripted("web-dev", ("waiting", "OutOfSync, Progressing"))}, fake, timeout=12)
     assert fake.sleeps == [5, 5, 2]
     assert str(timed_out.value) == (

@@ -13,7 +13,7 @@ import pytest
 
 from conftest import CliRunner
 
-DATA = Path(__file__).parent / "data" / "set_image"
+DATA = Path(__file__).parents[1] / "data" / "set_image"
 CASES = sorted(p.name for p in DATA.iterdir() if p.is_dir())
 
 
