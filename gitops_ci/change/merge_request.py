@@ -103,7 +103,7 @@ def _propose(
         return planned, _maybe_merge(client, options, found)
     sha = steps.commit(repo, [planned], settings, change.message_for)
     with logs.section(f"mr_{target.environment}", f"Pushing {sha[:12]} to {source}"):
-        repo.publish(sha, source, lease=remote_sha or "")
+        sha = repo.publish(sha, source, lease=remote_sha or "")
     mr = (
         client.update_merge_request(existing.iid, fields) if existing else client.create_merge_request(fields)
     )

@@ -132,14 +132,14 @@ def _targets(repo: ManifestRepo, settings: PromoteSettings, app: str) -> list[Ta
     template = settings.repo.path_template
     source = overlay_path(template, app, settings.source)
     target_paths = {env: overlay_path(template, app, env) for env in settings.targets}
-    if settings.all_apps and not all(repo.is_dir(p) for p in (source, *target_paths.values())):
+    if settings.all_apps and not all(repo.listing(p) for p in (source, *target_paths.values())):
         log.info(
             "%s: skipped, it lacks one of the overlays %s",
             app,
             ", ".join([settings.source, *settings.targets]),
         )
         return []
-    if not repo.is_dir(source):
+    if repo.listing(source) is None:
         raise KustomizationError(
             f"source overlay {source} does not exist; check --app, --from and --path-template"
         )
@@ -157,7 +157,8 @@ def _apps_directory(template: str) -> str:
 
 
 def _list_apps(repo: ManifestRepo, template: str) -> list[str]:
-    names = [name for name in repo.list_dirs(_apps_directory(template)) if not name.startswith(".")]
+    listing = repo.listing(_apps_directory(template))
+    names = [name for name in (listing.dirs if listing else ()) if not name.startswith(".")]
     for name in names:
         if not is_name(name):
             log.warning("%r: skipped, not a valid app name", name[:60])

@@ -80,7 +80,7 @@ def land(repo: ManifestRepo, change: Change, clock: Clock = SYSTEM_CLOCK) -> Dep
         with logs.section(f"push_{attempt}", f"Pushing {sha[:12]} to {repo.branch} (attempt {attempt})"):
             outcome = steps.push(repo, sha)
         if outcome.status == "landed":
-            return _result(repo, "pushed", sha, base, changes, attempt)
+            return _result(repo, "pushed", outcome.commit, base, changes, attempt)
         if outcome.status == "lost-race" and clock.monotonic() >= deadline:
             raise OperationalError(
                 f"{repo.branch} kept moving: other pushes won {attempt} races in a row for "
@@ -102,9 +102,9 @@ def land(repo: ManifestRepo, change: Change, clock: Clock = SYSTEM_CLOCK) -> Dep
                            base=settings.backoff_seconds, clock=clock)  # fmt: skip
         # A push whose answer was lost may have landed, and another job may have landed on top of it since:
         # the tip's history, not the tip itself, says whether ours is in (never land it twice).
-        if repo.contains(sha, tip):
-            log.info("the previous push of %s landed after all", sha[:12])
-            return _result(repo, "pushed", sha, base, changes, attempt)
+        if landed := repo.landed(sha, tip):
+            log.info("the previous push of %s landed after all", landed[:12])
+            return _result(repo, "pushed", landed, base, changes, attempt)
     raise AssertionError("unreachable")
 
 

@@ -16,36 +16,39 @@ from gitops_ci.change.settings import RepoSettings, with_trailers
 from gitops_ci.errors import KustomizationError, PushRejectedError, RetryableError
 from gitops_ci.images.editor import KUSTOMIZATION_NAMES, editor_for
 from gitops_ci.images.files import OverlayEdit
-from gitops_ci.manifest_repo.port import ManifestRepo
+from gitops_ci.manifest_repo.port import Listing, ManifestRepo
 
 
-def kustomization_of(repo: ManifestRepo, overlay: str) -> tuple[str, str]:
+def kustomization_of(repo: ManifestRepo, overlay: str, listing: Listing | None = None) -> tuple[str, str]:
     """The path and text of `overlay`'s kustomization file (exactly one, as kustomize requires)."""
-    found = [
-        (f"{overlay}/{name}", text)
-        for name in KUSTOMIZATION_NAMES
-        if (text := repo.read(f"{overlay}/{name}")) is not None
-    ]
-    if not found:
+    listing = listing or repo.listing(overlay)
+    names = [name for name in KUSTOMIZATION_NAMES if listing is not None and name in listing.files]
+    if not names:
         raise KustomizationError(
             f"{overlay}: no kustomization file ({', '.join(KUSTOMIZATION_NAMES)}); is this an overlay?"
         )
-    if len(found) > 1:
-        both = " and ".join(path.rsplit("/", 1)[1] for path, _ in found)
-        raise KustomizationError(f"{overlay}: both {both} exist; kustomize refuses that too, remove one")
-    return found[0]
+    if len(names) > 1:
+        raise KustomizationError(
+            f"{overlay}: both {' and '.join(names)} exist; kustomize refuses that too, remove one"
+        )
+    path = f"{overlay}/{names[0]}"
+    text = repo.read(path)
+    if text is None:  # listed, but not a file (a dangling symlink)
+        raise KustomizationError(f"{path}: cannot be read as a file")
+    return path, text
 
 
 def plan(repo: ManifestRepo, targets: Sequence[Target]) -> tuple[EnvironmentChange, ...]:
     """Every target's edit, in memory, on the repo's base: any error stops before anything is committed."""
     planned = []
     for target in targets:
-        if not repo.is_dir(target.path):
+        listing = repo.listing(target.path)
+        if listing is None:
             raise KustomizationError(
                 f"overlay {target.path} for environment {target.environment!r} does not exist in the "
                 "manifest repo; check --app, --env and --path-template"
             )
-        path, before = kustomization_of(repo, target.path)
+        path, before = kustomization_of(repo, target.path, listing)
         after, changes = editor_for(path).edit(before, target.updates, strict=False, source=path)
         edit = OverlayEdit(Path(target.path), Path(path), before, after, changes)
         planned.append(
@@ -70,15 +73,16 @@ PushStatus = Literal["landed", "lost-race", "failed"]
 class PushOutcome:
     status: PushStatus
     reason: str = ""
+    commit: str | None = None  # the SHA that landed
 
 
 def push(repo: ManifestRepo, sha: str) -> PushOutcome:
     """Fast-forward the branch to `sha`. A moved branch is a lost race; a transient failure may or may not
     have landed (the runner refetches and asks the history)."""
     try:
-        repo.publish(sha, repo.branch)
+        landed = repo.publish(sha, repo.branch)
     except PushRejectedError as err:
         return PushOutcome(status="lost-race", reason=str(err))
     except RetryableError as err:
         return PushOutcome(status="failed", reason=str(err))
-    return PushOutcome(status="landed")
+    return PushOutcome(status="landed", commit=landed)

@@ -20,7 +20,7 @@ from gitops_ci.errors import ConfigurationError, GitError
 from gitops_ci.images.files import read_text, write_files
 from gitops_ci.manifest_repo.git_errors import classify
 from gitops_ci.manifest_repo.paths import writable_file
-from gitops_ci.manifest_repo.port import Identity
+from gitops_ci.manifest_repo.port import Identity, Listing
 from gitops_ci.manifest_repo.signing import Signer
 
 log = logs.get_logger(__name__)
@@ -102,14 +102,13 @@ class GitManifestRepo:
         file = writable_file(self.root, path)
         return read_text(file) if file.is_file() else None
 
-    def is_dir(self, path: str) -> bool:
-        return writable_file(self.root, path).is_dir()
-
-    def list_dirs(self, path: str) -> list[str]:
+    def listing(self, path: str) -> Listing | None:
         directory = writable_file(self.root, path)
         if not directory.is_dir():
-            return []
-        return sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.is_symlink())
+            return None
+        children = sorted(directory.iterdir())
+        files = tuple(p.name for p in children if p.is_file() or p.is_symlink())
+        return Listing(files, tuple(p.name for p in children if p.is_dir() and not p.is_symlink()))
 
     def commit(self, files: Mapping[str, str], message: str, author: Identity, committer: Identity) -> str:
         if self._head() != self._base:
@@ -130,13 +129,17 @@ class GitManifestRepo:
         )
         return self._head()
 
-    def publish(self, commit: str, branch: str, *, lease: str | None = None) -> None:
+    def publish(self, commit: str, branch: str, *, lease: str | None = None) -> str:
         args = ["push", "--porcelain", "--no-verify", "origin", f"{commit}:refs/heads/{branch}"]
         if lease is not None:
             args.insert(1, f"--force-with-lease=refs/heads/{branch}:{lease}")
         # When the branch moved, git would lazily fetch the remote tip's every tree to see whether the push
         # fast-forwards; without lazy fetches it answers "fetch first" at once, and we re-apply anyway.
         self._git(*args, action="push", extra_env={"GIT_NO_LAZY_FETCH": "1"})
+        return commit
+
+    def landed(self, commit: str, tip: str) -> str | None:
+        return commit if self.contains(commit, tip) else None
 
     def refresh(self) -> str:
         # No --depth: the clone is shallow already, and deepening from it makes the server send the new tip's

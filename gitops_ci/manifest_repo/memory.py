@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from gitops_ci.errors import PushRejectedError, UnsafePathError
-from gitops_ci.manifest_repo.port import Identity
+from gitops_ci.manifest_repo.port import Identity, Listing
 
 
 @dataclass(frozen=True)
@@ -43,26 +43,19 @@ class InMemoryManifestRepo:
     def read(self, path: str) -> str | None:
         return self.commits[self._base].files.get(_checked(path))
 
-    def is_dir(self, path: str) -> bool:
-        prefix = _checked(path).rstrip("/") + "/"
-        return any(name.startswith(prefix) for name in self.commits[self._base].files)
-
-    def list_dirs(self, path: str) -> list[str]:
-        prefix = _checked(path).rstrip("/") + "/" if path not in ("", ".") else ""
-        names = self.commits[self._base].files
-        return sorted(
-            {
-                n[len(prefix) :].split("/")[0]
-                for n in names
-                if n.startswith(prefix) and "/" in n[len(prefix) :]
-            }
-        )
+    def listing(self, path: str) -> Listing | None:
+        prefix = "" if path in ("", ".") else _checked(path).rstrip("/") + "/"
+        below = [name[len(prefix) :] for name in self.commits[self._base].files if name.startswith(prefix)]
+        if not below:
+            return None
+        files = sorted(name for name in below if "/" not in name)
+        return Listing(tuple(files), tuple(sorted({name.split("/")[0] for name in below if "/" in name})))
 
     def commit(self, files: Mapping[str, str], message: str, author: Identity, committer: Identity) -> str:
         tree = {**self.commits[self._base].files, **{_checked(p): t for p, t in files.items()}}
         return self._store(self._base, tree, message, author)
 
-    def publish(self, commit: str, branch: str, *, lease: str | None = None) -> None:
+    def publish(self, commit: str, branch: str, *, lease: str | None = None) -> str:
         if self.on_publish is not None:
             self.on_publish(self, commit, branch)  # may move the branch, or raise after landing
         current = self.branches.get(branch)
@@ -71,6 +64,10 @@ class InMemoryManifestRepo:
             raise PushRejectedError(f"{branch} moved to {current} (expected {expected})")
         self.branches[branch] = commit
         self.published.append((branch, commit))
+        return commit
+
+    def landed(self, commit: str, tip: str) -> str | None:
+        return commit if self.contains(commit, tip) else None
 
     def refresh(self) -> str:
         self._base = self.branches[self.branch]

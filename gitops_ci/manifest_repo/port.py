@@ -18,6 +18,14 @@ class Identity:
     email: str
 
 
+@dataclass(frozen=True)
+class Listing:
+    """What a directory holds directly: file and directory names, sorted."""
+
+    files: tuple[str, ...]
+    dirs: tuple[str, ...]
+
+
 class ManifestRepo(Protocol):
     url: str
     branch: str  # the branch changes are made for (the target of merge requests)
@@ -30,19 +38,23 @@ class ManifestRepo(Protocol):
         """A file's text at the base, exactly as stored; None when absent."""
         ...
 
-    def is_dir(self, path: str) -> bool: ...
-
-    def list_dirs(self, path: str) -> list[str]:
-        """Names of the directories directly in `path` at the base (sorted)."""
+    def listing(self, path: str) -> Listing | None:
+        """The directory `path` at the base; None when there is no such directory."""
         ...
 
     def commit(self, files: Mapping[str, str], message: str, author: Identity, committer: Identity) -> str:
-        """A new commit on the base that sets `files` (path → text); returns its SHA."""
+        """A commit on the base that sets `files` (path → text), ready to publish; returns its id (an adapter
+        whose server makes the commit returns a placeholder until `publish`)."""
         ...
 
-    def publish(self, commit: str, branch: str, *, lease: str | None = None) -> None:
-        """Make `branch` point at `commit`: a fast-forward (lease None), or replacing exactly `lease` (a SHA;
-        "" for a branch that must not exist yet). PushRejectedError when the branch moved."""
+    def publish(self, commit: str, branch: str, *, lease: str | None = None) -> str:
+        """Make `branch` hold `commit`: a fast-forward (lease None), or replacing `lease` (a SHA; "" for a
+        branch that must not exist yet). Returns the SHA that landed. PushRejectedError when the branch or a
+        file moved (a lost race); RetryableError when the answer is unknown (it may have landed)."""
+        ...
+
+    def landed(self, commit: str, tip: str) -> str | None:
+        """After a publish whose answer was lost: the SHA under `tip` that holds `commit`, or None."""
         ...
 
     def refresh(self) -> str:
