@@ -7,6 +7,7 @@ import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from gitops_ci import logs
 from gitops_ci.errors import ConfigurationError, ImageArgumentError
@@ -47,6 +48,9 @@ class MergeRequestOptions:
         render(self.title_template, "--mr-title", app="app", env="env", image="image")
 
 
+Transport = Literal["git", "api"]
+
+
 @dataclass(frozen=True, kw_only=True)
 class RepoSettings:
     """Where the manifest repo is and how to change it: shared by deploy and promote."""
@@ -68,12 +72,15 @@ class RepoSettings:
     committer: Identity = field(default_factory=lambda: bot_identity())
     trailers: tuple[tuple[str, str], ...] = ()
     signing_key: SigningKey | None = None
+    transport: Transport = "git"
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
             raise ConfigurationError("--max-attempts must be at least 1")
         if self.push_timeout_seconds <= 0:
             raise ConfigurationError("--push-timeout must be more than 0 (for example 10m)")
+        if self.transport not in ("git", "api"):
+            raise ConfigurationError(f"--transport {self.transport!r} is not git or api")
         if self.mode not in ("push", "merge-request"):
             raise ConfigurationError(f"--mode {self.mode!r} is not push or merge-request")
         if self.branch is not None:

@@ -48,6 +48,15 @@ _REPO_OPTIONS = [
         "--ca-file", envvar=["GITOPS_CA_FILE", "CI_SERVER_TLS_CA_FILE"], help="CA bundle for HTTPS."
     ),
     click.option(
+        "--transport",
+        envvar="GITOPS_TRANSPORT",
+        type=click.Choice(["git", "api"]),
+        default="git",
+        show_default=True,
+        help="git: clone and push over HTTPS (write_repository). api: GitLab's Commits API, no clone "
+        "(needs the api scope).",
+    ),
+    click.option(
         "--signing-key",
         envvar="GITOPS_SIGNING_KEY",
         metavar="FILE",
@@ -211,6 +220,7 @@ def repo_settings(params: dict[str, Any]) -> RepoSettings:
         author=author_from_gitlab(),
         trailers=trailers_from_ci(),
         signing_key=signing_key_from(params.pop("signing_key")),
+        transport=params.pop("transport"),
     )
 
 

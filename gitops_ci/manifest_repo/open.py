@@ -1,5 +1,5 @@
-"""Opening the manifest repo for a change: credentials resolved once, the signing key prepared, the adapter
-chosen, and the clone made (with retries)."""
+"""Opening the manifest repo for a change: credentials resolved once, the adapter chosen by --transport
+(git: a sparse clone, with retries and the signing key; api: GitLab's API, nothing of git imported)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gitops_ci import logs
+from gitops_ci.errors import ConfigurationError
 from gitops_ci.manifest_repo.credentials import check_repo_url, git_environment, resolve_credentials
-from gitops_ci.manifest_repo.git import GitManifestRepo, Remote
-from gitops_ci.manifest_repo.signing import signer_for
+from gitops_ci.manifest_repo.port import ManifestRepo
 from gitops_ci.retry import SYSTEM_CLOCK, Clock, with_retries
 
 if TYPE_CHECKING:
     from gitops_ci.change.settings import RepoSettings
+    from gitops_ci.manifest_repo.git import Remote
 
 
 def remote_for(settings: RepoSettings) -> Remote:
+    from gitops_ci.manifest_repo.git import Remote
+
     url = check_repo_url(settings.repo_url)
     credentials = resolve_credentials()
     variable = credentials.variable if credentials else None
@@ -29,7 +32,13 @@ def remote_for(settings: RepoSettings) -> Remote:
 @contextlib.contextmanager
 def open_repo(
     settings: RepoSettings, sparse_paths: Sequence[str], directory: Path, clock: Clock = SYSTEM_CLOCK
-) -> Iterator[GitManifestRepo]:
+) -> Iterator[ManifestRepo]:
+    if settings.transport == "api":
+        yield _api_repo(settings, clock)
+        return
+    from gitops_ci.manifest_repo.git import GitManifestRepo
+    from gitops_ci.manifest_repo.signing import signer_for
+
     remote = remote_for(settings)
     with signer_for(settings.signing_key) as signer:
         with logs.section("clone", f"Cloning {remote.url} (sparse: {', '.join(sparse_paths)})"):
@@ -43,3 +52,35 @@ def open_repo(
                 clock=clock,
             )
         yield repo
+
+
+def _api_repo(settings: RepoSettings, clock: Clock) -> ManifestRepo:
+    from gitops_ci.manifest_repo.api_repo import GitLabApiRepo
+    from gitops_ci.manifest_repo.gitlab import connection_for
+    from gitops_ci.manifest_repo.gitlab_rest import GitLabRest
+
+    if settings.signing_key is not None:
+        raise ConfigurationError(
+            "--signing-key signs the commits gitops-ci makes with git; with --transport api GitLab makes "
+            "them: use --transport git to sign"
+        )
+    url = check_repo_url(settings.repo_url)
+    credentials = resolve_credentials()
+    rest = GitLabRest(
+        connection_for(
+            url,
+            settings.merge_request.gitlab_url,
+            credentials.token if credentials else None,
+            credentials.variable if credentials else None,
+            settings.ca_file,
+            settings.network_timeout_seconds,
+        )
+    )
+    branch = settings.branch or with_retries(
+        lambda: str(rest.get("", what="reading the project").body["default_branch"]),
+        what="reading the project",
+        max_attempts=settings.max_attempts,
+        base=settings.backoff_seconds,
+        clock=clock,
+    )
+    return GitLabApiRepo(rest, url, branch)

@@ -15,9 +15,12 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
+import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -39,7 +42,16 @@ from servers.gitlab_model import (
     project_json,
     user_json,
 )
+from servers.gitlab_repository import (
+    DropAnswer,
+    RepositoryFaults,
+    create_commit,
+    get_file,
+    get_tree,
+    merge_base,
+)
 from servers.gitlab_state import ApiError, GitLabState
+from servers.tls import TlsMaterial
 
 API_PREFIX = "/api/v4"
 SECRET_PARAMS = frozenset({"private_token", "access_token", "job_token"})
@@ -81,9 +93,11 @@ class Route:
     write: bool = False  # needs scope ``api``; reads accept ``api`` or ``read_api``
     job_token: bool = False  # CI job tokens may call it for their own project
     user_scope: bool = False  # ``read_user`` is enough
+    repository_read: bool = False  # ``read_repository`` is enough (files.rb: GET/HEAD of the Files API)
+    concurrent: bool = False  # runs without the state lock, as GitLab serves concurrent requests
 
 
-_PARAM = {"project": r"[^/]+", "iid": r"\d+", "note_id": r"\d+", "branch": r".+"}
+_PARAM = {"project": r"[^/]+", "iid": r"\d+", "note_id": r"\d+", "branch": r".+", "file_path": r"[^/]+"}
 
 
 def route(method: str, template: str, handler: Handler, **flags: bool) -> Route:
@@ -97,12 +111,25 @@ class GitLabApi:
     def __init__(self, state: GitLabState, calls: list[Call]) -> None:
         self.state, self.calls = state, calls
         self.errors: list[str] = []  # unexpected exceptions, for tests to assert on
+        self.faults = RepositoryFaults()
         mr, notes = "/projects/{project}/merge_requests", "/projects/{project}/merge_requests/{iid}/notes"
         self.routes = [
             route("GET", "/user", self.get_user, user_scope=True),
             route("GET", "/users", self.list_users, user_scope=True),
             route("GET", "/projects/{project}", self.get_project, job_token=True),
             route("GET", "/projects/{project}/repository/branches/{branch}", self.get_branch, job_token=True),
+            route(
+                "GET", "/projects/{project}/repository/files/{file_path}", self.get_file, repository_read=True
+            ),
+            route("GET", "/projects/{project}/repository/tree", self.get_tree),
+            route("GET", "/projects/{project}/repository/merge_base", self.get_merge_base),
+            route(
+                "POST",
+                "/projects/{project}/repository/commits",
+                self.create_commit,
+                write=True,
+                concurrent=True,
+            ),
             route("GET", mr, self.list_mrs, job_token=True),
             route("POST", mr, self.create_mr, write=True),
             route("GET", mr + "/{iid}", self.get_mr, job_token=True),
@@ -132,6 +159,8 @@ class GitLabApi:
                 return self._route(method, url.path, url.query, query, body, headers)
             except ApiError as error:
                 return error.status, error.body, error.headers
+            except DropAnswer:
+                raise
             except Exception as error:  # a server bug: answer 500 instead of dropping the connection
                 self.errors.append(repr(error))
                 return 500, {"message": "500 Internal Server Error"}, {}
@@ -164,7 +193,14 @@ class GitLabApi:
             self._authorize(candidate, token, args)
             params = {**query, **(body if isinstance(body, dict) else {})}
             host = headers.get("Host") or "127.0.0.1"
-            return candidate.handler(Ctx(params, args, token, f"http://{host}", path, raw_query))
+            ctx = Ctx(params, args, token, f"http://{host}", path, raw_query)
+            if not candidate.concurrent:
+                return candidate.handler(ctx)
+            self.state.lock.release()  # held once, by dispatch
+            try:
+                return candidate.handler(ctx)
+            finally:
+                self.state.lock.acquire()
         if allowed:
             return 405, {"error": "405 Not Allowed"}, {"Allow": ", ".join(sorted(set(allowed)))}
         return 404, {"error": "404 Not Found"}, {}
@@ -194,6 +230,8 @@ class GitLabApi:
         needed = {"api"} if candidate.write else {"api", "read_api"}
         if candidate.user_scope:
             needed.add("read_user")
+        if candidate.repository_read:
+            needed.add("read_repository")
         if not token.scopes & needed:
             raise ApiError(
                 403,
@@ -256,6 +294,26 @@ class GitLabApi:
             raise ApiError(404, {"message": "404 Branch Not Found"})
         return 200, branch_json(project, name, info), {}
 
+    def get_file(self, ctx: Ctx) -> Reply:
+        return (
+            200,
+            get_file(self.state.project_or_404(ctx.args["project"]), ctx.args["file_path"], ctx.params),
+            {},
+        )
+
+    def get_tree(self, ctx: Ctx) -> Reply:
+        return self._page(ctx, get_tree(self.state.project_or_404(ctx.args["project"]), ctx.params))
+
+    def get_merge_base(self, ctx: Ctx) -> Reply:
+        refs = ctx.params.get("refs")
+        refs = refs if isinstance(refs, list) else [refs] if refs else []
+        return 200, merge_base(self.state.project_or_404(ctx.args["project"]), refs), {}
+
+    def create_commit(self, ctx: Ctx) -> Reply:
+        with self.state.lock:
+            project = self.state.project_or_404(ctx.args["project"])
+        return 201, create_commit(project, ctx.user, ctx.params, self.faults), {}
+
     def list_mrs(self, ctx: Ctx) -> Reply:
         project = self.state.project_or_404(ctx.args["project"])
         chosen = self.state.find_mrs(project, ctx.params)
@@ -310,13 +368,21 @@ class GitLabApi:
 class _Handler(BaseHTTPRequestHandler):
     api: ClassVar[GitLabApi]
     server_version = "gitlab-contract/1.0"
+    protocol_version = "HTTP/1.1"  # keep-alive, as GitLab (Workhorse, nginx) serves it
+    disable_nagle_algorithm = True  # no delayed-ACK stall between headers and body that GitLab would not have
 
     def log_message(self, format: str, *args: Any) -> None:
         return  # keep test output quiet
 
     def _handle(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        status, body, headers = self.api.dispatch(self.command, self.path, self.headers, raw)
+        try:
+            status, body, headers = self.api.dispatch(self.command, self.path, self.headers, raw)
+        except DropAnswer:  # applied, then the connection closes without an answer
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -339,19 +405,27 @@ class GitLabContractServer:
         *,
         checking_polls: int = 1,
         conflict_merge_status: int = 405,
+        tls: TlsMaterial | None = None,
     ) -> None:
         self.state = GitLabState(checking_polls=checking_polls, conflict_merge_status=conflict_merge_status)
         self.calls: list[Call] = []
         self.api = GitLabApi(self.state, self.calls)
         handler = type("GitLabHandler", (_Handler,), {"api": self.api})
         self._httpd = ThreadingHTTPServer((host, port), handler)
+        self._httpd.daemon_threads = True
+        self._scheme = "http"
+        if tls is not None:  # GitLab is served over HTTPS: a benchmark must pay the handshake too
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls.cert_file, tls.key_file)
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+            self._scheme = "https"
         self._thread: threading.Thread | None = None
         self.state.base_url = self.url
 
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{self._scheme}://{host!s}:{port}"
 
     def start(self) -> GitLabContractServer:
         self._thread = threading.Thread(

@@ -1,0 +1,217 @@
+"""The ManifestRepo port through GitLab's API: no clone and no git on the runner.
+
+A deploy reads its overlay directory (Tree) and kustomization (Files), then commits every file in one POST
+(Commits) with each file's `last_commit_id`: 3 requests on one connection, whatever the repo's size. GitLab
+refuses a POST whose file changed since it was read ("The file has changed since you started editing it")
+and one whose branch moved between its read and its update (Gitaly's compare-and-swap). After a branch race
+the cached reads stay valid and the runner's retry is one more POST; after a file change that file is read
+again. A POST whose answer was lost is looked up on the branch: it landed iff one commit after our read
+holds exactly our content in every file (`landed`).
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from gitops_ci.errors import (
+    ConfigurationError,
+    KustomizationError,
+    OperationalError,
+    PushRejectedError,
+    UnsafePathError,
+)
+from gitops_ci.images.files import MAX_FILE_BYTES
+from gitops_ci.manifest_repo.gitlab_rest import GitLabRest, message_of
+from gitops_ci.manifest_repo.port import Identity, Listing
+
+_FILE_CHANGED = "The file has changed since you started editing it"
+_BRANCH_RACE = ("reference does not point to expected object", "Please refresh and try again")
+_NO_BRANCH = "You can only create or edit files when you are on a branch"
+Failure = Literal["none", "branch-race", "file-changed", "unknown"]
+
+
+@dataclass(frozen=True)
+class _Read:
+    text: str
+    last_commit_id: str
+
+
+@dataclass(frozen=True)
+class _Pending:
+    files: Mapping[str, str]
+    message: str
+    author: Identity
+
+
+class GitLabApiRepo:
+    def __init__(self, rest: GitLabRest, url: str, branch: str) -> None:
+        self.rest, self.url, self.branch = rest, url, branch
+        self._base: str | None = None
+        self._reads: dict[str, _Read | None] = {}
+        self._listings: dict[str, Listing | None] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._ids = itertools.count(1)
+        self._failure: Failure = "none"
+        self._sent: dict[str, _Read | None] = {}
+        self._symlinks: set[str] = set()
+
+    def base(self) -> str:
+        if self._base is None:
+            self._base = self.branch_tip(self.branch) or ""
+        return self._base
+
+    def read(self, path: str) -> str | None:
+        _checked(path)
+        if path in self._symlinks:
+            raise UnsafePathError(
+                f"{path} is a symbolic link in the manifest repo; gitops-ci never follows one"
+            )
+        if path not in self._reads:
+            self._reads[path] = self._get_file(path, self._base or self.branch)
+        found = self._reads[path]
+        return found.text if found else None
+
+    def listing(self, path: str) -> Listing | None:
+        _checked(path)
+        if path not in self._listings:
+            self._listings[path] = self._tree(path.strip("/").removeprefix("."), self._base or self.branch)
+        return self._listings[path]
+
+    def commit(self, files: Mapping[str, str], message: str, author: Identity, committer: Identity) -> str:
+        """GitLab makes the commit when it is published (as the token's user, who is the committer)."""
+        placeholder = f"pending-{next(self._ids)}"
+        self._pending[placeholder] = _Pending(dict(files), message, author)
+        return placeholder
+
+    def publish(self, commit: str, branch: str, *, lease: str | None = None) -> str:
+        pending = self._pending[commit]
+        body: dict[str, object] = {
+            "branch": branch,
+            "commit_message": pending.message,
+            "actions": [self._action(path, text) for path, text in pending.files.items()],
+            "author_name": pending.author.name,
+            "author_email": pending.author.email,
+        }
+        if branch != self.branch:  # a merge request's branch: one commit on the target's tip, replacing it
+            body |= {"start_branch": self.branch, "force": True}
+        self._failure = "unknown"
+        self._sent = {path: self._reads.get(path) for path in pending.files}
+        answer = self.rest.post("/repository/commits", body, what=f"committing to {branch}")
+        if answer.status == 400:
+            raise self._refused(message_of(answer.body), branch)
+        self._failure = "none"
+        sha = str(answer.body["id"])
+        self._pending[sha] = pending
+        return sha
+
+    def refresh(self) -> str:
+        """After a branch race the reads stay valid (GitLab checks each file again); after a lost answer the
+        branch is read to see what landed."""
+        self._base = None
+        if self._failure == "unknown":
+            self._reads.clear()
+            return self.base()
+        return ""
+
+    def landed(self, commit: str, tip: str) -> str | None:
+        if self._failure != "unknown" or commit not in self._pending:
+            return None
+        ours = self._pending[commit]
+        now = {path: self._get_file(path, self.branch) for path in ours.files}
+        if any(read is None or read.text != ours.files[path] for path, read in now.items()):
+            return None
+        lasts = {read.last_commit_id for read in now.values() if read is not None}
+        sent = {read.last_commit_id for path in ours.files if (read := self._sent.get(path)) is not None}
+        if len(lasts) != 1 or lasts & sent:  # one commit after our read set every file to our content
+            return None
+        self._failure = "none"
+        return lasts.pop()
+
+    def contains(self, ancestor: str, descendant: str) -> bool:
+        if ancestor == descendant:
+            return True
+        answer = self.rest.get(
+            "/repository/merge_base", {"refs[]": [ancestor, descendant]}, what="merge base"
+        )
+        return answer.status == 200 and answer.body.get("id") == ancestor
+
+    def branch_tip(self, branch: str) -> str | None:
+        answer = self.rest.get(
+            f"/repository/branches/{self.rest.quote(branch)}", what=f"reading branch {branch}"
+        )
+        return str(answer.body["commit"]["id"]) if answer.status == 200 else None
+
+    def read_branch(self, branch: str, path: str, back: int = 0) -> str | None:
+        ref: str | None = branch
+        if back:
+            answer = self.rest.get(
+                f"/repository/branches/{self.rest.quote(branch)}", what=f"reading {branch}"
+            )
+            parents = answer.body["commit"]["parent_ids"] if answer.status == 200 else []
+            ref = parents[0] if len(parents) >= back else None
+        found = self._get_file(path, ref) if ref else None
+        return found.text if found else None
+
+    def _action(self, path: str, text: str) -> dict[str, str]:
+        read = self._reads.get(path)
+        if read is None:
+            return {"action": "create", "file_path": path, "content": text}
+        return {"action": "update", "file_path": path, "content": text, "last_commit_id": read.last_commit_id}
+
+    def _refused(self, message: str, branch: str) -> Exception:
+        if message.startswith(_FILE_CHANGED):
+            self._failure = "file-changed"
+            self._reads.pop(message.rsplit(": ", 1)[-1], None)
+            return PushRejectedError(f"{branch}: {message}")
+        if any(text in message for text in _BRANCH_RACE):
+            self._failure = "branch-race"
+            return PushRejectedError(f"{branch} moved while GitLab committed ({message})")
+        self._failure = "none"
+        if message == _NO_BRANCH:
+            return ConfigurationError(f"branch {self.branch} does not exist in {self.url}; check --branch")
+        return OperationalError(f"GitLab refused the commit to {branch}: {message}")
+
+    def _get_file(self, path: str, ref: str) -> _Read | None:
+        answer = self.rest.get(
+            f"/repository/files/{self.rest.quote(path)}", {"ref": ref}, what=f"reading {path}"
+        )
+        if answer.status == 404:
+            return None
+        body = answer.body
+        if self._base is None and ref == self.branch:
+            self._base = str(body["commit_id"])  # the first read pins the base the others read at
+        if int(body.get("size") or 0) > MAX_FILE_BYTES:
+            raise KustomizationError(
+                f"{path}: larger than {MAX_FILE_BYTES // 1024} KiB; gitops-ci edits up to that"
+            )
+        try:
+            text = base64.b64decode(body["content"], validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            raise KustomizationError(f"{path}: not UTF-8; kustomize needs UTF-8") from None
+        return _Read(text, str(body["last_commit_id"]))
+
+    def _tree(self, path: str, ref: str) -> Listing | None:
+        files: list[str] = []
+        dirs: list[str] = []
+        for page in itertools.count(1):
+            params = {"path": path, "ref": ref, "per_page": 100, "page": page}
+            answer = self.rest.get("/repository/tree", params, what=f"listing {path or '/'}")
+            if answer.status == 404:
+                return None
+            for entry in answer.body:
+                (dirs if entry["type"] == "tree" else files).append(str(entry["name"]))
+                if entry.get("mode") == "120000":
+                    self._symlinks.add(str(entry["path"]))
+            if not answer.headers.get("X-Next-Page"):
+                return Listing(tuple(sorted(files)), tuple(sorted(dirs)))
+        raise AssertionError("unreachable")
+
+
+def _checked(path: str) -> str:
+    if path.startswith("/") or ".." in path.split("/"):
+        raise UnsafePathError(f"{path}: leaves the manifest repo; use a path inside it")
+    return path
