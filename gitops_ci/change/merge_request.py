@@ -40,11 +40,12 @@ _WAIT_FOR_PIPELINE = {"ci_still_running", "ci_must_pass"}
 def open_merge_requests(repo: ManifestRepo, change: Change, clock: Clock = SYSTEM_CLOCK) -> DeployResult:
     """One branch and merge request per target, each built on the target branch's tip we read."""
     settings = change.settings
+    targets = change.planner(repo)
     base = repo.base()
     client = None if settings.dry_run else _client(settings)
     results: list[MergeRequestResult] = []
     changes: list[EnvironmentChange] = []
-    for target in change.planner(repo):
+    for target in targets:
         deadline = clock.monotonic() + settings.push_timeout_seconds
         for attempt in itertools.count(1):
             try:

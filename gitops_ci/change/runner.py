@@ -71,16 +71,17 @@ def land(repo: ManifestRepo, change: Change, clock: Clock = SYSTEM_CLOCK) -> Dep
     deadline = clock.monotonic() + settings.push_timeout_seconds
     failures = 0
     for attempt in itertools.count(1):
-        started, base = clock.monotonic(), repo.base()
+        started = clock.monotonic()
         changes = steps.plan(repo, change.planner(repo))
+        base = repo.base()  # after planning: an adapter may learn it from the reads
         if settings.dry_run or not any(c.edit.changed for c in changes):
             changed = any(c.edit.changed for c in changes)
             return _result(repo, "dry-run" if changed else "up-to-date", None, base, changes, attempt)
         sha = steps.commit(repo, changes, settings, change.message_for)
         with logs.section(f"push_{attempt}", f"Pushing {sha[:12]} to {repo.branch} (attempt {attempt})"):
             outcome = steps.push(repo, sha)
-        if outcome.status == "landed":
-            return _result(repo, "pushed", outcome.commit, base, changes, attempt)
+        if outcome.status == "landed":  # the base it landed on (a server-side commit may say a newer one)
+            return _result(repo, "pushed", outcome.commit, repo.base(), changes, attempt)
         if outcome.status == "lost-race" and clock.monotonic() >= deadline:
             raise OperationalError(
                 f"{repo.branch} kept moving: other pushes won {attempt} races in a row for "

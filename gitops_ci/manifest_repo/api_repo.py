@@ -104,13 +104,17 @@ class GitLabApiRepo:
         if answer.status == 400:
             raise self._refused(message_of(answer.body), branch)
         self._failure = "none"
-        sha = str(answer.body["id"])
+        sha, parents = str(answer.body["id"]), answer.body.get("parent_ids") or []
+        if branch == self.branch and parents:
+            self._base = str(parents[0])  # what GitLab built on: the tip it committed onto
         self._pending[sha] = pending
         return sha
 
     def refresh(self) -> str:
         """After a branch race the reads stay valid (GitLab checks each file again); after a lost answer the
         branch is read to see what landed."""
+        if self._failure == "branch-race":
+            return ""
         self._base = None
         if self._failure == "unknown":
             self._reads.clear()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from clock import FakeClock
+
 from gitops_ci.change.promote import PromoteSettings, promote_change
 from gitops_ci.change.runner import land
 from gitops_ci.change.settings import RepoSettings

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-
 from clock import FakeClock
+
 from gitops_ci.change.model import Change, Target
 from gitops_ci.change.runner import land
 from gitops_ci.change.settings import RepoSettings, image_updates

@@ -38,7 +38,7 @@ def test_plan_refuses_a_missing_overlay_and_two_kustomization_files() -> None:
     with pytest.raises(KustomizationError, match="overlay kustomize/web/overlays/qa for environment 'qa'"):
         steps.plan(repo, [target(env="qa")])
     both = {**manifest_files(["web"]), "kustomize/web/overlays/dev/kustomization.yml": "images: []\n"}
-    with pytest.raises(KustomizationError, match="both kustomization.yaml and kustomization.yml exist"):
+    with pytest.raises(KustomizationError, match=r"both kustomization\.yaml and kustomization\.yml exist"):
         steps.plan(InMemoryManifestRepo(both), [target()])
 
 
@@ -68,7 +68,9 @@ def test_push_tells_a_landing_from_a_lost_race_from_a_failure() -> None:
     assert steps.push(repo, sha).status == "landed"
     assert repo.branch_tip("main") == sha
 
-    stale = steps.commit(repo, steps.plan(repo, [target(image="registry.example.com/shop/web:3")]), SETTINGS, str)
+    stale = steps.commit(
+        repo, steps.plan(repo, [target(image="registry.example.com/shop/web:3")]), SETTINGS, str
+    )
     repo.land({"README.md": "another job\n"})
     raced = steps.push(repo, stale)
     assert raced.status == "lost-race" and "main moved" in raced.reason

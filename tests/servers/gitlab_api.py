@@ -295,11 +295,10 @@ class GitLabApi:
         return 200, branch_json(project, name, info), {}
 
     def get_file(self, ctx: Ctx) -> Reply:
-        return (
-            200,
-            get_file(self.state.project_or_404(ctx.args["project"]), ctx.args["file_path"], ctx.params),
-            {},
-        )
+        found = get_file(self.state.project_or_404(ctx.args["project"]), ctx.args["file_path"], ctx.params)
+        if self.faults.after_file_read is not None:
+            self.faults.after_file_read()
+        return 200, found, {}
 
     def get_tree(self, ctx: Ctx) -> Reply:
         return self._page(ctx, get_tree(self.state.project_or_404(ctx.args["project"]), ctx.params))

@@ -1,0 +1,243 @@
+"""`--transport api`: deploys, promotions and merge requests through GitLab's Files, Tree and Commits APIs
+(the contract server, backed by the real bare repository), with no clone and no git process."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from conftest import CliResult, CliRunner
+from manifests import manifest_files, overlay
+from servers.git_repos import commit_count, commit_files, log_messages, make_bare_repo, read_blob, rev_parse
+from servers.gitlab_api import GitLabContractServer
+
+if TYPE_CHECKING:
+    from servers.git_fixtures import GitArgvRecorder
+
+pytest_plugins = ["servers.git_fixtures", "servers.gitlab_fixtures"]
+pytestmark = pytest.mark.integration
+
+APPS = [f"app{i}" for i in range(20)]
+TOKEN = "glpat-api-transport"
+Run = Callable[..., CliResult]
+
+
+@pytest.fixture
+def bare(tmp_path: Path, gitlab_api: GitLabContractServer) -> Path:
+    repo = make_bare_repo(tmp_path / "srv", "group/manifests.git", manifest_files(APPS))
+    gitlab_api.add_user("ci-bot")
+    gitlab_api.add_token(TOKEN, username="ci-bot", scopes=("api",))
+    gitlab_api.add_project("group/manifests", repo)
+    return repo
+
+
+@pytest.fixture
+def run(
+    gitlab_api: GitLabContractServer, gitops: CliRunner, bare: Path, monkeypatch: pytest.MonkeyPatch
+) -> Run:
+    monkeypatch.setenv("GITOPS_TOKEN", TOKEN)
+    monkeypatch.setenv("GITOPS_BACKOFF_SECONDS", "0.02")
+
+    def invoke(command: str, *args: str | Path, branch: bool = True) -> CliResult:
+        url = f"{gitlab_api.url}/group/manifests.git"
+        pinned = ["--branch", "main"] if branch else []
+        return gitops(command, "--transport", "api", "--repo-url", url, *pinned, "--format", "json", *args)
+
+    return invoke
+
+
+def deploy(run: Run, app: str = "app0", tag: str = "2.0.0", *envs: str, **kwargs: bool) -> CliResult:
+    env_args = [a for env in envs or ("dev",) for a in ("--env", env)]
+    return run(
+        "deploy", "--app", app, *env_args, "--image", f"registry.example.com/shop/{app}:{tag}", **kwargs
+    )
+
+
+def posts(gitlab_api: GitLabContractServer) -> int:
+    return sum(1 for c in gitlab_api.calls if c.method == "POST" and c.path.endswith("/repository/commits"))
+
+
+def test_a_deploy_is_three_requests_and_one_commit(
+    run: Run, bare: Path, gitlab_api: GitLabContractServer, git_argv_recorder: GitArgvRecorder
+) -> None:
+    before = read_blob(bare, "main", overlay("app0", "dev"))
+    result = deploy(run)
+    assert result.code == 0, result.err
+    data = json.loads(result.out)
+    assert data["status"] == "pushed" and data["commit"] == rev_parse(bare, "main")
+    assert read_blob(bare, "main", overlay("app0", "dev")) == before.replace('"1.0.0"', '"2.0.0"')
+    assert log_messages(bare, "main")[0] == (
+        "[skip ci] update image of app app0 - dev to registry.example.com/shop/app0:2.0.0"
+    )
+    assert [c.method for c in gitlab_api.calls] == ["GET", "GET", "POST"]  # tree, file, commit
+    # nothing of git on the runner (the contract server's own git calls name their --git-dir)
+    assert [call for call in git_argv_recorder.calls() if not call[1].startswith("--git-dir=")] == []
+
+
+def test_several_environments_are_one_commit_and_a_rerun_posts_nothing(
+    run: Run, bare: Path, gitlab_api: GitLabContractServer
+) -> None:
+    first = deploy(run, "app3", "3.1", "dev", "staging", "prod")
+    assert first.code == 0, first.err
+    assert commit_count(bare, "main") == 2 and len(json.loads(first.out)["changed_files"]) == 3
+    again = deploy(run, "app3", "3.1", "dev", "staging", "prod")
+    assert again.code == 0 and json.loads(again.out)["status"] == "up-to-date"
+    assert posts(gitlab_api) == 1 and commit_count(bare, "main") == 2
+
+
+def test_without_a_branch_the_default_branch_is_read_once(run: Run, gitlab_api: GitLabContractServer) -> None:
+    result = deploy(run, branch=False)
+    assert result.code == 0, result.err
+    assert gitlab_api.calls[0].path.rsplit("/", 1)[-1] == "group%2Fmanifests"
+
+
+def test_dry_run_reads_and_posts_nothing(run: Run, bare: Path, gitlab_api: GitLabContractServer) -> None:
+    result = run(
+        "deploy", "--app", "app0", "--env", "dev", "--image", "registry.example.com/shop/app0:9", "--dry-run"
+    )
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["status"] == "dry-run" and posts(gitlab_api) == 0
+    assert commit_count(bare, "main") == 1
+
+
+def test_a_file_changed_since_it_was_read_is_read_again_and_the_edit_reapplied(
+    run: Run, bare: Path, gitlab_api: GitLabContractServer
+) -> None:
+    path = overlay("app0", "dev")
+
+    def another_job_edits_the_same_file() -> None:  # between our read and our POST
+        gitlab_api.api.faults.after_file_read = None
+        text = read_blob(bare, "main", path).replace("# app0 in dev", "# app0 in dev (edited)")
+        commit_files(bare, "main", {path: text}, "another job")
+
+    gitlab_api.api.faults.after_file_read = another_job_edits_the_same_file
+    result = deploy(run)
+    assert result.code == 0, result.err
+    text = read_blob(bare, "main", path)
+    assert "(edited)" in text and 'newTag: "2.0.0"' in text, (
+        result.err,
+        [(c.method, c.path[-30:]) for c in gitlab_api.calls],
+    )
+    assert log_messages(bare, "main")[1] == "another job" and json.loads(result.out)["attempts"] == 2
+    assert posts(gitlab_api) == 2
+
+
+def test_a_lost_branch_race_costs_one_more_post(
+    run: Run, bare: Path, gitlab_api: GitLabContractServer
+) -> None:
+    def another_job_lands_first() -> None:
+        gitlab_api.api.faults.before_ref_update = None
+        commit_files(bare, "main", {"NOTES.md": "another job\n"}, "another job")
+
+    gitlab_api.api.faults.before_ref_update = another_job_lands_first
+    result = deploy(run)
+    assert result.code == 0, result.err
+    assert posts(gitlab_api) == 2 and len(gitlab_api.calls) == 4  # tree, file, POST (lost), POST
+    assert log_messages(bare, "main")[1] == "another job" and commit_count(bare, "main") == 3
+
+
+@pytest.mark.parametrize("then_another_job", [False, True])
+def test_a_lost_answer_is_found_on_the_branch_and_never_posted_twice(
+    run: Run, bare: Path, gitlab_api: GitLabContractServer, then_another_job: bool
+) -> None:
+    gitlab_api.api.faults.lose_answers = 1
+    if then_another_job:
+        original = gitlab_api.api.faults.take_lost_answer
+
+        def lose_then_land() -> bool:
+            lost = original()
+            if lost:
+                commit_files(bare, "main", {"NOTES.md": "a concurrent landing\n"}, "another job")
+            return lost
+
+        gitlab_api.api.faults.take_lost_answer = lose_then_land  # type: ignore[method-assign]
+    result = deploy(run)
+    assert result.code == 0, result.err
+    assert posts(gitlab_api) == 1
+    ours = [m for m in log_messages(bare, "main") if m.startswith("[skip ci]")]
+    assert len(ours) == 1 and "landed after all" in result.err
+    assert json.loads(result.out)["commit"] == rev_parse(bare, "main~1" if then_another_job else "main")
+
+
+def test_twenty_concurrent_deploys_of_distinct_apps_each_land_once(
+    run: Run, bare: Path, gitlab_api: GitLabContractServer
+) -> None:
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        results = list(pool.map(lambda app: deploy(run, app, "5.0.0"), APPS))
+    assert [r.code for r in results] == [0] * 20, [r.err for r in results if r.code]
+    assert commit_count(bare, "main") == 21
+    for app in APPS:
+        assert 'newTag: "5.0.0"' in read_blob(bare, "main", overlay(app, "dev"))
+    assert sum(1 for m in log_messages(bare, "main") if m.startswith("[skip ci]")) == 20
+
+
+def test_five_writers_of_the_same_overlay_leave_one_of_their_tags(run: Run, bare: Path) -> None:
+    tags = [f"7.0.{i}" for i in range(5)]
+    before = read_blob(bare, "main", overlay("app0", "dev"))
+    barrier = threading.Barrier(5)
+
+    def one(tag: str) -> CliResult:
+        barrier.wait()
+        return deploy(run, "app0", tag)
+
+    with ThreadPoolExecutor(max_workers=5) as pool:
+        results = list(pool.map(one, tags))
+    assert [r.code for r in results] == [0] * 5, [r.err for r in results if r.code]
+    after = read_blob(bare, "main", overlay("app0", "dev"))
+    final = next(t for t in tags if f'newTag: "{t}"' in after)
+    assert after == before.replace('"1.0.0"', f'"{final}"')  # nothing else changed
+
+
+def test_promote_and_merge_requests_work_through_the_api(
+    run: Run, bare: Path, gitlab_api: GitLabContractServer
+) -> None:
+    staging = overlay("app1", "staging")
+    commit_files(
+        bare, "main", {staging: read_blob(bare, "main", staging).replace('"1.0.0"', '"1.5.0"')}, "staged"
+    )
+    promoted = run("promote", "--app", "app1", "--from", "staging", "--to", "prod", "--mode", "merge-request")
+    assert promoted.code == 0, promoted.err
+    (mr,) = json.loads(promoted.out)["merge_requests"]
+    assert mr["action"] == "created" and mr["source_branch"] == "gitops/app1/prod"
+    assert 'newTag: "1.5.0"' in read_blob(bare, "gitops/app1/prod", overlay("app1", "prod"))
+    assert rev_parse(bare, "gitops/app1/prod~1") == rev_parse(bare, "main")  # one commit on the target's tip
+    again = run("promote", "--app", "app1", "--from", "staging", "--to", "prod", "--mode", "merge-request")
+    assert json.loads(again.out)["merge_requests"][0]["action"] == "unchanged" and posts(gitlab_api) == 1
+
+
+def test_a_token_without_the_api_scope_names_the_variable_and_the_scope(
+    run: Run, bare: Path, gitlab_api: GitLabContractServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gitlab_api.add_token("glpat-write-repository", username="ci-bot", scopes=("write_repository", "read_api"))
+    monkeypatch.setenv("GITOPS_TOKEN", "glpat-write-repository")
+    result = deploy(run)
+    assert result.code == 1
+    assert (
+        "GITOPS_TOKEN the api scope" in result.err
+        and "write_repository covers git over HTTPS only" in result.err
+    )
+    assert commit_count(bare, "main") == 1
+
+
+def test_a_runner_without_git_deploys(bare: Path, gitlab_api: GitLabContractServer, tmp_path: Path) -> None:
+    """The api transport imports nothing of GitPython and starts no git: a PATH without git is enough."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys\nfrom gitops_ci.cli import run\n"
+        f"code = run(['deploy', '--transport', 'api', '--repo-url', '{gitlab_api.url}/group/manifests.git', "
+        "'--branch', 'main', '--app', 'app0', '--env', 'dev', "
+        "'--image', 'registry.example.com/shop/app0:4.0'])\n"
+        "print('RESULT', code, 'git' in sys.modules)\n"
+    )
+    env = {"PATH": str(Path(sys.executable).parent), "HOME": str(tmp_path), "GITOPS_TOKEN": TOKEN}
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert done.stdout.splitlines()[-1] == "RESULT 0 False", done.stderr
+    assert 'newTag: "4.0"' in read_blob(bare, "main", overlay("app0", "dev"))
