@@ -61,7 +61,7 @@ import_test_helpers()
 from manifests import overlay  # noqa: E402
 from servers.git_repos import commit_count, commit_files, read_blob  # noqa: E402
 from servers.gitserver import GitHttpServer, client_env  # noqa: E402
-from servers.tls import make_ca  # noqa: E402
+from servers.tls import TlsMaterial, make_ca  # noqa: E402
 
 ENV = "dev"
 FULL = {"big": RepoSpec(apps=3000, commits=30_000), "small": RepoSpec(apps=300, commits=3_000)}
@@ -79,6 +79,7 @@ class Context:
     specs: dict[str, RepoSpec]
     scratch: Path
     generation_s: dict[str, float | None]
+    tls: TlsMaterial | None = None  # the CA and certificate the servers present
     tags: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     trace_file: Path | None = None  # GIT_TRACE2_EVENT target for the jobs started while it is set
 
@@ -119,7 +120,7 @@ def deploy_context(quick: bool) -> Iterator[Context]:
         repos = {
             size: serving_copy(path, server.root, f"bench/{size}.git") for size, path in pristine.items()
         }
-        yield Context(server, repos, specs, scratch, generation)
+        yield Context(server, repos, specs, scratch, generation, tls)
     shutil.rmtree(scratch, ignore_errors=True)
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_api
 import bench_deploy
 import bench_faults
 import bench_set_image
@@ -36,6 +37,7 @@ BENCHMARKS: dict[str, Callable[[bool], list[Report]]] = {
         quick, sequential_=False, concurrent_=True
     ),
     "deploy-faults": bench_faults.fault_run,
+    "deploy-api": bench_api.run_benchmarks,
     "validate": bench_validate.run_benchmarks,
 }
 _DEPLOY = {"deploy", "deploy-concurrent"}  # share one server and one set of repos

@@ -1,19 +1,23 @@
-"""GitLab's REST API over one kept-alive HTTPS connection (requests), for the hot path of `--transport api`:
-Repository Files, Tree, Commits, Branches and merge_base. python-gitlab (gitlab.py) serves merge requests and
-notes; importing it costs ~45 ms more than requests alone, on every deploy.
+"""GitLab's REST API over one kept-alive HTTPS connection (the standard library's http.client), for the hot
+path of `--transport api`: Repository Files, Tree, Commits, Branches and merge_base. python-gitlab (gitlab.py)
+serves merge requests and notes; importing it (or requests) would cost more than the requests themselves.
 
-Every answer is mapped here to our errors; redirects are never followed (the token would go with them), and
-a POST is never retried here: whether a lost one landed is for the adapter to find out.
+Every answer is mapped here to our errors. Redirects are never followed (the token would go with them);
+HTTPS_PROXY/NO_PROXY are honoured through a CONNECT tunnel; a POST is never retried here: whether a lost one
+landed is for the adapter to find out.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
+import ssl
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode, urlsplit
 
 from gitops_ci import logs
-from gitops_ci.errors import AuthError, ConfigurationError, OperationalError, RetryableError, root_cause
+from gitops_ci.errors import AuthError, ConfigurationError, OperationalError, RetryableError
 from gitops_ci.manifest_repo.gitlab import GitLabConnection
 
 log = logs.get_logger(__name__)
@@ -34,22 +38,27 @@ class GitLabRest:
     """The project's endpoints under /api/v4/projects/<url-encoded path>."""
 
     def __init__(self, connection: GitLabConnection) -> None:
-        import requests
-
         self.connection = connection
         self.requests = 0
-        self._session = requests.Session()
-        self._session.headers.update({"PRIVATE-TOKEN": connection.token, "User-Agent": "gitops-ci"})
-        self._session.verify = connection.ca_file or True
-        self._project = f"{connection.url}/api/v4/projects/{quote(connection.project_path, safe='')}"
+        url = urlsplit(connection.url)
+        self._https = url.scheme == "https"
+        self._host, self._port = url.hostname or "", url.port or (443 if self._https else 80)
+        self._project = f"{url.path.rstrip('/')}/api/v4/projects/{quote(connection.project_path, safe='')}"
+        self._headers = {
+            "PRIVATE-TOKEN": connection.token,
+            "User-Agent": "gitops-ci",
+            "Accept": "application/json",
+        }
+        self._http: http.client.HTTPConnection | None = None
 
     def get(self, path: str, params: dict[str, Any] | None = None, *, what: str) -> Answer:
         """GET under the project; 404 comes back as an Answer, every other failure as an error."""
-        return self._send("GET", path, params=params, what=what, missing_ok=True)
+        target = self._project + path + (f"?{urlencode(params, doseq=True)}" if params else "")
+        return self._send("GET", target, None, what=what, missing_ok=True)
 
     def post(self, path: str, body: dict[str, Any], *, what: str) -> Answer:
         """POST under the project; a 400 comes back as an Answer (its message says what GitLab refused)."""
-        return self._send("POST", path, json=body, what=what, refused_ok=True)
+        return self._send("POST", self._project + path, json.dumps(body).encode(), what=what, refused_ok=True)
 
     @staticmethod
     def quote(value: str) -> str:
@@ -57,34 +66,35 @@ class GitLabRest:
         return quote(value, safe="")
 
     def _send(
-        self,
-        method: str,
-        path: str,
-        *,
-        what: str,
-        missing_ok: bool = False,
+        self, method: str, target: str, body: bytes | None, *, what: str, missing_ok: bool = False,
         refused_ok: bool = False,
-        **kwargs: Any,
-    ) -> Answer:
-        import requests
-
-        url = self._project + path
-        self.requests += 1
-        try:
-            response = self._session.request(
-                method, url, timeout=self.connection.timeout, allow_redirects=False, **kwargs
-            )
-        except requests.exceptions.SSLError as err:
-            raise OperationalError(
-                f"{what}: TLS verification of {self.connection.url} failed ({root_cause(err)}); point "
-                "--ca-file or CI_SERVER_TLS_CA_FILE at its CA bundle"
-            ) from None
-        except requests.exceptions.RequestException as err:
-            raise RetryableError(
-                f"{what}: {self.connection.url} did not answer ({root_cause(err)})"
-            ) from None
-        log.debug("%s %s → %d", method, url, response.status_code)
-        answer = Answer(response.status_code, _json(response), dict(response.headers))
+    ) -> Answer:  # fmt: skip
+        headers = {**self._headers, **({"Content-Type": "application/json"} if body is not None else {})}
+        for attempt in (1, 2):
+            reused = self._http is not None
+            self.requests += 1
+            try:
+                connection = self._connection()
+                connection.request(method, target, body, headers)
+                response = connection.getresponse()
+                data = response.read()
+                break
+            except ssl.SSLCertVerificationError as err:
+                self._close()
+                raise OperationalError(
+                    f"{what}: TLS verification of {self.connection.url} failed ({err.verify_message}); point "
+                    "--ca-file or CI_SERVER_TLS_CA_FILE at its CA bundle"
+                ) from None
+            except (OSError, http.client.HTTPException) as err:
+                self._close()
+                # A kept-alive connection the server closed meanwhile fails at once: a GET may go again.
+                if method == "GET" and reused and attempt == 1:
+                    continue
+                raise RetryableError(
+                    f"{what}: {self.connection.url} did not answer ({err or type(err).__name__})"
+                ) from None
+        log.debug("%s %s → %d", method, target, response.status)
+        answer = Answer(response.status, _json(data), {k.title(): v for k, v in response.getheaders()})
         if (
             answer.status < 300
             or (missing_ok and answer.status == 404)
@@ -92,6 +102,33 @@ class GitLabRest:
         ):
             return answer
         raise self._error(answer, what)
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._http is None:
+            import urllib.request
+
+            timeout = self.connection.timeout
+            proxy = urllib.request.getproxies().get("https" if self._https else "http")
+            if proxy and urllib.request.proxy_bypass(self._host):
+                proxy = None
+            host, port = (
+                (urlsplit(proxy).hostname or "", urlsplit(proxy).port or 3128)
+                if proxy
+                else (self._host, self._port)
+            )
+            if self._https:
+                context = ssl.create_default_context(cafile=self.connection.ca_file)
+                self._http = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
+            else:
+                self._http = http.client.HTTPConnection(host, port, timeout=timeout)
+            if proxy:
+                self._http.set_tunnel(self._host, self._port)
+        return self._http
+
+    def _close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
 
     def _error(self, answer: Answer, what: str) -> Exception:
         c, status, message = self.connection, answer.status, message_of(answer.body)
@@ -123,9 +160,9 @@ class GitLabRest:
         return OperationalError(f"{what}: {c.url} answered {status} ({message})")
 
 
-def _json(response: Any) -> Any:
+def _json(data: bytes) -> Any:
     try:
-        return response.json()
+        return json.loads(data)
     except ValueError:
         return None
 

@@ -154,7 +154,11 @@ def create_commit(
         switch = "Switch to that branch in order to make changes"
         raise ApiError(400, {"message": f"A branch called '{branch}' already exists. {switch}"})
     files = {str(a.get("file_path")): _checked_action(repo, parent, a) for a in actions}
-    tree = repo.write_files(files, parent)
+    tree = repo.tree(parent)
+    for path, text in files.items():  # only the trees on each path are rewritten, as Gitaly does
+        tree = _with_file(
+            repo, tree, path.split("/"), repo.run("hash-object", "-w", "--stdin", stdin=text).stdout.strip()
+        )
     sha = _commit(repo, tree, parent, str(message), user, params)
     if faults.before_ref_update is not None:
         faults.before_ref_update()
@@ -188,6 +192,24 @@ def _checked_action(repo: GitRepo, parent: str, action: dict[str, Any]) -> str:
     if action.get("encoding") == "base64":
         return base64.b64decode(str(content)).decode()
     return str(content or "")
+
+
+def _with_file(repo: GitRepo, tree: str | None, parts: list[str], blob: str) -> str:
+    """`tree` with the file at `parts` set to `blob`: ls-tree and mktree of each directory on the way."""
+    entries: dict[str, str] = {}
+    if tree is not None:
+        for record in filter(None, repo.run("ls-tree", "-z", tree).stdout.split("\0")):
+            meta, name = record.split("\t", 1)
+            entries[name] = meta
+    name = parts[0]
+    if len(parts) == 1:
+        entries[name] = f"100644 blob {blob}"
+    else:
+        current = entries.get(name, "")
+        subtree = current.split()[2] if current.split()[1:2] == ["tree"] else None
+        entries[name] = f"040000 tree {_with_file(repo, subtree, parts[1:], blob)}"
+    listing = "".join(f"{meta}\t{entry}\0" for entry, meta in sorted(entries.items()))
+    return repo.run("mktree", "-z", stdin=listing).stdout.strip()
 
 
 def _file_has_changed(repo: GitRepo, branch_head: str, path: str, commit_id: str) -> bool:

@@ -1,0 +1,179 @@
+"""`gitops-ci deploy --transport api` (GitLab's Commits API) against `--transport git`, the plain-git
+floor and the seed job, on the big and the small repo, in one interleaved run; then 20 concurrent writers
+through each transport. The GitLab contract server (tests/servers/gitlab_api.py) serves the same bare repos
+as the git server, over TLS with keep-alive, so neither side is kinder: the API writes real commits into the
+repo the git server serves, and every deploy is checked on it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from bench_deploy import (
+    JOBS,
+    Context,
+    _check_landed,
+    _fresh_workdir,
+    _gitops_argv,
+    deploy_context,
+)
+from common import Report, Samples, fmt_s, fmt_samples, log, ratio, run
+from manifest_repo import BRANCH
+
+from servers.git_repos import commit_count
+from servers.gitlab_api import GitLabContractServer
+
+VARIANTS = ("seed", "floor-no-checkout", "gitops-ci git", "gitops-ci api")
+WRITERS = 20  # --quick: 10
+
+
+def run_benchmarks(quick: bool) -> list[Report]:
+    with deploy_context(quick) as ctx, GitLabContractServer(tls=ctx.tls) as gitlab:
+        gitlab.add_user("bench-bot")
+        gitlab.add_token(ctx.server.token, username="bench-bot", scopes=("api", "write_repository"))
+        for size, repo in ctx.repos.items():
+            gitlab.add_project(f"bench/{size}", repo)
+        return [sequential(ctx, gitlab, quick), concurrent(ctx, gitlab, quick)]
+
+
+def _api_argv(ctx: Context, gitlab: GitLabContractServer, size: str, app: str, tag: str) -> list[str]:
+    argv = _gitops_argv(ctx, size, app, tag)
+    url = argv.index("--repo-url") + 1
+    argv[url] = f"{gitlab.url}/bench/{size}.git"
+    return [*argv, "--transport", "api", "--branch", BRANCH]
+
+
+def _job(
+    ctx: Context, gitlab: GitLabContractServer, variant: str, size: str, app: str
+) -> tuple[float, int, int]:
+    """One deploy: seconds, peak RSS, and the requests it made to the server it wrote through."""
+    tag, workdir = ctx.new_tag(), _fresh_workdir(ctx)
+    calls, requests = len(gitlab.calls), len(ctx.server.requests)
+    try:
+        if variant == "gitops-ci api":
+            result = run(_api_argv(ctx, gitlab, size, app, tag), env=ctx.gitops_env(), cwd=workdir)
+            seconds, rss = result.seconds, result.max_rss_kib
+        else:
+            outcome = JOBS[{"gitops-ci git": "gitops-ci"}.get(variant, variant)](ctx, size, app, tag, workdir)
+            seconds, rss = outcome.seconds, outcome.max_rss_kib
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    _check_landed(ctx, size, app, tag)
+    made = len(gitlab.calls) - calls if variant == "gitops-ci api" else len(ctx.server.requests) - requests
+    return seconds, rss, made
+
+
+def sequential(ctx: Context, gitlab: GitLabContractServer, quick: bool) -> Report:
+    rounds, seed_rounds = (3, 1) if quick else (7, 2)
+    samples = {(v, s): Samples() for v in VARIANTS for s in ctx.specs}
+    made: dict[tuple[str, str], list[int]] = {key: [] for key in samples}
+    apps = itertools.count(11)
+    log(f"deploy-api: {rounds} interleaved rounds of {', '.join(VARIANTS)} on both repos")
+    for number in range(rounds):
+        order = VARIANTS[number % len(VARIANTS) :] + VARIANTS[: number % len(VARIANTS)]
+        for size in ctx.specs:
+            for variant in order:
+                if variant == "seed" and number >= seed_rounds:
+                    continue
+                app = ctx.specs[size].app((next(apps) * 41) % ctx.specs[size].apps)
+                seconds, rss, requests = _job(ctx, gitlab, variant, size, app)
+                samples[(variant, size)].add(seconds, rss)
+                made[(variant, size)].append(requests)
+    report = Report("deploy: --transport api vs --transport git vs the plain-git floor vs the seed job")
+    for variant in VARIANTS:
+        for size in ctx.specs:
+            requests = statistics.median(made[(variant, size)])
+            report.row(
+                f"{variant:<17} {size}", f"{fmt_samples(samples[(variant, size)])}, {requests:.0f} requests"
+            )
+
+    def med(variant: str, size: str) -> float:
+        return samples[(variant, size)].median
+
+    api_requests = max(made[("gitops-ci api", s)] for s in ctx.specs)
+    report.target("api requests per uncontended deploy (max)", max(api_requests), "<=", 3)
+    report.target(
+        "api / git (big)", ratio(med("gitops-ci api", "big"), med("gitops-ci git", "big")), "<=", 0.35
+    )
+    report.target(
+        "api big / small", ratio(med("gitops-ci api", "big"), med("gitops-ci api", "small")), "<=", 1.3
+    )
+    for size in ctx.specs:
+        report.target(
+            f"git / floor ({size})",
+            ratio(med("gitops-ci git", size), med("floor-no-checkout", size)),
+            "<=",
+            1.05,
+        )
+        report.row(
+            f"api / git ({size})", f"{ratio(med('gitops-ci api', size), med('gitops-ci git', size)):.2f}"
+        )
+        report.row(
+            f"api / floor ({size})",
+            f"{ratio(med('gitops-ci api', size), med('floor-no-checkout', size)):.2f}",
+        )
+    report.data = {f"{v}/{s}": {**samples[(v, s)].summary(), "requests": made[(v, s)]} for v, s in samples}
+    return report
+
+
+def concurrent(ctx: Context, gitlab: GitLabContractServer, quick: bool) -> Report:
+    count, size = (WRITERS // 2 if quick else WRITERS), "big"
+    spec = ctx.specs[size]
+    report = Report(f"deploy: {count} concurrent writers of distinct apps, each transport (big repo)")
+    first = itertools.count(2000, count)
+    for transport in ("api", "git"):
+        serial = _batch(
+            ctx, gitlab, transport, [spec.app((next(first) + i) % spec.apps) for i in range(count)], False
+        )
+        at_once = _batch(
+            ctx, gitlab, transport, [spec.app((next(first) + i) % spec.apps) for i in range(count)], True
+        )
+        report.row(f"{transport}: {count} one after another", fmt_s(serial[0]))
+        report.row(
+            f"{transport}: {count} at once",
+            f"{fmt_s(at_once[0])}, {at_once[1] / count:.1f} requests per deploy",
+        )
+        report.target(
+            f"{transport}: concurrent / serial",
+            ratio(at_once[0], serial[0]),
+            "<=",
+            1.5 if transport == "api" else 2.0,
+        )
+        if transport == "api":
+            report.target("api: requests per concurrent deploy (mean)", at_once[1] / count, "<=", 4)
+        report.data[transport] = {"serial_s": serial[0], "concurrent_s": at_once[0], "requests": at_once[1]}
+    return report
+
+
+def _batch(
+    ctx: Context, gitlab: GitLabContractServer, transport: str, apps: list[str], parallel: bool
+) -> tuple[float, int]:
+    repo = ctx.repos["big"]
+    before, calls, requests = commit_count(repo, BRANCH), len(gitlab.calls), len(ctx.server.requests)
+    tags = {app: ctx.new_tag() for app in apps}
+    workdir = _fresh_workdir(ctx)
+    env = ctx.gitops_env()
+
+    def one(app: str) -> int:
+        argv = (
+            _api_argv(ctx, gitlab, "big", app, tags[app])
+            if transport == "api"
+            else _gitops_argv(ctx, "big", app, tags[app])
+        )
+        return run(argv, env=env, cwd=workdir, check=False).code
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=len(apps) if parallel else 1) as pool:
+        codes = list(pool.map(one, apps))
+    seconds = time.perf_counter() - start
+    shutil.rmtree(workdir, ignore_errors=True)
+    if codes != [0] * len(apps) or commit_count(repo, BRANCH) - before != len(apps):
+        raise RuntimeError(f"{transport}: {codes.count(0)} of {len(apps)} deploys landed, exit codes {codes}")
+    for app in apps:
+        _check_landed(ctx, "big", app, tags[app])
+    made = len(gitlab.calls) - calls if transport == "api" else len(ctx.server.requests) - requests
+    return seconds, made
