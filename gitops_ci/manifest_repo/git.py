@@ -46,6 +46,7 @@ class GitManifestRepo:
         self.branch = branch
         self._signer = signer
         self._base = ""
+        self._checked_out = ""  # the commit HEAD is at, as this object moved it (saves a rev-parse per step)
 
     @property
     def root(self) -> Path:
@@ -84,7 +85,7 @@ class GitManifestRepo:
         repo = git.Repo(str(directory))
         clone = cls(repo, remote, branch or repo.active_branch.name, signer)
         try:
-            clone._base = clone._head()
+            clone._base = clone._checked_out = clone._head()
         except GitError:
             raise ConfigurationError(
                 f"{remote.url} has no commits yet; push the manifests (kustomize/<app>/overlays/<env>) first"
@@ -111,8 +112,9 @@ class GitManifestRepo:
         return Listing(files, tuple(p.name for p in children if p.is_dir() and not p.is_symlink()))
 
     def commit(self, files: Mapping[str, str], message: str, author: Identity, committer: Identity) -> str:
-        if self._head() != self._base:
+        if self._checked_out != self._base:
             self._git("checkout", "-q", "-f", "--detach", self._base)
+            self._checked_out = self._base
         write_files({writable_file(self.root, path): text for path, text in files.items()})
         env = {
             "GIT_AUTHOR_NAME": author.name,
@@ -127,7 +129,8 @@ class GitManifestRepo:
         self._git(
             "commit", "-q", "--include", "--no-verify", sign, "-m", message, "--", *files, extra_env=env
         )
-        return self._head()
+        self._checked_out = self._head()
+        return self._checked_out
 
     def publish(self, commit: str, branch: str, *, lease: str | None = None) -> str:
         args = ["push", "--porcelain", "--no-verify", "origin", f"{commit}:refs/heads/{branch}"]
@@ -148,7 +151,7 @@ class GitManifestRepo:
         self._git("fetch", "--filter=blob:none", "--no-tags", "origin", f"+refs/heads/{self.branch}:{ref}",
                   action="fetch")  # fmt: skip
         self._git("reset", "--hard", "-q", ref)
-        self._base = self._head()
+        self._base = self._checked_out = self._head()
         return self._base
 
     def contains(self, ancestor: str, descendant: str) -> bool:
