@@ -115,7 +115,11 @@ class GitManifestRepo:
         if self._checked_out != self._base:
             self._git("checkout", "-q", "-f", "--detach", self._base)
             self._checked_out = self._base
-        write_files({writable_file(self.root, path): text for path, text in files.items()})
+        targets = {path: writable_file(self.root, path) for path in files}
+        new = [path for path, target in targets.items() if not target.exists()]
+        write_files({targets[path]: text for path, text in files.items()})
+        if new:  # onboarding creates files; --include below stages only files git already tracks
+            self._git("add", "--sparse", "--", *new)
         env = {
             "GIT_AUTHOR_NAME": author.name,
             "GIT_AUTHOR_EMAIL": author.email,
@@ -125,7 +129,6 @@ class GitManifestRepo:
         }
         # --include stages the paths into the sparse index and commits it; the default (--only) would build
         # a temporary full index of every path in the repo instead: 5x slower with thousands of apps.
-        self._git("add", "--sparse", "--", *files)  # new files too (onboarding writes them)
         sign = "--gpg-sign" if self._signer else "--no-gpg-sign"
         self._git(
             "commit", "-q", "--include", "--no-verify", sign, "-m", message, "--", *files, extra_env=env
