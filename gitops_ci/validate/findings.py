@@ -37,6 +37,9 @@ OVERLAY_DUPLICATES_BASE = "layout/overlay-duplicates-base"
 DUPLICATED_IN_OVERLAYS = "layout/duplicated-in-overlays"
 UNUSED_COMPONENT = "layout/unused-component"
 ARGOCD_NAME_COLLISION = "argocd/app-name-collision"
+MISSING_APPLICATION = "layout/missing-application"
+ORPHAN_APPLICATION = "layout/orphan-application"
+WRONG_PROJECT = "layout/wrong-cluster"
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from gitops_ci.validate.layout import (
     unused_components,
 )
 from gitops_ci.validate.objects import Document, ManifestFiles, check_rendered, scan_repo_secrets
+from gitops_ci.validate.onboarding import layout_rules
 from gitops_ci.validate.repo import RepoLayout, discover
 from gitops_ci.validate.schema import SchemaChecker
 
@@ -147,6 +148,7 @@ def _repo_rules(files: ManifestFiles, rendered_apps: list[tuple[str, str, Docume
         + redundant_patches(files)
         + unused_components(layout)
         + argocd_collisions(apps)
+        + layout_rules(files)
         + [
             Finding(Severity.ERROR, YAML_REFUSED, path, f"not read or built: {reason}")
             for path, reason in sorted(files.refused.items())

@@ -226,3 +226,34 @@ def test_onboarding_through_gitlabs_api(gitlab_api: GitLabContractServer, gitops
         == 0
     )
     assert commit_count(bare, "main") == 3
+
+
+def test_validate_checks_the_layout_init_made(
+    run: Run, gitops: CliRunner, empty: Path, tmp_path: Path
+) -> None:
+    assert run("init", *CLUSTERS, *ENVS).code == 0
+    assert (
+        run(
+            "new-app", "--app", "web", "--env", "dev", "--env", "staging", "--env", "prod", "--image", IMAGE
+        ).code
+        == 0
+    )
+    checkout = files_of(empty, tmp_path)
+    assert gitops("validate", str(checkout)).code == 0
+    apps = checkout / "clusters/dev-cluster/apps"
+    (checkout / "clusters/prod-cluster/apps/prod-web.yaml").unlink()  # an overlay no cluster runs
+    (apps / "dev-web.yaml").write_text(
+        (apps / "dev-web.yaml").read_text().replace("project: dev-cluster", "project: default")
+    )
+    orphan = (apps / "staging-web.yaml").read_text().replace("overlays/staging", "overlays/gone")
+    (apps / "old-web.yaml").write_text(orphan.replace("name: staging-web", "name: old-web"))
+    result = gitops("validate", str(checkout), "--format", "json")
+    assert result.code == 1
+    rules = sorted(
+        (f["rule"], f["file"]) for f in json.loads(result.out)["findings"] if f["rule"].startswith("layout/")
+    )
+    assert rules == [
+        ("layout/missing-application", "kustomize/web/overlays/prod/kustomization.yaml"),
+        ("layout/orphan-application", "clusters/dev-cluster/apps/old-web.yaml"),
+        ("layout/wrong-cluster", "clusters/dev-cluster/apps/dev-web.yaml"),
+    ]

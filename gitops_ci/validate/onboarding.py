@@ -1,0 +1,107 @@
+"""Rules for a repo laid out by `gitops-ci init` (it has gitops-ci.yaml): every overlay of an environment has
+the object that makes its cluster run it, every such object points at an overlay of this repo, and Argo CD
+Applications stay on their cluster (its AppProject and API server)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from gitops_ci.errors import GitopsCiError
+from gitops_ci.onboard.conventions import SETTINGS_FILE, Conventions, parse_conventions
+from gitops_ci.validate.findings import (
+    KUSTOMIZATION_INVALID,
+    MISSING_APPLICATION,
+    ORPHAN_APPLICATION,
+    WRONG_PROJECT,
+    Finding,
+    Severity,
+)
+from gitops_ci.validate.objects import ManifestFiles
+
+
+@dataclass(frozen=True)
+class _Child:
+    cluster: str
+    file: str
+    name: str
+    path: str
+    project: str | None  # Argo CD only
+    server: str | None
+
+
+def layout_rules(files: ManifestFiles) -> list[Finding]:
+    if SETTINGS_FILE not in files.layout.files:
+        return []
+    try:
+        conventions = parse_conventions(files.text(SETTINGS_FILE))
+    except GitopsCiError as err:
+        return [Finding(Severity.ERROR, KUSTOMIZATION_INVALID, SETTINGS_FILE, str(err))]
+    children = _children(files, conventions)
+    return _missing(files, conventions, children) + _misplaced(files, conventions, children)
+
+
+def _children(files: ManifestFiles, conventions: Conventions) -> list[_Child]:
+    found = []
+    for cluster in conventions.clusters:
+        prefix = f"clusters/{cluster.name}/apps/"
+        for path in sorted(f for f in files.layout.files if f.startswith(prefix) and f.endswith(".yaml")):
+            found += [child for doc in files.documents(path) if (child := _child(cluster.name, path, doc))]
+    return found
+
+
+def _child(cluster: str, path: str, doc: dict[str, Any]) -> _Child | None:
+    spec = doc.get("spec") if isinstance(doc.get("spec"), dict) else {}
+    metadata = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+    name, api = str((metadata or {}).get("name", "")), str(doc.get("apiVersion", ""))
+    spec = spec or {}
+    if doc.get("kind") == "Application" and api.startswith("argoproj.io/"):
+        source, destination = spec.get("source") or {}, spec.get("destination") or {}
+        project, server = str(spec.get("project", "")), str(destination.get("server", ""))
+        return _Child(cluster, path, name, str(source.get("path", "")), project, server)
+    if doc.get("kind") == "Kustomization" and api.startswith("kustomize.toolkit.fluxcd.io/"):
+        return _Child(cluster, path, name, str(spec.get("path", "")).removeprefix("./"), None, None)
+    return None
+
+
+def _missing(files: ManifestFiles, conventions: Conventions, children: list[_Child]) -> list[Finding]:
+    template = re.escape(conventions.path_template)
+    pattern = template.replace(r"\{app\}", "(?P<app>[^/]+)").replace(r"\{env\}", "(?P<env>[^/]+)")
+    envs = {e.name for e in conventions.environments}
+    out = []
+    for overlay in files.layout.overlays:
+        match = re.fullmatch(pattern, overlay)
+        if match is None or match["env"] not in envs:
+            continue
+        app, env = match["app"], match["env"]
+        cluster = conventions.cluster_of(env).name
+        if any(c.cluster == cluster and c.path == overlay for c in children):
+            continue
+        name = conventions.app_name(app, env)
+        message = (
+            f"no object in clusters/{cluster}/apps/ runs this overlay: add {name}.yaml "
+            f"(gitops-ci new-app --app {app} --env {env} --update)"
+        )
+        file = files.layout.kustomizations[overlay].file
+        out.append(Finding(Severity.ERROR, MISSING_APPLICATION, file, message, overlay=overlay))
+    return out
+
+
+def _misplaced(files: ManifestFiles, conventions: Conventions, children: list[_Child]) -> list[Finding]:
+    servers = {c.name: c.server for c in conventions.clusters}
+    out = []
+    for child in children:
+        if child.path not in files.layout.kustomizations:
+            message = f"{child.name} points at {child.path or 'nothing'}, which is no overlay of this repo"
+            out.append(
+                Finding(Severity.ERROR, ORPHAN_APPLICATION, child.file, message + "; remove or fix it")
+            )
+        server = servers[child.cluster]
+        if child.project is not None and (child.project != child.cluster or child.server != server):
+            message = (
+                f"{child.name} must use project {child.cluster} and server {server} (it has "
+                f"{child.project or 'no project'} and {child.server or 'no server'})"
+            )
+            out.append(Finding(Severity.ERROR, WRONG_PROJECT, child.file, message))
+    return out
