@@ -17,12 +17,19 @@ from gitops_ci.manifest_repo.port import ManifestRepo
 from gitops_ci.retry import SYSTEM_CLOCK, Clock
 from gitops_ci.targets.argocd import DEFAULT_APP_NAME_TEMPLATE
 from gitops_ci.targets.kube import KubeSettings
+from gitops_ci.targets.target import WAIT_KINDS, TargetKind, choose, preferred
 
 if TYPE_CHECKING:  # sync and wait are imported when a deploy asks for them, not on every deploy
     from gitops_ci.targets.sync import SyncResult
     from gitops_ci.targets.wait import WaitResult
 
 log = logs.get_logger(__name__)
+_SYNC_FIELDS = {
+    "argocd-webhook": "argocd_webhook",
+    "argocd-server": "argocd_server",
+    "flux-receiver": "flux_receiver",
+    "flux-kustomization": "flux_kustomizations",
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,17 +49,22 @@ class FollowUpSettings:
     timeout_seconds: float = 600.0
     interval_seconds: float = 5.0
 
+    def given(self) -> dict[TargetKind, object]:
+        return {
+            "argocd-webhook": self.argocd_webhook,
+            "argocd-server": self.argocd_server,
+            "argocd-kube": self.argocd_kube,
+            "flux-receiver": self.flux_receiver,
+            "flux-kustomization": self.flux_kustomizations,
+        }
+
     def __post_init__(self) -> None:
-        targets = [self.argocd_webhook, self.argocd_server, self.flux_receiver, self.flux_kustomizations]
-        if self.sync and sum(bool(t) for t in targets) == 0:
+        if self.sync and preferred(self.given()) is None:
             raise ConfigurationError(
                 "--sync needs --argocd-webhook, --argocd-server, --flux-receiver or --flux-kustomization"
             )
-        sources = [bool(self.argocd_server), self.argocd_kube, bool(self.flux_kustomizations)]
-        if self.wait and sum(sources) != 1:
-            raise ConfigurationError(
-                "--wait reads the status from one of --argocd-server, --argocd-kube or --flux-kustomization"
-            )
+        if self.wait:
+            choose(self.given(), WAIT_KINDS, "--wait reads the status from one of")
 
 
 @dataclass(frozen=True)
@@ -142,14 +154,12 @@ def wait_step(repo: ManifestRepo, follow: FollowUp, revision: str) -> WaitResult
 
 
 def _sync_target(settings: FollowUpSettings) -> dict[str, Any]:
-    """One sync target: a webhook when given (cheapest, needs no token), else the API, else kubernetes."""
-    if settings.argocd_webhook:
-        return {"argocd_webhook": settings.argocd_webhook}
-    if settings.flux_receiver:
-        return {"flux_receiver": settings.flux_receiver}
-    if settings.argocd_server:
-        return {"argocd_server": settings.argocd_server}
-    return {"flux_kustomizations": settings.flux_kustomizations}
+    """One sync target, the cheapest given (a webhook needs no token)."""
+    target = preferred(settings.given())
+    assert target is not None  # checked by FollowUpSettings
+    return {
+        target.kind.replace("-", "_") + ("s" if target.kind == "flux-kustomization" else ""): target.value
+    }
 
 
 def _revision(repo: ManifestRepo, result: DeployResult) -> str | None:

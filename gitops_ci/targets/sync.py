@@ -32,11 +32,11 @@ from gitops_ci.targets.kube import (
     parse_object_ref,
 )
 from gitops_ci.targets.push_hook import changed_overlay_files, push_hook_payload
+from gitops_ci.targets.target import SYNC_KINDS, Target, TargetKind, choose
 
 log = logs.get_logger(__name__)
 T = TypeVar("T")
 _SHA = re.compile(r"[0-9a-fA-F]{7,64}")
-_TARGETS = ("--argocd-webhook", "--argocd-server", "--flux-receiver", "--flux-kustomization")
 
 
 def check_revision(value: str | None, option: str = "--revision") -> str | None:
@@ -92,13 +92,18 @@ class SyncSettings:
     webhook_secret: str | None = field(default_factory=from_env(argocd.WEBHOOK_SECRET_VARIABLE), repr=False)
     argocd_token: str | None = field(default_factory=from_env(argocd.TOKEN_VARIABLE), repr=False)
 
+    @property
+    def target(self) -> Target:
+        given: dict[TargetKind, object] = {
+            "argocd-webhook": self.argocd_webhook,
+            "argocd-server": self.argocd_server,
+            "flux-receiver": self.flux_receiver,
+            "flux-kustomization": self.flux_kustomizations,
+        }
+        return choose(given, SYNC_KINDS, "choose one sync target of")
+
     def __post_init__(self) -> None:
-        values = (self.argocd_webhook, self.argocd_server, self.flux_receiver, self.flux_kustomizations)
-        chosen = [option for option, value in zip(_TARGETS, values, strict=True) if value]
-        if len(chosen) != 1:
-            raise ConfigurationError(
-                f"choose one sync target of {', '.join(_TARGETS)} (got {', '.join(chosen) or 'none'})"
-            )
+        self.target  # noqa: B018 - exactly one target, or bad input
         check_revision(self.revision)
         check_revision(self.before, "--before")
         required = (("--repo-url", self.repo_url), ("--branch", self.branch), ("--revision", self.revision))
@@ -133,20 +138,26 @@ def sync(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> SyncResult:
-    if settings.argocd_webhook or settings.flux_receiver:
+    kind = settings.target.kind
+    if kind in ("argocd-webhook", "flux-receiver"):
         actions = [_webhook(settings)]
-    elif settings.argocd_server:
-        api = ArgoCDApi(
-            settings.argocd_server,
-            settings.argocd_token,
-            ca_file=settings.ca_file,
-            timeout=settings.request_timeout_seconds,
-        )
-        names = app_names(settings.app_name_template, settings.app, settings.environments)
-        actions = [_argocd_sync(settings, api, name) for name in names]
+    elif kind == "argocd-server":
+        actions = _argocd_syncs(settings)
     else:
         actions = _flux_reconcile(settings, KubeClient(settings.kube), clock, sleep)
     return SyncResult(settings.dry_run, settings.revision, tuple(actions))
+
+
+def _argocd_syncs(settings: SyncSettings) -> list[SyncAction]:
+    assert settings.argocd_server
+    api = ArgoCDApi(
+        settings.argocd_server,
+        settings.argocd_token,
+        ca_file=settings.ca_file,
+        timeout=settings.request_timeout_seconds,
+    )
+    names = app_names(settings.app_name_template, settings.app, settings.environments)
+    return [_argocd_sync(settings, api, name) for name in names]
 
 
 def _retrying(settings: SyncSettings, step: Callable[[], T], what: str) -> T:

@@ -26,6 +26,7 @@ from gitops_ci.targets.kube import (
     parse_object_ref,
 )
 from gitops_ci.targets.sync import app_names, check_revision, from_env
+from gitops_ci.targets.target import WAIT_KINDS, Target, TargetKind, choose
 from gitops_ci.targets.wait_status import (
     ContainsCheck,
     TargetStatus,
@@ -56,12 +57,17 @@ class WaitSettings:
     kube: KubeSettings = field(default_factory=KubeSettings)
     argocd_token: str | None = field(default_factory=from_env(argocd.TOKEN_VARIABLE), repr=False)
 
+    @property
+    def target(self) -> Target:
+        given: dict[TargetKind, object] = {
+            "argocd-server": self.argocd_server,
+            "argocd-kube": self.argocd_kube,
+            "flux-kustomization": self.flux_kustomizations,
+        }
+        return choose(given, WAIT_KINDS, "choose where to read the status: one of")
+
     def __post_init__(self) -> None:
-        sources = [bool(self.argocd_server), self.argocd_kube, bool(self.flux_kustomizations)]
-        if sum(sources) != 1:
-            raise ConfigurationError(
-                "choose where to read the status: --argocd-server, --argocd-kube or --flux-kustomization"
-            )
+        self.target  # noqa: B018 - exactly one status source, or bad input
         if not self.revision:
             raise ConfigurationError("no revision: pass --revision or set GITOPS_COMMIT_SHA")
         check_revision(self.revision)
@@ -166,12 +172,13 @@ def poll_until_ready(
 
 def _observers(settings: WaitSettings) -> dict[str, Observer]:
     wanted, contains = settings.revision, _cached(settings.contains)
-    if settings.flux_kustomizations:
+    if settings.target.kind == "flux-kustomization":
         client = KubeClient(settings.kube)
         refs = [parse_object_ref(r, "--flux-kustomization") for r in settings.flux_kustomizations]
         return {f"{ns}/{name}": _flux_observer(client, ns, name, wanted, contains) for ns, name in refs}
     names = app_names(settings.app_name_template, settings.app, settings.environments)
-    if settings.argocd_server:
+    if settings.target.kind == "argocd-server":
+        assert settings.argocd_server
         api = ArgoCDApi(
             settings.argocd_server,
             settings.argocd_token,
