@@ -146,14 +146,17 @@ def create_commit(
     repo, branch = project.repo, str(branch)
     start = str(params.get("start_branch") or branch)
     force = as_bool(params.get("force"))
-    target_sha = repo.branch_sha(branch)  # Repository#commit_files: the CAS's expected old value
-    parent = repo.branch_sha(start)
-    if parent is None:
+    checked_on = repo.branch_sha(start)  # Files::MultiService's checks run on the head Rails sees first
+    if checked_on is None:
         raise ApiError(400, {"message": "You can only create or edit files when you are on a branch"})
-    if start != branch and target_sha is not None and not force:
+    if start != branch and repo.branch_sha(branch) is not None and not force:
         switch = "Switch to that branch in order to make changes"
         raise ApiError(400, {"message": f"A branch called '{branch}' already exists. {switch}"})
-    files = {str(a.get("file_path")): _checked_action(repo, parent, a) for a in actions}
+    files = {str(a.get("file_path")): _checked_action(repo, checked_on, a) for a in actions}
+    # Repository#commit_files reads the branch (target_sha, the compare-and-swap's old value) just before the
+    # Gitaly call, which resolves the parent itself: a move in between makes the swap fail.
+    target_sha = repo.branch_sha(branch)
+    parent = repo.branch_sha(start) or checked_on
     tree = repo.tree(parent)
     for path, text in files.items():  # only the trees on each path are rewritten, as Gitaly does
         tree = _with_file(
