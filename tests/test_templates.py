@@ -25,7 +25,7 @@ import gitops_ci
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "templates"
-COMPONENTS = ("deploy", "promote", "review")
+COMPONENTS = ("deploy", "promote", "review", "onboard")
 DEPLOYING = ("deploy", "promote")
 SECRETS = (
     "GITOPS_TOKEN",
@@ -353,7 +353,7 @@ def test_every_command_the_components_run_is_registered() -> None:
         for job in jobs_of(name).values()
         for command, _ in gitops_invocations(script_text(job))
     }
-    assert used == {"deploy", "sync", "wait", "promote", "validate", "review"}
+    assert used == {"deploy", "sync", "wait", "promote", "validate", "review", "new-app"}
     assert used <= set(cli_commands()), "add them to LazyGroup.commands_by_name in gitops_ci/cli/app.py"
 
 

@@ -42,7 +42,7 @@ def open_merge_requests(repo: ManifestRepo, change: Change, clock: Clock = SYSTE
     settings = change.settings
     targets = change.planner(repo)
     base = repo.base()
-    client = None if settings.dry_run else _client(settings)
+    client = None if settings.dry_run else gitlab_client_for(settings)
     results: list[MergeRequestResult] = []
     changes: list[EnvironmentChange] = []
     for target in targets:
@@ -64,7 +64,7 @@ def open_merge_requests(repo: ManifestRepo, change: Change, clock: Clock = SYSTE
                         base_commit=base, changes=tuple(changes), merge_requests=tuple(results))  # fmt: skip
 
 
-def _client(settings: RepoSettings) -> GitLabClient:
+def gitlab_client_for(settings: RepoSettings) -> GitLabClient:
     credentials = resolve_credentials()
     return GitLabClient(
         connection_for(

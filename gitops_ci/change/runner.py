@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from gitops_ci import logs
 from gitops_ci.change import steps
-from gitops_ci.change.model import Change, ChangeStatus, DeployResult, EnvironmentChange
+from gitops_ci.change.model import Change, ChangeStatus, DeployResult, EnvironmentChange, MergeRequestResult
 from gitops_ci.change.settings import RepoSettings, with_trailers
 from gitops_ci.errors import ConfigurationError, GitopsCiError, OperationalError
 from gitops_ci.manifest_repo.port import ManifestRepo
@@ -133,6 +133,7 @@ class FilesResult:
     base_commit: str
     files: tuple[str, ...]
     attempts: int = 1
+    merge_request: MergeRequestResult | None = None
 
 
 def land_files(

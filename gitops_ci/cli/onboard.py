@@ -90,12 +90,17 @@ def _pair(value: str, option: str) -> tuple[str, str]:
 
 
 def _report(outcome: OnboardResult, output_format: str) -> None:
-    result = outcome.result
+    result, mr = outcome.result, outcome.result.merge_request
+    proposal = None if mr is None else {"action": mr.action, "iid": mr.iid, "web_url": mr.web_url,
+                                         "source_branch": mr.source_branch}  # fmt: skip
     if output_format == "json":
-        emit(to_json({"status": result.status, "commit": result.commit, "branch": result.branch,
-                      "files": list(result.files), "apply": list(outcome.apply_commands)}))  # fmt: skip
+        data = {"status": result.status, "commit": result.commit, "branch": result.branch,
+                "files": list(result.files), "apply": list(outcome.apply_commands)}  # fmt: skip
+        emit(to_json({**data, "merge_request": proposal}))
         return
     lines = [f"{result.status} {result.commit or result.base_commit} on {result.branch} of {result.repo_url}"]
+    if mr is not None:
+        lines.append(f"merge request !{mr.iid} {mr.action}: {mr.web_url}")
     lines += [f"  {path}" for path in result.files]
     if outcome.apply_commands:
         lines += ["Apply once per cluster, by hand (everything else comes from the repo):"]

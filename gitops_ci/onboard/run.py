@@ -71,8 +71,6 @@ class OnboardResult:
 
 
 def init(settings: InitSettings, clock: Clock = SYSTEM_CLOCK) -> OnboardResult:
-    if settings.repo.mode != "push":
-        raise ConfigurationError("init writes one commit: --mode merge-request is not supported for it yet")
     settings.conventions("main")  # bad input fails before any clone
 
     def plan(repo: ManifestRepo) -> dict[str, str]:
@@ -91,17 +89,12 @@ def init(settings: InitSettings, clock: Clock = SYSTEM_CLOCK) -> OnboardResult:
         return {path: text for path, text in files.items() if repo.read(path) is None}
 
     clusters = ", ".join(c.name for c in settings.clusters)
-    result = _write(
-        settings.repo, ("clusters", ".gitlab"), plan, f"gitops-ci init: clusters {clusters}", clock
-    )
+    message = f"gitops-ci init: clusters {clusters}"
+    result = _write(settings.repo, ("clusters", ".gitlab"), plan, message, "gitops/init", clock)
     return OnboardResult(result, _apply_commands(settings))
 
 
 def new_app(settings: NewAppSettings, clock: Clock = SYSTEM_CLOCK) -> OnboardResult:
-    if settings.repo.mode != "push":
-        raise ConfigurationError(
-            "new-app writes one commit: --mode merge-request is not supported for it yet"
-        )
     (image,) = image_updates(settings.app, [settings.image])
 
     def plan(repo: ManifestRepo) -> dict[str, str]:
@@ -126,18 +119,28 @@ def new_app(settings: NewAppSettings, clock: Clock = SYSTEM_CLOCK) -> OnboardRes
 
     app_dir = _base_of("kustomize/{app}/overlays/{env}", settings.app).rsplit("/", 1)[0]
     message = f"gitops-ci new-app {settings.app}: {', '.join(settings.environments)}"
-    return OnboardResult(_write(settings.repo, ("clusters", app_dir), plan, message, clock))
+    source = f"gitops/new-app/{settings.app}"
+    return OnboardResult(_write(settings.repo, ("clusters", app_dir), plan, message, source, clock))
 
 
 def _write(
-    repo_settings: RepoSettings, sparse: tuple[str, ...], plan: FilesPlanner, message: str, clock: Clock
+    repo_settings: RepoSettings,
+    sparse: tuple[str, ...],
+    plan: FilesPlanner,
+    message: str,
+    source_branch: str,
+    clock: Clock,
 ) -> FilesResult:
+    """One commit on the branch, or (--mode merge-request) one merge request from `source_branch`."""
+    from gitops_ci.change.files_merge_request import propose_files
     from gitops_ci.manifest_repo.open import open_repo
 
     with (
         workspace(repo_settings.workdir) as directory,
         open_repo(repo_settings, sparse, directory, clock) as repo,
     ):
+        if repo_settings.mode == "merge-request":
+            return propose_files(repo, plan, message, repo_settings, source_branch)
         return land_files(repo, plan, message, repo_settings, clock)
 
 

@@ -237,6 +237,57 @@ def test_promote_component_is_a_manual_job_that_opens_a_merge_request(
     assert git_server.token not in result.stdout + result.stderr
 
 
+ONBOARD_JOB = "gitops-onboard"
+
+
+def test_onboard_component_is_a_manual_job_that_proposes_the_app(
+    gcl: GitlabCiLocal,
+    consumer: Consumer,
+    git_server: GitHttpServer,
+    gitlab_api: GitLabContractServer,
+    gitlab_manifests: Path,
+) -> None:
+    from gitops_ci.onboard.conventions import Cluster, Conventions, Environment, render_conventions
+
+    conventions = Conventions(
+        repo_url=git_server.url_for(f"{MANIFESTS}.git"),
+        branch="main",
+        clusters=(
+            Cluster("dev-cluster", "https://dev.k8s.example.com"),
+            Cluster("prod-cluster", "https://prod.k8s.example.com"),
+        ),
+        environments=(Environment("dev", "dev-cluster"), Environment("prod", "prod-cluster")),
+    )
+    commit_files(
+        gitlab_manifests, "main", {"gitops-ci.yaml": render_conventions(conventions)}, "gitops-ci init"
+    )
+    main = rev_parse(gitlab_manifests, "main")
+    project = consumer("onboard")
+    variables = git_server_variables(git_server)
+    env = job_env(GITOPS_TOKEN=git_server.token, GITOPS_GITLAB_URL=gitlab_api.url)
+
+    offered = gcl.run(project, variables=variables, env=env, timeout=180)
+    assert offered.returncode == 0, explain(offered)  # nobody onboarded: nothing happened, nothing blocked
+    assert gitlab_api.merge_requests(MANIFESTS) == []
+
+    result = gcl.run(project, "--manual", ONBOARD_JOB, variables=variables, env=env, timeout=180)
+
+    assert result.returncode == 0, explain(result)
+    assert passed_jobs(result) == [ONBOARD_JOB] and rev_parse(gitlab_manifests, "main") == main
+    (mr,) = gitlab_api.merge_requests(MANIFESTS)
+    assert (
+        mr["source_branch"] == "gitops/new-app/checkout"
+        and mr["title"] == "gitops-ci new-app checkout: dev, prod"
+    )
+    base = read_blob(gitlab_manifests, "gitops/new-app/checkout", "kustomize/checkout/base/deployment.yaml")
+    assert "containerPort: 9090" in base
+    child = read_blob(
+        gitlab_manifests, "gitops/new-app/checkout", "clusters/prod-cluster/apps/prod-checkout.yaml"
+    )
+    assert "project: prod-cluster" in child
+    assert git_server.token not in result.stdout + result.stderr
+
+
 def test_deploy_component_tells_argo_cd_and_waits_for_the_rollout(
     gcl: GitlabCiLocal, consumer: Consumer, git_server: GitHttpServer, manifest_repo: Path
 ) -> None:

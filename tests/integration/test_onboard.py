@@ -257,3 +257,35 @@ def test_validate_checks_the_layout_init_made(
         ("layout/orphan-application", "clusters/dev-cluster/apps/old-web.yaml"),
         ("layout/wrong-cluster", "clusters/dev-cluster/apps/dev-web.yaml"),
     ]
+
+
+def test_new_app_as_a_merge_request(
+    git_server: GitHttpServer,
+    gitlab_api: GitLabContractServer,
+    gitops: CliRunner,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bare = make_bare_repo(git_server.root, "group/manifests.git", {"README.md": "# manifests\n"})
+    gitlab_api.add_user("ci-bot")
+    gitlab_api.add_token(git_server.token, username="ci-bot", scopes=("api", "write_repository"))
+    gitlab_api.add_project("group/manifests", bare)
+    monkeypatch.setenv("GITOPS_TOKEN", git_server.token)
+    common = ("--repo-url", git_server.url_for("group/manifests.git"), "--ca-file", git_server.ca_file,
+              "--gitlab-url", gitlab_api.url, "--format", "json")  # fmt: skip
+    assert gitops("init", *common, *CLUSTERS, *ENVS).code == 0
+    main = rev_parse(bare, "main")
+    args = ("new-app", *common, "--app", "web", "--env", "dev", "--image", IMAGE, "--mode", "merge-request")
+    proposed = gitops(*args)
+    assert proposed.code == 0, proposed.err
+    mr = json.loads(proposed.out)["merge_request"]
+    assert mr["action"] == "created" and mr["source_branch"] == "gitops/new-app/web"
+    assert rev_parse(bare, "main") == main and rev_parse(bare, "gitops/new-app/web~1") == main
+    assert "newTag: 1.0.0" in read_blob(bare, "gitops/new-app/web", overlay("web", "dev"))
+    (listed,) = gitlab_api.merge_requests("group/manifests")
+    assert (
+        listed["title"] == "gitops-ci new-app web: dev"
+        and "`kustomize/web/base/kustomization.yaml`" in listed["description"]
+    )
+    again = gitops(*args)
+    assert again.code == 0 and json.loads(again.out)["merge_request"]["action"] == "unchanged"
+    assert rev_parse(bare, "gitops/new-app/web~1") == main
