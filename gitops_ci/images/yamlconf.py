@@ -7,6 +7,7 @@ be read back as a string.
 
 from __future__ import annotations
 
+import threading
 from functools import cache
 from typing import Any
 
@@ -24,8 +25,18 @@ NULL_TAG = "tag:yaml.org,2002:null"
 _PLAIN_FORBIDDEN_FIRST = set("-?:,[]{}#&*!|>'\"%@`")
 
 
-@cache
+_local = threading.local()
+
+
 def _yaml() -> YAML:
+    """One parser per thread: a ruamel YAML object keeps parser state, and threads sharing one corrupt it."""
+    yaml: YAML | None = getattr(_local, "yaml", None)
+    if yaml is None:
+        yaml = _local.yaml = _new_yaml()
+    return yaml
+
+
+def _new_yaml() -> YAML:
     yaml = YAML(typ="rt", pure=True)
     yaml.preserve_quotes = True
     yaml.allow_duplicate_keys = False
