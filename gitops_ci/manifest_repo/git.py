@@ -13,12 +13,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import git
-
 from gitops_ci import logs
 from gitops_ci.errors import ConfigurationError, GitError
 from gitops_ci.images.files import read_text, write_files
 from gitops_ci.manifest_repo.git_errors import classify
+from gitops_ci.manifest_repo.git_process import GitFailure, run_git
 from gitops_ci.manifest_repo.paths import writable_file
 from gitops_ci.manifest_repo.port import Identity, Listing
 from gitops_ci.manifest_repo.signing import Signer
@@ -39,8 +38,8 @@ class Remote:
 class GitManifestRepo:
     """The ManifestRepo port over a sparse, shallow, blob-less clone of one branch."""
 
-    def __init__(self, repo: git.Repo, remote: Remote, branch: str, signer: Signer | None = None) -> None:
-        self._repo = repo
+    def __init__(self, root: Path, remote: Remote, branch: str, signer: Signer | None = None) -> None:
+        self._root = root
         self.remote = remote
         self.url = remote.url
         self.branch = branch
@@ -50,7 +49,7 @@ class GitManifestRepo:
 
     @property
     def root(self) -> Path:
-        return Path(str(self._repo.working_tree_dir))
+        return self._root
 
     @classmethod
     def clone(
@@ -75,15 +74,11 @@ class GitManifestRepo:
         ]
         _empty(directory)  # a failed attempt may have left a partial clone behind
         try:
-            git.Git().execute(
-                ["git", "clone", "-q", *options, "--", remote.url, str(directory)],
-                env=dict(remote.env),
-                kill_after_timeout=remote.timeout,
-            )
-        except git.GitCommandError as err:
+            run_git(["clone", "-q", *options, "--", remote.url, str(directory)], env=remote.env,
+                    timeout=remote.timeout)  # fmt: skip
+        except GitFailure as err:
             raise classify(err, "clone", remote) from None
-        repo = git.Repo(str(directory))
-        clone = cls(repo, remote, branch or repo.active_branch.name, signer)
+        clone = cls(directory, remote, branch or _checked_out_branch(directory), signer)
         try:
             clone._base = clone._checked_out = clone._head()
         except GitError:
@@ -182,15 +177,9 @@ class GitManifestRepo:
         self._git("fetch", f"--depth={back + 1}", "--filter=blob:none", "--no-tags", "origin",
                   f"+refs/heads/{branch}:{ref}", action="fetch")  # fmt: skip
         try:
-            return str(
-                self._repo.git.execute(
-                    ["git", "show", f"{ref}~{back}:{path}"],
-                    env=dict(self.remote.env),
-                    strip_newline_in_stdout=False,
-                    kill_after_timeout=self.remote.timeout,
-                )
-            )
-        except git.GitCommandError:
+            return run_git(["show", f"{ref}~{back}:{path}"], env=self.remote.env, cwd=self._root,
+                           timeout=self.remote.timeout, strip=False)  # fmt: skip
+        except GitFailure:
             return None
 
     def _head(self) -> str:
@@ -200,10 +189,15 @@ class GitManifestRepo:
         env = {**self.remote.env, **(extra_env or {})}
         log.debug("git %s", " ".join(args))
         try:
-            output = self._repo.git.execute(["git", *args], env=env, kill_after_timeout=self.remote.timeout)
-            return str(output)
-        except git.GitCommandError as err:
+            return run_git(args, env=env, cwd=self._root, timeout=self.remote.timeout)
+        except GitFailure as err:
             raise classify(err, action or args[0], self.remote) from None
+
+
+def _checked_out_branch(directory: Path) -> str:
+    """The branch a fresh clone checked out (its HEAD file names it), without starting git."""
+    head = (directory / ".git" / "HEAD").read_text(encoding="utf-8").strip()
+    return head.removeprefix("ref: refs/heads/")
 
 
 def _empty(directory: Path) -> None:
@@ -219,29 +213,18 @@ def _empty(directory: Path) -> None:
 
 def contains_commit(remote: Remote, branch: str, ancestor: str, descendant: str, directory: Path) -> bool:
     """Whether `descendant` contains `ancestor`; fetches only the commits of `branch` (no trees, no blobs)."""
-    repo = git.Repo.init(str(directory), bare=True)
-    env = dict(remote.env)
+    env, git_dir = dict(remote.env), f"--git-dir={directory}"
     try:
-        repo.git.execute(
-            [
-                "git",
-                "fetch",
-                "--filter=tree:0",
-                "--no-tags",
-                "--",
-                remote.url,
-                f"+refs/heads/{branch}:refs/remotes/origin/{branch}",
-            ],
-            env=env,
-            kill_after_timeout=remote.timeout,
-        )
-    except git.GitCommandError as err:
+        run_git(["init", "-q", "--bare", str(directory)], env=env, timeout=remote.timeout)
+        refspec = f"+refs/heads/{branch}:refs/remotes/origin/{branch}"
+        fetch = [git_dir, "fetch", "--filter=tree:0", "--no-tags", "--", remote.url, refspec]
+        run_git(fetch, env=env, timeout=remote.timeout)
+    except GitFailure as err:
         raise classify(err, "fetch", remote) from None
     try:
-        repo.git.execute(
-            ["git", "merge-base", "--is-ancestor", "--end-of-options", ancestor, descendant], env=env
-        )
-    except git.GitCommandError as err:
+        run_git([git_dir, "merge-base", "--is-ancestor", "--end-of-options", ancestor, descendant], env=env,
+                timeout=remote.timeout)  # fmt: skip
+    except GitFailure as err:
         if err.status in (1, 128):  # 1: not an ancestor; 128: not a commit of that branch
             return False
         raise classify(err, "merge-base", remote) from None
@@ -251,13 +234,8 @@ def contains_commit(remote: Remote, branch: str, ancestor: str, descendant: str,
 def remote_branch_tip(remote: Remote, branch: str) -> str | None:
     """The branch's current commit on the remote, without a clone."""
     try:
-        out = str(
-            git.Git().execute(
-                ["git", "ls-remote", "--heads", "--", remote.url, f"refs/heads/{branch}"],
-                env=dict(remote.env),
-                kill_after_timeout=remote.timeout,
-            )
-        )
-    except git.GitCommandError as err:
+        out = run_git(["ls-remote", "--heads", "--", remote.url, f"refs/heads/{branch}"], env=remote.env,
+                      timeout=remote.timeout)  # fmt: skip
+    except GitFailure as err:
         raise classify(err, "ls-remote", remote) from None
     return out.split()[0] if out.strip() else None

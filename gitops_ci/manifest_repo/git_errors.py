@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
-
-import git
+from typing import TYPE_CHECKING, Protocol
 
 from gitops_ci import logs
 from gitops_ci.errors import (
@@ -21,6 +19,17 @@ from gitops_ci.errors import (
 
 if TYPE_CHECKING:
     from gitops_ci.manifest_repo.git import Remote
+
+
+class Failure(Protocol):
+    """A failed git command: GitPython's GitCommandError, or our GitFailure."""
+
+    @property
+    def stdout(self) -> object: ...
+
+    @property
+    def stderr(self) -> object: ...
+
 
 _AUTH = re.compile(
     r"returned error: 401|Authentication failed|could not read Username|invalid credentials", re.I
@@ -49,7 +58,7 @@ _NOT_FOUND = re.compile(
 _NO_BRANCH = re.compile(r"Remote branch (\S+) not found|couldn't find remote ref", re.I)
 
 
-def classify(err: git.GitCommandError, action: str, remote: Remote) -> GitopsCiError:
+def classify(err: Failure, action: str, remote: Remote) -> GitopsCiError:
     """Turn git's failure against `remote` into an actionable error; which one decides whether we retry."""
     output = _output(err)
     detail = _last_line(output)
@@ -115,12 +124,12 @@ def _server_reason(output: str) -> str:
     return "; ".join(dict.fromkeys([*said, *reasons]))[:500] or "no reason given"
 
 
-def local_failure(err: git.GitCommandError, action: str) -> GitError:
+def local_failure(err: Failure, action: str) -> GitError:
     """A git command on the local clone failed: say which, in git's last meaningful words."""
     return GitError(f"git {action} failed: {_last_line(_output(err))}")
 
 
-def _output(err: git.GitCommandError) -> str:
+def _output(err: Failure) -> str:
     return logs.mask(f"{err.stderr or ''}\n{err.stdout or ''}")
 
 
