@@ -6,7 +6,7 @@ target branch's tip, which contains every merge.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from gitops_ci import logs
@@ -41,7 +41,7 @@ class FollowUpSettings:
     argocd_kube: bool = False
     flux_receiver: str | None = None
     flux_kustomizations: tuple[str, ...] = ()
-    app_name_template: str = DEFAULT_APP_NAME_TEMPLATE
+    app_name_template: str | None = None  # None: the repo's gitops-ci.yaml, else the seed's {app}-{env}
     app_namespace: str | None = None
     prune: bool = False
     with_source: bool = False
@@ -92,6 +92,9 @@ def follow_up(
         reason = "the merge requests are not merged yet: sync and wait apply once they are"
         log.info("%s", reason)
         return FollowUpResult(None, skipped=reason)
+    follow = FollowUp(
+        replace(follow.settings, app_name_template=_app_name_template(repo, follow.settings)), follow.deploy
+    )
     synced = sync_step(follow, result, revision) if follow.settings.sync else None
     if not follow.settings.wait or follow.deploy.repo.dry_run:
         return FollowUpResult(revision, synced)
@@ -113,7 +116,7 @@ def sync_step(follow: FollowUp, result: DeployResult, revision: str) -> SyncResu
             app=deploy.app,
             environments=deploy.environments,
             **_sync_target(settings),
-            app_name_template=settings.app_name_template,
+            app_name_template=settings.app_name_template or DEFAULT_APP_NAME_TEMPLATE,
             app_namespace=settings.app_namespace,
             prune=settings.prune,
             with_source=settings.with_source,
@@ -141,7 +144,7 @@ def wait_step(repo: ManifestRepo, follow: FollowUp, revision: str) -> WaitResult
             else None,
             argocd_kube=settings.argocd_kube,
             flux_kustomizations=settings.flux_kustomizations,
-            app_name_template=settings.app_name_template,
+            app_name_template=settings.app_name_template or DEFAULT_APP_NAME_TEMPLATE,
             app_namespace=settings.app_namespace,
             timeout_seconds=settings.timeout_seconds,
             interval_seconds=settings.interval_seconds,
@@ -160,6 +163,16 @@ def _sync_target(settings: FollowUpSettings) -> dict[str, Any]:
     return {
         target.kind.replace("-", "_") + ("s" if target.kind == "flux-kustomization" else ""): target.value
     }
+
+
+def _app_name_template(repo: ManifestRepo, settings: FollowUpSettings) -> str:
+    """--app-name-template, else the one `gitops-ci init` recorded in the repo, else the seed's."""
+    if settings.app_name_template:
+        return settings.app_name_template
+    from gitops_ci.onboard.conventions import SETTINGS_FILE, parse_conventions
+
+    text = repo.read(SETTINGS_FILE)
+    return parse_conventions(text).app_name_template if text is not None else DEFAULT_APP_NAME_TEMPLATE
 
 
 def _revision(repo: ManifestRepo, result: DeployResult) -> str | None:

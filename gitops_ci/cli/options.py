@@ -246,7 +246,7 @@ _FOLLOW_UP_OPTIONS = [
     target.FLUX_KUSTOMIZATION,
     target.KUBECONFIG,
     target.KUBE_CONTEXT,
-    target.APP_NAME_TEMPLATE,
+    target.REPO_APP_NAME_TEMPLATE,
     target.APP_NAMESPACE,
     target.PRUNE,
     target.WITH_SOURCE,

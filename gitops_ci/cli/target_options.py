@@ -103,6 +103,13 @@ APP_NAME_TEMPLATE = click.option(
     show_default=True,
     help="Argo CD application name of {app} in {env}.",
 )
+# For deploy's follow-ups: the manifest repo's gitops-ci.yaml (written by init) may name the template.
+REPO_APP_NAME_TEMPLATE = click.option(
+    "--app-name-template",
+    envvar="GITOPS_ARGOCD_APP_NAME_TEMPLATE",
+    help=f"Argo CD application name of {{app}} in {{env}} (default: the repo's gitops-ci.yaml, else "
+    f"{DEFAULT_APP_NAME_TEMPLATE}).",
+)
 APP_NAMESPACE = click.option(
     "--app-namespace",
     envvar="GITOPS_ARGOCD_APP_NAMESPACE",
