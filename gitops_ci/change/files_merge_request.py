@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 from gitops_ci import logs
+from gitops_ci.change import steps
 from gitops_ci.change.merge_request import gitlab_client_for
 from gitops_ci.change.model import MergeRequestAction, MergeRequestResult
 from gitops_ci.change.runner import FilesPlanner, FilesResult
-from gitops_ci.change.settings import RepoSettings, with_trailers
+from gitops_ci.change.settings import RepoSettings
 from gitops_ci.manifest_repo.port import ManifestRepo
 from gitops_ci.review.markdown import check_note, code, one_line
 
@@ -31,8 +32,7 @@ def propose_files(
     action: MergeRequestAction = "unchanged"
     sha = remote_sha
     if not (existing and remote_sha and all(repo.read_branch(source, p) == t for p, t in files.items())):
-        author = settings.author or settings.committer
-        commit = repo.commit(files, with_trailers(message, settings.trailers), author, settings.committer)
+        commit = steps.commit_files(repo, files, message, settings)
         sha = repo.publish(commit, source, lease=remote_sha or "")
         action = "updated" if existing else "created"
     fields = {

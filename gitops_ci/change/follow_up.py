@@ -17,19 +17,13 @@ from gitops_ci.manifest_repo.port import ManifestRepo
 from gitops_ci.retry import SYSTEM_CLOCK, Clock
 from gitops_ci.targets.argocd import DEFAULT_APP_NAME_TEMPLATE
 from gitops_ci.targets.kube import KubeSettings
-from gitops_ci.targets.target import WAIT_KINDS, TargetKind, choose, preferred
+from gitops_ci.targets.target import WAIT_KINDS, choose, given, preferred
 
 if TYPE_CHECKING:  # sync and wait are imported when a deploy asks for them, not on every deploy
     from gitops_ci.targets.sync import SyncResult
     from gitops_ci.targets.wait import WaitResult
 
 log = logs.get_logger(__name__)
-_SYNC_FIELDS = {
-    "argocd-webhook": "argocd_webhook",
-    "argocd-server": "argocd_server",
-    "flux-receiver": "flux_receiver",
-    "flux-kustomization": "flux_kustomizations",
-}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,22 +43,13 @@ class FollowUpSettings:
     timeout_seconds: float = 600.0
     interval_seconds: float = 5.0
 
-    def given(self) -> dict[TargetKind, object]:
-        return {
-            "argocd-webhook": self.argocd_webhook,
-            "argocd-server": self.argocd_server,
-            "argocd-kube": self.argocd_kube,
-            "flux-receiver": self.flux_receiver,
-            "flux-kustomization": self.flux_kustomizations,
-        }
-
     def __post_init__(self) -> None:
-        if self.sync and preferred(self.given()) is None:
+        if self.sync and preferred(given(self)) is None:
             raise ConfigurationError(
                 "--sync needs --argocd-webhook, --argocd-server, --flux-receiver or --flux-kustomization"
             )
         if self.wait:
-            choose(self.given(), WAIT_KINDS, "--wait reads the status from one of")
+            choose(given(self), WAIT_KINDS, "--wait reads the status from one of")
 
 
 @dataclass(frozen=True)
@@ -158,7 +143,7 @@ def wait_step(repo: ManifestRepo, follow: FollowUp, revision: str) -> WaitResult
 
 def _sync_target(settings: FollowUpSettings) -> dict[str, Any]:
     """One sync target, the cheapest given (a webhook needs no token)."""
-    target = preferred(settings.given())
+    target = preferred(given(settings))
     assert target is not None  # checked by FollowUpSettings
     return {
         target.kind.replace("-", "_") + ("s" if target.kind == "flux-kustomization" else ""): target.value

@@ -14,14 +14,13 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from gitops_ci import logs
 from gitops_ci.change import steps
 from gitops_ci.change.model import Change, ChangeStatus, DeployResult, EnvironmentChange, MergeRequestResult
-from gitops_ci.change.settings import RepoSettings, with_trailers
+from gitops_ci.change.settings import RepoSettings
 from gitops_ci.errors import ConfigurationError, GitopsCiError, OperationalError
 from gitops_ci.manifest_repo.port import ManifestRepo
 from gitops_ci.retry import SYSTEM_CLOCK, Clock, sleep_before_retry, with_retries
@@ -68,26 +67,80 @@ def run_change(change: Change, follow: FollowUp | None = None, clock: Clock = SY
 
 
 def land(repo: ManifestRepo, change: Change, clock: Clock = SYSTEM_CLOCK) -> DeployResult:
-    """Plan, commit and push until the push lands. A lost race re-plans on the new tip until --push-timeout;
-    a transient failure is retried --max-attempts times; whether a push landed is decided by ancestry."""
+    """Plan, commit and push the image edits until they land (see `_until_landed`)."""
     settings = change.settings
-    deadline = clock.monotonic() + settings.push_timeout_seconds
-    failures = 0
-    for attempt in itertools.count(1):
-        started = clock.monotonic()
+
+    def attempt(number: int) -> _Attempt[DeployResult]:
         changes = steps.plan(repo, change.planner(repo))
         base = repo.base()  # after planning: an adapter may learn it from the reads
-        if settings.dry_run or not any(c.edit.changed for c in changes):
+
+        def result(commit: str | None, landed_on: str) -> DeployResult:
             changed = any(c.edit.changed for c in changes)
-            return _result(repo, "dry-run" if changed else "up-to-date", None, base, changes, attempt)
-        sha = steps.commit(repo, changes, settings, change.message_for)
-        with logs.section(f"push_{attempt}", f"Pushing {sha[:12]} to {repo.branch} (attempt {attempt})"):
+            status: ChangeStatus = "pushed" if commit else "dry-run" if changed else "up-to-date"
+            return _result(repo, status, commit, landed_on, changes, number)
+
+        if settings.dry_run or not any(c.edit.changed for c in changes):
+            return _Attempt(None, base, result)
+        return _Attempt(steps.commit(repo, changes, settings, change.message_for), base, result)
+
+    return _until_landed(repo, settings, attempt, clock)
+
+
+def land_files(
+    repo: ManifestRepo, plan: FilesPlanner, message: str, settings: RepoSettings, clock: Clock = SYSTEM_CLOCK
+) -> FilesResult:
+    """Write the files `plan` says are missing in one commit (see `_until_landed`)."""
+
+    def attempt(number: int) -> _Attempt[FilesResult]:
+        files = plan(repo)
+        base = repo.base()
+
+        def result(commit: str | None, landed_on: str) -> FilesResult:
+            status: ChangeStatus = "pushed" if commit else "dry-run" if files else "up-to-date"
+            return FilesResult(status=status, repo_url=repo.url, branch=repo.branch, commit=commit,
+                               base_commit=landed_on, files=tuple(files), attempts=number)  # fmt: skip
+
+        if settings.dry_run or not files:
+            return _Attempt(None, base, result)
+        return _Attempt(steps.commit_files(repo, files, message, settings), base, result)
+
+    return _until_landed(repo, settings, attempt, clock)
+
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class _Attempt(Generic[R]):
+    """One planned attempt: the commit to push (None: nothing to push), the base it was planned on, and
+    how to report it given the commit that landed (None: none) and the base it landed on."""
+
+    commit: str | None
+    base: str
+    result: Callable[[str | None, str], R]
+
+
+def _until_landed(
+    repo: ManifestRepo, settings: RepoSettings, attempt: Callable[[int], _Attempt[R]], clock: Clock
+) -> R:
+    """Plan, commit and push until the push lands. A lost race plans again on the new tip until
+    --push-timeout; a transient failure is retried --max-attempts times; whether a push landed is decided by
+    ancestry."""
+    deadline = clock.monotonic() + settings.push_timeout_seconds
+    failures = 0
+    for number in itertools.count(1):
+        started = clock.monotonic()
+        step = attempt(number)
+        if step.commit is None:
+            return step.result(None, step.base)
+        sha = step.commit
+        with logs.section(f"push_{number}", f"Pushing {sha[:12]} to {repo.branch} (attempt {number})"):
             outcome = steps.push(repo, sha)
         if outcome.status == "landed":  # the base it landed on (a server-side commit may say a newer one)
-            return _result(repo, "pushed", outcome.commit, repo.base(), changes, attempt)
+            return step.result(outcome.commit, repo.base())
         if outcome.status == "lost-race" and clock.monotonic() >= deadline:
             raise OperationalError(
-                f"{repo.branch} kept moving: other pushes won {attempt} races in a row for "
+                f"{repo.branch} kept moving: other pushes won {number} races in a row for "
                 f"{settings.push_timeout_seconds:g}s; raise --push-timeout or look for a job that pushes in "
                 "a loop"
             )
@@ -101,14 +154,14 @@ def land(repo: ManifestRepo, change: Change, clock: Clock = SYSTEM_CLOCK) -> Dep
         # from the length of that cycle as measured here, not from a fixed base.
         cap = max(0.0, min(PUSH_BACKOFF_CAP, deadline - clock.monotonic()))
         cycle = max(settings.backoff_seconds, clock.monotonic() - started)
-        sleep_before_retry(attempt, cycle, outcome.reason, cap=cap, clock=clock)
+        sleep_before_retry(number, cycle, outcome.reason, cap=cap, clock=clock)
         tip = with_retries(repo.refresh, what="fetch", max_attempts=settings.max_attempts,
                            base=settings.backoff_seconds, clock=clock)  # fmt: skip
         # A push whose answer was lost may have landed, and another job may have landed on top of it since:
         # the tip's history, not the tip itself, says whether ours is in (never land it twice).
         if landed := repo.landed(sha, tip):
             log.info("the previous push of %s landed after all", landed[:12])
-            return _result(repo, "pushed", landed, base, changes, attempt)
+            return step.result(landed, step.base)
     raise AssertionError("unreachable")
 
 
@@ -134,40 +187,6 @@ class FilesResult:
     files: tuple[str, ...]
     attempts: int = 1
     merge_request: MergeRequestResult | None = None
-
-
-def land_files(
-    repo: ManifestRepo, plan: FilesPlanner, message: str, settings: RepoSettings, clock: Clock = SYSTEM_CLOCK
-) -> FilesResult:
-    """Write the files `plan` says are missing in one commit, planning again after a lost race (the same
-    deadline, attempts and ancestry check as `land`)."""
-    deadline, failures = clock.monotonic() + settings.push_timeout_seconds, 0
-    for attempt in itertools.count(1):
-        files = plan(repo)
-        base = repo.base()
-        result = partial(FilesResult, repo_url=repo.url, branch=repo.branch, base_commit=base,
-                         files=tuple(files), attempts=attempt)  # fmt: skip
-        if not files or settings.dry_run:
-            return result(status="dry-run" if files else "up-to-date", commit=None)
-        author = settings.author or settings.committer
-        sha = repo.commit(files, with_trailers(message, settings.trailers), author, settings.committer)
-        with logs.section(f"push_{attempt}", f"Pushing {sha[:12]} to {repo.branch} (attempt {attempt})"):
-            outcome = steps.push(repo, sha)
-        if outcome.status == "landed":
-            return result(status="pushed", commit=outcome.commit)
-        failures += outcome.status == "failed"
-        if failures == settings.max_attempts or (
-            outcome.status == "lost-race" and clock.monotonic() >= deadline
-        ):
-            raise OperationalError(f"could not write to {repo.branch}: {outcome.reason}")
-        sleep_before_retry(
-            attempt, settings.backoff_seconds, outcome.reason, cap=PUSH_BACKOFF_CAP, clock=clock
-        )
-        tip = with_retries(repo.refresh, what="fetch", max_attempts=settings.max_attempts,
-                           base=settings.backoff_seconds, clock=clock)  # fmt: skip
-        if landed := repo.landed(sha, tip):
-            return result(status="pushed", commit=landed)
-    raise AssertionError("unreachable")
 
 
 @contextlib.contextmanager

@@ -6,7 +6,7 @@ merge-request step and the follow-ups (sync, wait) are in their own modules.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -14,7 +14,7 @@ from typing import Literal
 from gitops_ci.change.model import EnvironmentChange, MessageFor, Target
 from gitops_ci.change.settings import RepoSettings, with_trailers
 from gitops_ci.errors import KustomizationError, PushRejectedError, RetryableError
-from gitops_ci.images.editor import KUSTOMIZATION_NAMES, editor_for
+from gitops_ci.images.editor import editor_for, kustomization_name
 from gitops_ci.images.files import OverlayEdit
 from gitops_ci.manifest_repo.port import Listing, ManifestRepo
 
@@ -22,16 +22,7 @@ from gitops_ci.manifest_repo.port import Listing, ManifestRepo
 def kustomization_of(repo: ManifestRepo, overlay: str, listing: Listing | None = None) -> tuple[str, str]:
     """The path and text of `overlay`'s kustomization file (exactly one, as kustomize requires)."""
     listing = listing or repo.listing(overlay)
-    names = [name for name in KUSTOMIZATION_NAMES if listing is not None and name in listing.files]
-    if not names:
-        raise KustomizationError(
-            f"{overlay}: no kustomization file ({', '.join(KUSTOMIZATION_NAMES)}); is this an overlay?"
-        )
-    if len(names) > 1:
-        raise KustomizationError(
-            f"{overlay}: both {' and '.join(names)} exist; kustomize refuses that too, remove one"
-        )
-    path = f"{overlay}/{names[0]}"
+    path = f"{overlay}/{kustomization_name(listing.files if listing else (), overlay)}"
     text = repo.read(path)
     if text is None:  # listed, but not a file (a dangling symlink)
         raise KustomizationError(f"{path}: cannot be read as a file")
@@ -62,8 +53,13 @@ def commit(
 ) -> str:
     """One commit of every changed file on the base, with gitops-ci's identities and trailers."""
     files = {c.file: c.edit.after for c in changes if c.edit.changed}
-    message = with_trailers(message_for(changes), settings.trailers)
-    return repo.commit(files, message, settings.author or settings.committer, settings.committer)
+    return commit_files(repo, files, message_for(changes), settings)
+
+
+def commit_files(repo: ManifestRepo, files: Mapping[str, str], message: str, settings: RepoSettings) -> str:
+    """One commit of `files` (path → text) on the base, with gitops-ci's identities and trailers."""
+    author = settings.author or settings.committer
+    return repo.commit(files, with_trailers(message, settings.trailers), author, settings.committer)
 
 
 PushStatus = Literal["landed", "lost-race", "failed"]

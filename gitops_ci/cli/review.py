@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from gitops_ci.cli.app import common_options, emit
-from gitops_ci.cli.target_options import dry_run_option, duration
+from gitops_ci.cli.target_options import build_options, dry_run_option
 from gitops_ci.errors import EXIT_FAILURE
 from gitops_ci.images.describe import to_json
 from gitops_ci.review.report import result_json, result_text
@@ -40,22 +40,7 @@ from gitops_ci.review.run import DEFAULT_MAX_DIFF_LINES, ReviewSettings, review
     envvar="GITOPS_REVIEW_MAX_DIFF_LINES",
     help="Diff lines shown per overlay.",
 )
-@click.option("--kustomize", envvar="GITOPS_KUSTOMIZE", help="kustomize or kubectl executable.")
-@click.option(
-    "--build-option", "build_options", multiple=True, envvar="GITOPS_BUILD_OPTIONS", help="Extra build flag."
-)
-@click.option(
-    "--build-timeout",
-    envvar="GITOPS_BUILD_TIMEOUT",
-    callback=duration,
-    metavar="DURATION",
-    default="60s",
-    show_default=True,
-    help="Kill an overlay's build after this long (it then fails).",
-)
-@click.option(
-    "--jobs", type=click.IntRange(min=1), envvar="GITOPS_JOBS", help="Builds at a time (default 2-4)."
-)
+@build_options
 @common_options
 def review_command(
     path: Path,

@@ -1,5 +1,5 @@
 """Options shared by several commands, one definition each: where Argo CD or Flux is (sync, wait and
-deploy), retries and dry runs."""
+deploy), retries, dry runs, and how validate and review build."""
 
 from __future__ import annotations
 
@@ -137,3 +137,35 @@ INTERVAL = click.option(
     show_default=True,
     help="Time between status polls.",
 )
+
+
+def build_options(func: F) -> F:
+    """--kustomize, --build-option, --build-timeout and --jobs: how validate and review run kustomize."""
+    return apply(
+        func,
+        click.option(
+            "--kustomize",
+            envvar="GITOPS_KUSTOMIZE",
+            help="kustomize or kubectl executable (default: kustomize, else kubectl, on PATH).",
+        ),
+        click.option(
+            "--build-option",
+            "build_options",
+            multiple=True,
+            envvar="GITOPS_BUILD_OPTIONS",
+            help="Extra flag for every build (repeatable): --reorder, --enable-managedby-label or "
+            "--stack-trace.",
+        ),
+        click.option(
+            "--build-timeout",
+            envvar="GITOPS_BUILD_TIMEOUT",
+            callback=duration,
+            metavar="DURATION",
+            default="60s",
+            show_default=True,
+            help="Kill an overlay's build after this long (it then fails).",
+        ),
+        click.option(
+            "--jobs", type=click.IntRange(min=1), envvar="GITOPS_JOBS", help="Builds at a time (default 2-4)."
+        ),
+    )

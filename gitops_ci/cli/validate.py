@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from gitops_ci.cli.app import common_options, emit
-from gitops_ci.cli.target_options import duration
+from gitops_ci.cli.target_options import build_options
 from gitops_ci.errors import EXIT_FAILURE
 from gitops_ci.images.describe import to_json
 from gitops_ci.validate.report import report_json, report_text, write_reports
@@ -16,30 +16,7 @@ from gitops_ci.validate.run import ValidateSettings, validate
 
 @click.command("validate")
 @click.argument("path", type=click.Path(path_type=Path), default=".", required=False)
-@click.option(
-    "--kustomize",
-    envvar="GITOPS_KUSTOMIZE",
-    help="kustomize or kubectl executable (default: kustomize, else kubectl, on PATH).",
-)
-@click.option(
-    "--build-option",
-    "build_options",
-    multiple=True,
-    envvar="GITOPS_BUILD_OPTIONS",
-    help="Extra flag for every build, e.g. --enable-helm (repeatable).",
-)
-@click.option(
-    "--build-timeout",
-    envvar="GITOPS_BUILD_TIMEOUT",
-    callback=duration,
-    metavar="DURATION",
-    default="60s",
-    show_default=True,
-    help="Kill an overlay's build after this long (it then fails).",
-)
-@click.option(
-    "--jobs", type=click.IntRange(min=1), envvar="GITOPS_JOBS", help="Builds at a time (default 2-4)."
-)
+@build_options
 @click.option(
     "--ignore", multiple=True, envvar="GITOPS_VALIDATE_IGNORE", help="Rule id or prefix to drop (repeatable)."
 )

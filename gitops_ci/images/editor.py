@@ -6,7 +6,7 @@ Today that is kustomize's `images:`; a Helm values file would be a second FileEd
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol
 
 from gitops_ci.errors import KustomizationError
@@ -52,3 +52,17 @@ def editor_for(path: str) -> FileEditor:
         return EDITORS[name]
     except KeyError:
         raise KustomizationError(f"{path}: gitops-ci edits images in {', '.join(EDITORS)} only") from None
+
+
+def kustomization_name(present: Collection[str], directory: str) -> str:
+    """The one kustomization file name among `present` (the names in `directory`), as kustomize requires."""
+    names = [name for name in KUSTOMIZATION_NAMES if name in present]
+    if not names:
+        raise KustomizationError(
+            f"{directory}: no kustomization file ({', '.join(KUSTOMIZATION_NAMES)}); is this an overlay?"
+        )
+    if len(names) > 1:
+        raise KustomizationError(
+            f"{directory}: both {' and '.join(names)} exist; kustomize refuses that too, remove one"
+        )
+    return names[0]

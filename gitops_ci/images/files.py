@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gitops_ci.errors import KustomizationError, OperationalError
-from gitops_ci.images.editor import KUSTOMIZATION_NAMES, editor_for
+from gitops_ci.images.editor import KUSTOMIZATION_NAMES, editor_for, kustomization_name
 from gitops_ci.images.kustomize import EntryChange
 from gitops_ci.images.reference import ImageUpdate
 from gitops_ci.manifest_repo.paths import relative_inside, work_tree_of, writable_file
@@ -41,18 +41,12 @@ def find_kustomization(root: Path, overlay: str) -> Path:
         raise KustomizationError(
             f"{directory}: no such overlay directory; check --overlay or the path template"
         )
-    found = [
-        writable_file(root, f"{overlay}/{name}")
+    present = [
+        name
         for name in KUSTOMIZATION_NAMES
         if (directory / name).is_file() or (directory / name).is_symlink()
     ]
-    if not found:
-        names = ", ".join(KUSTOMIZATION_NAMES)
-        raise KustomizationError(f"{directory}: no kustomization file ({names}); is this an overlay?")
-    if len(found) > 1:
-        both = " and ".join(p.name for p in found)
-        raise KustomizationError(f"{directory}: both {both} exist; kustomize refuses that too, remove one")
-    return found[0]
+    return writable_file(root, f"{overlay}/{kustomization_name(present, str(directory))}")
 
 
 def read_text(path: Path) -> str:

@@ -26,6 +26,7 @@ from gitops_ci.errors import (
 )
 from gitops_ci.images.files import MAX_FILE_BYTES
 from gitops_ci.manifest_repo.gitlab_rest import GitLabRest, message_of
+from gitops_ci.manifest_repo.paths import checked_repo_path
 from gitops_ci.manifest_repo.port import Identity, Listing
 
 _FILE_CHANGED = "The file has changed since you started editing it"
@@ -65,7 +66,7 @@ class GitLabApiRepo:
         return self._base
 
     def read(self, path: str) -> str | None:
-        _checked(path)
+        checked_repo_path(path)
         if path in self._symlinks:
             raise UnsafePathError(
                 f"{path} is a symbolic link in the manifest repo; gitops-ci never follows one"
@@ -76,7 +77,7 @@ class GitLabApiRepo:
         return found.text if found else None
 
     def listing(self, path: str) -> Listing | None:
-        _checked(path)
+        checked_repo_path(path)
         if path not in self._listings:
             self._listings[path] = self._tree(path.strip("/").removeprefix("."), self._base or self.branch)
         return self._listings[path]
@@ -213,9 +214,3 @@ class GitLabApiRepo:
             if not answer.headers.get("X-Next-Page"):
                 return Listing(tuple(sorted(files)), tuple(sorted(dirs)))
         raise AssertionError("unreachable")
-
-
-def _checked(path: str) -> str:
-    if path.startswith("/") or ".." in path.split("/"):
-        raise UnsafePathError(f"{path}: leaves the manifest repo; use a path inside it")
-    return path

@@ -56,6 +56,18 @@ def server_prefix(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}/"
 
 
+def git_config(settings: Mapping[str, str], base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`settings` as GIT_CONFIG_KEY_n/VALUE_n entries appended to those in `base`: git reads them from its
+    environment, so nothing lands in an argument list or in .git/config."""
+    count = int((base or {}).get("GIT_CONFIG_COUNT", "0") or "0")
+    env: dict[str, str] = {}
+    for offset, (name, value) in enumerate(settings.items()):
+        env[f"GIT_CONFIG_KEY_{count + offset}"] = name
+        env[f"GIT_CONFIG_VALUE_{count + offset}"] = value
+    env["GIT_CONFIG_COUNT"] = str(count + len(settings))
+    return env
+
+
 def check_repo_url(url: str) -> str:
     """An https (or http, or local) URL without credentials in it, that git cannot read as an option or as
     a remote helper (`ext::`, `fd::`)."""
@@ -93,7 +105,6 @@ def git_environment(
     """Environment for every git child: credentials and CA scoped to the server, no prompts, no helpers, no
     redirects, no transport but http(s) and local files, a stall timeout, and messages in English."""
     env = dict(os.environ if base is None else base)
-    count = int(env.get("GIT_CONFIG_COUNT", "0") or "0")
     settings: list[tuple[str, str]] = [
         ("credential.helper", ""),
         ("core.askPass", ""),
@@ -108,10 +119,7 @@ def git_environment(
     prefix = server_prefix(url)
     if credentials is not None and prefix.startswith("http"):
         settings.append((f"http.{prefix}.extraHeader", credentials.basic_header()))
-    for offset, (key, value) in enumerate(settings):
-        env[f"GIT_CONFIG_KEY_{count + offset}"] = key
-        env[f"GIT_CONFIG_VALUE_{count + offset}"] = value
-    env["GIT_CONFIG_COUNT"] = str(count + len(settings))
+    env.update(git_config(dict(settings), env))
     if ca_file:  # the environment variable, not http.sslCAInfo: an inherited GIT_SSL_CAINFO would win
         env["GIT_SSL_CAINFO"] = ca_file
         # The bundle is the whole trust: without this, curl also loads the system CA directory on every

@@ -229,13 +229,3 @@ def contains_commit(remote: Remote, branch: str, ancestor: str, descendant: str,
             return False
         raise classify(err, "merge-base", remote) from None
     return True
-
-
-def remote_branch_tip(remote: Remote, branch: str) -> str | None:
-    """The branch's current commit on the remote, without a clone."""
-    try:
-        out = run_git(["ls-remote", "--heads", "--", remote.url, f"refs/heads/{branch}"], env=remote.env,
-                      timeout=remote.timeout)  # fmt: skip
-    except GitFailure as err:
-        raise classify(err, "ls-remote", remote) from None
-    return out.split()[0] if out.strip() else None

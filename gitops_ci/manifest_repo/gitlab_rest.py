@@ -39,7 +39,6 @@ class GitLabRest:
 
     def __init__(self, connection: GitLabConnection) -> None:
         self.connection = connection
-        self.requests = 0
         url = urlsplit(connection.url)
         self._https = url.scheme == "https"
         self._host, self._port = url.hostname or "", url.port or (443 if self._https else 80)
@@ -72,7 +71,6 @@ class GitLabRest:
         headers = {**self._headers, **({"Content-Type": "application/json"} if body is not None else {})}
         for attempt in (1, 2):
             reused = self._http is not None
-            self.requests += 1
             try:
                 connection = self._connection()
                 connection.request(method, target, body, headers)

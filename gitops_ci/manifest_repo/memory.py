@@ -10,7 +10,8 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from gitops_ci.errors import PushRejectedError, UnsafePathError
+from gitops_ci.errors import PushRejectedError
+from gitops_ci.manifest_repo.paths import checked_repo_path
 from gitops_ci.manifest_repo.port import Identity, Listing
 
 
@@ -41,10 +42,10 @@ class InMemoryManifestRepo:
         return self._base
 
     def read(self, path: str) -> str | None:
-        return self.commits[self._base].files.get(_checked(path))
+        return self.commits[self._base].files.get(checked_repo_path(path))
 
     def listing(self, path: str) -> Listing | None:
-        prefix = "" if path in ("", ".") else _checked(path).rstrip("/") + "/"
+        prefix = "" if path in ("", ".") else checked_repo_path(path).rstrip("/") + "/"
         below = [name[len(prefix) :] for name in self.commits[self._base].files if name.startswith(prefix)]
         if not below:
             return None
@@ -52,7 +53,7 @@ class InMemoryManifestRepo:
         return Listing(tuple(files), tuple(sorted({name.split("/")[0] for name in below if "/" in name})))
 
     def commit(self, files: Mapping[str, str], message: str, author: Identity, committer: Identity) -> str:
-        tree = {**self.commits[self._base].files, **{_checked(p): t for p, t in files.items()}}
+        tree = {**self.commits[self._base].files, **{checked_repo_path(p): t for p, t in files.items()}}
         return self._store(self._base, tree, message, author)
 
     def publish(self, commit: str, branch: str, *, lease: str | None = None) -> str:
@@ -112,9 +113,3 @@ class InMemoryManifestRepo:
         sha = digest.hexdigest()
         self.commits[sha] = Commit(parent, files, message, author)
         return sha
-
-
-def _checked(path: str) -> str:
-    if path.startswith("/") or ".." in path.split("/"):
-        raise UnsafePathError(f"{path}: leaves the manifest repo")
-    return path

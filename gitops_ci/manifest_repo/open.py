@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from gitops_ci.manifest_repo.git import Remote
 
 
-def remote_for(settings: RepoSettings) -> Remote:
+def _remote(settings: RepoSettings) -> Remote:
     from gitops_ci.manifest_repo.git import Remote
 
     url = check_repo_url(settings.repo_url)
@@ -39,7 +39,7 @@ def open_repo(
     from gitops_ci.manifest_repo.git import GitManifestRepo
     from gitops_ci.manifest_repo.signing import signer_for
 
-    remote = remote_for(settings)
+    remote = _remote(settings)
     with signer_for(settings.signing_key) as signer:
         with logs.section("clone", f"Cloning {remote.url} (sparse: {', '.join(sparse_paths)})"):
             repo = with_retries(

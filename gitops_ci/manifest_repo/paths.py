@@ -96,3 +96,10 @@ def readable_file(root: Path, relative: str) -> Path:
             f"{relative} resolves outside the manifest repo (to {target}); refusing to read it"
         )
     return root / relative
+
+
+def checked_repo_path(path: str) -> str:
+    """A repo-relative path for an adapter without a work tree: refused when absolute or climbing out."""
+    if path.startswith("/") or ".." in path.split("/"):
+        raise UnsafePathError(f"{path}: leaves the manifest repo; use a path inside it")
+    return path

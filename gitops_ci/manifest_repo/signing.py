@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from gitops_ci.errors import ConfigurationError
+from gitops_ci.manifest_repo.credentials import git_config
 
 KeyFormat = Literal["ssh", "openpgp"]
 PASSPHRASE_VARIABLE = "GITOPS_SIGNING_KEY_PASSPHRASE"
@@ -101,17 +102,6 @@ def signer_for(key: SigningKey | None) -> Iterator[Signer | None]:
         if key.format == "openpgp":
             _stop_agent(directory / "gnupg")
         shutil.rmtree(directory, ignore_errors=True)
-
-
-def git_config(settings: Mapping[str, str], base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """`settings` as GIT_CONFIG_KEY_n/VALUE_n entries appended to those in `base`."""
-    count = int((base or {}).get("GIT_CONFIG_COUNT", "0") or "0")
-    env: dict[str, str] = {}
-    for offset, (name, value) in enumerate(settings.items()):
-        env[f"GIT_CONFIG_KEY_{count + offset}"] = name
-        env[f"GIT_CONFIG_VALUE_{count + offset}"] = value
-    env["GIT_CONFIG_COUNT"] = str(count + len(settings))
-    return env
 
 
 def _ssh(key: SigningKey, directory: Path) -> Signer:

@@ -32,7 +32,7 @@ from gitops_ci.targets.kube import (
     parse_object_ref,
 )
 from gitops_ci.targets.push_hook import changed_overlay_files, push_hook_payload
-from gitops_ci.targets.target import SYNC_KINDS, Target, TargetKind, choose
+from gitops_ci.targets.target import SYNC_KINDS, Target, choose, given
 
 log = logs.get_logger(__name__)
 T = TypeVar("T")
@@ -94,13 +94,7 @@ class SyncSettings:
 
     @property
     def target(self) -> Target:
-        given: dict[TargetKind, object] = {
-            "argocd-webhook": self.argocd_webhook,
-            "argocd-server": self.argocd_server,
-            "flux-receiver": self.flux_receiver,
-            "flux-kustomization": self.flux_kustomizations,
-        }
-        return choose(given, SYNC_KINDS, "choose one sync target of")
+        return choose(given(self), SYNC_KINDS, "choose one sync target of")
 
     def __post_init__(self) -> None:
         self.target  # noqa: B018 - exactly one target, or bad input

@@ -29,10 +29,25 @@ SYNC_PREFERENCE: tuple[TargetKind, ...] = (
 )
 
 
+# The settings field that names each kind: SyncSettings, WaitSettings and FollowUpSettings all use these.
+FIELDS: dict[TargetKind, str] = {
+    "argocd-webhook": "argocd_webhook",
+    "argocd-server": "argocd_server",
+    "argocd-kube": "argocd_kube",
+    "flux-receiver": "flux_receiver",
+    "flux-kustomization": "flux_kustomizations",
+}
+
+
 @dataclass(frozen=True)
 class Target:
     kind: TargetKind
     value: object  # the URL, the NAMESPACE/NAME list, or True for --argocd-kube
+
+
+def given(settings: object) -> dict[TargetKind, object]:
+    """Every kind the settings object names, with its value (unset ones falsy)."""
+    return {kind: getattr(settings, field, None) for kind, field in FIELDS.items()}
 
 
 def choose(given: Mapping[TargetKind, object], allowed: Sequence[TargetKind], message: str) -> Target:

@@ -26,7 +26,7 @@ from gitops_ci.targets.kube import (
     parse_object_ref,
 )
 from gitops_ci.targets.sync import app_names, check_revision, from_env
-from gitops_ci.targets.target import WAIT_KINDS, Target, TargetKind, choose
+from gitops_ci.targets.target import WAIT_KINDS, Target, choose, given
 from gitops_ci.targets.wait_status import (
     ContainsCheck,
     TargetStatus,
@@ -59,12 +59,7 @@ class WaitSettings:
 
     @property
     def target(self) -> Target:
-        given: dict[TargetKind, object] = {
-            "argocd-server": self.argocd_server,
-            "argocd-kube": self.argocd_kube,
-            "flux-kustomization": self.flux_kustomizations,
-        }
-        return choose(given, WAIT_KINDS, "choose where to read the status: one of")
+        return choose(given(self), WAIT_KINDS, "choose where to read the status: one of")
 
     def __post_init__(self) -> None:
         self.target  # noqa: B018 - exactly one status source, or bad input
