@@ -7,7 +7,13 @@ from typing import TYPE_CHECKING
 
 from gitops_ci.change.model import Change, EnvironmentChange, Target
 from gitops_ci.change.runner import ChangeOutcome, run_change
-from gitops_ci.change.settings import DeploySettings, commit_message, image_updates, overlay_path
+from gitops_ci.change.settings import (
+    DEFAULT_PATH_TEMPLATE,
+    DeploySettings,
+    commit_message,
+    image_updates,
+    overlay_path,
+)
 from gitops_ci.retry import SYSTEM_CLOCK, Clock
 
 if TYPE_CHECKING:
@@ -27,16 +33,14 @@ def deploy(
 
 
 def deploy_change(settings: DeploySettings) -> Change:
-    """The change a deploy makes; bad input (a template, an image) fails here, before any clone."""
+    """The change a deploy makes; bad input (a template, an image) fails here, before any clone. Without
+    --path-template the overlays are where the repo's gitops-ci.yaml says (the clone guesses the default)."""
     updates = tuple(image_updates(settings.app, settings.images))
-    template = settings.repo.path_template
-    targets = [
-        Target(
-            app=settings.app, environment=env, path=overlay_path(template, settings.app, env), updates=updates
-        )
-        for env in settings.environments
-    ]
     images = [u.reference() for u in updates]
+
+    def targets(template: str) -> list[Target]:
+        paths = {env: overlay_path(template, settings.app, env) for env in settings.environments}
+        return [Target(app=settings.app, environment=e, path=p, updates=updates) for e, p in paths.items()]
 
     def message(changes: Sequence[EnvironmentChange]) -> str:
         envs = [c.environment for c in changes if c.edit.changed] or list(settings.environments)
@@ -45,9 +49,11 @@ def deploy_change(settings: DeploySettings) -> Change:
         )
 
     message([])
+    given = settings.repo.path_template
     return Change(
         settings=settings.repo,
-        sparse_paths=tuple(t.path for t in targets),
-        planner=lambda repo: targets,
+        sparse_paths=tuple(t.path for t in targets(given or DEFAULT_PATH_TEMPLATE)),
+        planner=lambda repo, defaults: targets(given or defaults.path_template),
         message_for=message,
+        reads_defaults=given is None,
     )

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from gitops_ci import logs
-from gitops_ci.change.model import DeployResult
+from gitops_ci.change.model import DeployResult, RepoDefaults
 from gitops_ci.change.settings import DeploySettings
 from gitops_ci.errors import ConfigurationError
 from gitops_ci.manifest_repo.port import ManifestRepo
@@ -77,9 +77,7 @@ def follow_up(
         reason = "the merge requests are not merged yet: sync and wait apply once they are"
         log.info("%s", reason)
         return FollowUpResult(None, skipped=reason)
-    follow = FollowUp(
-        replace(follow.settings, app_name_template=_app_name_template(repo, follow.settings)), follow.deploy
-    )
+    follow = with_defaults(follow, result.defaults)
     synced = sync_step(follow, result, revision) if follow.settings.sync else None
     if not follow.settings.wait or follow.deploy.repo.dry_run:
         return FollowUpResult(revision, synced)
@@ -150,14 +148,14 @@ def _sync_target(settings: FollowUpSettings) -> dict[str, Any]:
     }
 
 
-def _app_name_template(repo: ManifestRepo, settings: FollowUpSettings) -> str:
-    """--app-name-template, else the one `gitops-ci init` recorded in the repo, else the seed's."""
-    if settings.app_name_template:
-        return settings.app_name_template
-    from gitops_ci.onboard.conventions import SETTINGS_FILE, parse_conventions
-
-    text = repo.read(SETTINGS_FILE)
-    return parse_conventions(text).app_name_template if text is not None else DEFAULT_APP_NAME_TEMPLATE
+def with_defaults(follow: FollowUp, defaults: RepoDefaults) -> FollowUp:
+    """The options, else what the repo's gitops-ci.yaml says, else the seed's names ({app}-{env})."""
+    names = follow.settings.app_name_template or defaults.app_name_template or DEFAULT_APP_NAME_TEMPLATE
+    paths = follow.deploy.repo.path_template or defaults.path_template
+    return FollowUp(
+        replace(follow.settings, app_name_template=names),
+        replace(follow.deploy, repo=replace(follow.deploy.repo, path_template=paths)),
+    )
 
 
 def _revision(repo: ManifestRepo, result: DeployResult) -> str | None:

@@ -15,11 +15,13 @@ from dataclasses import replace
 from gitops_ci import logs
 from gitops_ci.change import steps
 from gitops_ci.change.model import (
+    BUILT_IN_DEFAULTS,
     Change,
     DeployResult,
     EnvironmentChange,
     MergeRequestAction,
     MergeRequestResult,
+    RepoDefaults,
     Target,
 )
 from gitops_ci.change.settings import MergeRequestOptions, RepoSettings
@@ -37,10 +39,16 @@ _STILL_CHECKING = {"checking", "unchecked", "preparing", "approvals_syncing", "c
 _WAIT_FOR_PIPELINE = {"ci_still_running", "ci_must_pass"}
 
 
-def open_merge_requests(repo: ManifestRepo, change: Change, clock: Clock = SYSTEM_CLOCK) -> DeployResult:
+def open_merge_requests(
+    repo: ManifestRepo,
+    change: Change,
+    clock: Clock = SYSTEM_CLOCK,
+    *,
+    defaults: RepoDefaults = BUILT_IN_DEFAULTS,
+) -> DeployResult:
     """One branch and merge request per target, each built on the target branch's tip we read."""
     settings = change.settings
-    targets = change.planner(repo)
+    targets = change.planner(repo, defaults)
     base = repo.base()
     client = None if settings.dry_run else gitlab_client_for(settings)
     results: list[MergeRequestResult] = []
@@ -61,7 +69,8 @@ def open_merge_requests(repo: ManifestRepo, change: Change, clock: Clock = SYSTE
         changes.append(planned)
         results.append(result)
     return DeployResult(status="merge-requests", repo_url=repo.url, branch=repo.branch, commit=None,
-                        base_commit=base, changes=tuple(changes), merge_requests=tuple(results))  # fmt: skip
+                        base_commit=base, changes=tuple(changes), merge_requests=tuple(results),
+                        defaults=defaults)  # fmt: skip
 
 
 def gitlab_client_for(settings: RepoSettings) -> GitLabClient:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from gitops_ci.change.settings import RepoSettings
+from gitops_ci.change.settings import DEFAULT_PATH_TEMPLATE, RepoSettings
 from gitops_ci.images.files import OverlayEdit
 from gitops_ci.images.reference import ImageUpdate
 from gitops_ci.manifest_repo.port import ManifestRepo
@@ -15,6 +15,18 @@ ChangeStatus = Literal["pushed", "up-to-date", "dry-run", "merge-requests"]
 MergeRequestAction = Literal[
     "created", "updated", "unchanged", "merged", "auto-merge", "up-to-date", "dry-run"
 ]
+
+
+@dataclass(frozen=True)
+class RepoDefaults:
+    """What the repo's gitops-ci.yaml (written by `init`) says, where no option said it."""
+
+    path_template: str = DEFAULT_PATH_TEMPLATE
+    app_name_template: str | None = None  # None: the file does not exist (follow-ups use the seed's)
+    environments: tuple[str, ...] = ()  # in promotion order
+
+
+BUILT_IN_DEFAULTS = RepoDefaults()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,21 +77,25 @@ class DeployResult:
     changes: tuple[EnvironmentChange, ...]
     attempts: int = 1
     merge_requests: tuple[MergeRequestResult, ...] = ()
+    defaults: RepoDefaults = BUILT_IN_DEFAULTS
 
     @property
     def changed_files(self) -> list[str]:
         return [c.file for c in self.changes if c.edit.changed]
 
 
-Planner = Callable[[ManifestRepo], list[Target]]
+Planner = Callable[[ManifestRepo, RepoDefaults], list[Target]]
 MessageFor = Callable[[Sequence[EnvironmentChange]], str]
 
 
 @dataclass(frozen=True, kw_only=True)
 class Change:
-    """What to change: the overlays to check out, how to find the targets, and the commit message."""
+    """What to change: the overlays to check out (the planner may add more once it has read the repo's
+    defaults), how to find the targets, the commit message, and whether the repo's gitops-ci.yaml is needed
+    (not when options give everything it would)."""
 
     settings: RepoSettings
     sparse_paths: tuple[str, ...]
     planner: Planner
     message_for: MessageFor
+    reads_defaults: bool = True

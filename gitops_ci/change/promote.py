@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gitops_ci import logs
-from gitops_ci.change.model import Change, EnvironmentChange, Target
+from gitops_ci.change.model import Change, EnvironmentChange, RepoDefaults, Target
 from gitops_ci.change.runner import ChangeOutcome, run_change
-from gitops_ci.change.settings import RepoSettings, commit_message, overlay_path
+from gitops_ci.change.settings import DEFAULT_PATH_TEMPLATE, RepoSettings, commit_message, overlay_path
 from gitops_ci.change.steps import kustomization_of
 from gitops_ci.errors import ConfigurationError, ImageArgumentError, KustomizationError
 from gitops_ci.images.describe import image_of
@@ -38,7 +38,7 @@ class PromoteSettings:
     repo: RepoSettings
     app: str | None
     all_apps: bool = False
-    source: str
+    source: str | None = None  # None: the environment before the first target in gitops-ci.yaml's order
     targets: tuple[str, ...]
     image_names: tuple[str, ...] = ()
     message: str = DEFAULT_PROMOTE_MESSAGE
@@ -54,7 +54,8 @@ class PromoteSettings:
             )
         if self.app:
             check_name(self.app, "--app")
-        check_name(self.source, "--from")
+        if self.source is not None:
+            check_name(self.source, "--from")
         for target in self.targets:
             check_name(target, "--to")
 
@@ -64,19 +65,25 @@ def promote(settings: PromoteSettings, clock: Clock = SYSTEM_CLOCK) -> ChangeOut
 
 
 def promote_change(settings: PromoteSettings) -> Change:
-    template = settings.repo.path_template
+    given = settings.repo.path_template
+    guess = given or DEFAULT_PATH_TEMPLATE  # the clone's first cone; the planner adds what it needs
     if settings.all_apps:
-        sparse = [_apps_directory(template)]
+        sparse = [_apps_directory(guess)]
     else:
         assert settings.app is not None
-        sparse = [overlay_path(template, settings.app, env) for env in (settings.source, *settings.targets)]
+        envs = [e for e in (settings.source, *settings.targets) if e is not None]
+        sparse = [overlay_path(guess, settings.app, env) for env in envs]
     commit_message(
         settings.message, app="app", environments=["env"], images=["image"], mode=settings.repo.mode
     )
 
-    def planner(repo: ManifestRepo) -> list[Target]:
+    def planner(repo: ManifestRepo, defaults: RepoDefaults) -> list[Target]:
+        template = given or defaults.path_template
+        source = settings.source or source_environment(defaults.environments, settings.targets)
+        if settings.all_apps:
+            repo.include([_apps_directory(template)])
         apps = _list_apps(repo, template) if settings.all_apps else [settings.app or ""]
-        return [t for app in apps for t in _targets(repo, settings, app)]
+        return [t for app in apps for t in _targets(repo, settings, app, template, source)]
 
     def message(changes: Sequence[EnvironmentChange]) -> str:
         changed = [c for c in changes if c.edit.changed]
@@ -90,7 +97,29 @@ def promote_change(settings: PromoteSettings) -> Change:
             mode=settings.repo.mode,
         )
 
-    return Change(settings=settings.repo, sparse_paths=tuple(sparse), planner=planner, message_for=message)
+    return Change(settings=settings.repo, sparse_paths=tuple(sparse), planner=planner, message_for=message,
+                  reads_defaults=given is None or settings.source is None)  # fmt: skip
+
+
+def source_environment(order: Sequence[str], targets: Sequence[str]) -> str:
+    """Without --from: the environment just before the earliest target in the repo's promotion order."""
+    if not order:
+        raise ConfigurationError(
+            "no --from: pass --from ENV (or let `gitops-ci init` record the promotion order in "
+            "gitops-ci.yaml)"
+        )
+    unknown = [t for t in targets if t not in order]
+    if unknown:
+        raise ConfigurationError(
+            f"--to {unknown[0]} is not an environment of gitops-ci.yaml ({', '.join(order)}); check --to"
+        )
+    first = min(order.index(t) for t in targets)
+    if first == 0:
+        raise ConfigurationError(
+            f"--to {order[0]} is the first environment of gitops-ci.yaml ({', '.join(order)}); nothing is "
+            "promoted into it: deploy to it, or pass --from"
+        )
+    return order[first - 1]
 
 
 def source_updates(repo: ManifestRepo, path: str, names: Sequence[str]) -> tuple[ImageUpdate, ...]:
@@ -128,16 +157,16 @@ def _check_entry(entry: dict[str, str], path: str) -> None:
         ) from None
 
 
-def _targets(repo: ManifestRepo, settings: PromoteSettings, app: str) -> list[Target]:
-    template = settings.repo.path_template
-    source = overlay_path(template, app, settings.source)
+def _targets(
+    repo: ManifestRepo, settings: PromoteSettings, app: str, template: str, environment: str
+) -> list[Target]:
+    source = overlay_path(template, app, environment)
     target_paths = {env: overlay_path(template, app, env) for env in settings.targets}
+    if not settings.all_apps:
+        repo.include([source, *target_paths.values()])
     if settings.all_apps and not all(repo.listing(p) for p in (source, *target_paths.values())):
-        log.info(
-            "%s: skipped, it lacks one of the overlays %s",
-            app,
-            ", ".join([settings.source, *settings.targets]),
-        )
+        envs = ", ".join([environment, *settings.targets])
+        log.info("%s: skipped, it lacks one of the overlays %s", app, envs)
         return []
     if repo.listing(source) is None:
         raise KustomizationError(

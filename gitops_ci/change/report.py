@@ -81,6 +81,9 @@ def deploy_dotenv(result: DeployResult) -> tuple[dict[str, str], dict[str, str]]
         "GITOPS_CHANGED": "true" if result.changed_files else "false",
         "GITOPS_ENVIRONMENTS": " ".join(dict.fromkeys(c.environment for c in result.changes)),
     }
+    if result.defaults.app_name_template is not None:  # the repo's gitops-ci.yaml: for later sync and wait
+        required["GITOPS_PATH_TEMPLATE"] = result.defaults.path_template
+        required["GITOPS_ARGOCD_APP_NAME_TEMPLATE"] = result.defaults.app_name_template
     apps = list(dict.fromkeys([*(c.app for c in result.changes), *(m.app for m in result.merge_requests)]))
 
     def key(prefix: str, app: str, environment: str) -> str:

@@ -13,13 +13,20 @@ import itertools
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from gitops_ci import logs
 from gitops_ci.change import steps
-from gitops_ci.change.model import Change, ChangeStatus, DeployResult, EnvironmentChange, MergeRequestResult
+from gitops_ci.change.model import (
+    BUILT_IN_DEFAULTS,
+    Change,
+    ChangeStatus,
+    DeployResult,
+    MergeRequestResult,
+    RepoDefaults,
+)
 from gitops_ci.change.settings import RepoSettings
 from gitops_ci.errors import ConfigurationError, GitopsCiError, OperationalError
 from gitops_ci.manifest_repo.port import ManifestRepo
@@ -50,12 +57,16 @@ def run_change(change: Change, follow: FollowUp | None = None, clock: Clock = SY
         workspace(settings.workdir) as directory,
         open_repo(settings, change.sparse_paths, directory, clock) as repo,
     ):
+        wants_names = follow is not None and follow.settings.app_name_template is None
+        defaults = steps.repo_defaults(repo, read=change.reads_defaults or wants_names)
+        if settings.path_template:  # what the change uses, for the report and the follow-ups
+            defaults = replace(defaults, path_template=settings.path_template)
         if settings.mode == "merge-request":
             from gitops_ci.change.merge_request import open_merge_requests
 
-            result = open_merge_requests(repo, change, clock)
+            result = open_merge_requests(repo, change, clock, defaults=defaults)
         else:
-            result = land(repo, change, clock)
+            result = land(repo, change, clock, defaults=defaults)
         if follow is None:
             return ChangeOutcome(result=result)
         from gitops_ci.change.follow_up import follow_up
@@ -66,18 +77,26 @@ def run_change(change: Change, follow: FollowUp | None = None, clock: Clock = SY
             return ChangeOutcome(result=result, error=err)
 
 
-def land(repo: ManifestRepo, change: Change, clock: Clock = SYSTEM_CLOCK) -> DeployResult:
+def land(
+    repo: ManifestRepo,
+    change: Change,
+    clock: Clock = SYSTEM_CLOCK,
+    *,
+    defaults: RepoDefaults = BUILT_IN_DEFAULTS,
+) -> DeployResult:
     """Plan, commit and push the image edits until they land (see `_until_landed`)."""
     settings = change.settings
 
     def attempt(number: int) -> _Attempt[DeployResult]:
-        changes = steps.plan(repo, change.planner(repo))
+        changes = steps.plan(repo, change.planner(repo, defaults))
         base = repo.base()  # after planning: an adapter may learn it from the reads
 
         def result(commit: str | None, landed_on: str) -> DeployResult:
             changed = any(c.edit.changed for c in changes)
             status: ChangeStatus = "pushed" if commit else "dry-run" if changed else "up-to-date"
-            return _result(repo, status, commit, landed_on, changes, number)
+            return DeployResult(status=status, repo_url=repo.url, branch=repo.branch, commit=commit,
+                                base_commit=landed_on, changes=changes, attempts=number,
+                                defaults=defaults)  # fmt: skip
 
         if settings.dry_run or not any(c.edit.changed for c in changes):
             return _Attempt(None, base, result)
@@ -163,18 +182,6 @@ def _until_landed(
             log.info("the previous push of %s landed after all", landed[:12])
             return step.result(landed, step.base)
     raise AssertionError("unreachable")
-
-
-def _result(
-    repo: ManifestRepo,
-    status: ChangeStatus,
-    sha: str | None,
-    base: str,
-    changes: tuple[EnvironmentChange, ...],
-    attempts: int,
-) -> DeployResult:
-    return DeployResult(status=status, repo_url=repo.url, branch=repo.branch, commit=sha,
-                        base_commit=base, changes=changes, attempts=attempts)  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -57,7 +57,7 @@ class RepoSettings:
 
     repo_url: str
     branch: str | None = None
-    path_template: str = DEFAULT_PATH_TEMPLATE
+    path_template: str | None = None  # None: the repo's gitops-ci.yaml, else DEFAULT_PATH_TEMPLATE
     ca_file: str | None = None
     workdir: Path | None = None
     max_attempts: int = 10

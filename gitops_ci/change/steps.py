@@ -11,12 +11,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from gitops_ci.change.model import EnvironmentChange, MessageFor, Target
+from gitops_ci.change.model import EnvironmentChange, MessageFor, RepoDefaults, Target
 from gitops_ci.change.settings import RepoSettings, with_trailers
 from gitops_ci.errors import KustomizationError, PushRejectedError, RetryableError
 from gitops_ci.images.editor import editor_for, kustomization_name
 from gitops_ci.images.files import OverlayEdit
 from gitops_ci.manifest_repo.port import Listing, ManifestRepo
+
+
+def repo_defaults(repo: ManifestRepo, read: bool = True) -> RepoDefaults:
+    """The defaults the repo's gitops-ci.yaml records (written by `init`), else the built-in ones."""
+    if not read:
+        return RepoDefaults()
+    from gitops_ci.onboard.conventions import SETTINGS_FILE, parse_conventions
+
+    text = repo.read(SETTINGS_FILE)
+    if text is None:
+        return RepoDefaults()
+    conventions = parse_conventions(text)
+    return RepoDefaults(
+        conventions.path_template,
+        conventions.app_name_template,
+        tuple(e.name for e in conventions.environments),
+    )
 
 
 def kustomization_of(repo: ManifestRepo, overlay: str, listing: Listing | None = None) -> tuple[str, str]:
@@ -32,6 +49,7 @@ def kustomization_of(repo: ManifestRepo, overlay: str, listing: Listing | None =
 def plan(repo: ManifestRepo, targets: Sequence[Target]) -> tuple[EnvironmentChange, ...]:
     """Every target's edit, in memory, on the repo's base: any error stops before anything is committed."""
     planned = []
+    repo.include(tuple(dict.fromkeys(t.path for t in targets)))
     for target in targets:
         listing = repo.listing(target.path)
         if listing is None:

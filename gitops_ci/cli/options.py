@@ -32,9 +32,8 @@ _REPO_OPTIONS = [
     click.option(
         "--path-template",
         envvar="GITOPS_PATH_TEMPLATE",
-        default=DEFAULT_PATH_TEMPLATE,
-        show_default=True,
-        help="Overlay directory of {app} in {env}.",
+        help="Overlay directory of {app} in {env} (default: the repo's gitops-ci.yaml, else "
+        f"{DEFAULT_PATH_TEMPLATE}).",
     ),
     click.option(
         "--mode",
@@ -206,7 +205,7 @@ def repo_settings(params: dict[str, Any]) -> RepoSettings:
     return RepoSettings(
         repo_url=params.pop("repo_url"),
         branch=params.pop("branch"),
-        path_template=params.pop("path_template"),
+        path_template=params.pop("path_template") or None,
         mode=params.pop("mode"),
         ca_file=params.pop("ca_file"),
         workdir=params.pop("workdir"),

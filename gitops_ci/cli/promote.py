@@ -20,7 +20,12 @@ from gitops_ci.cli.report import report_change
 @click.command("promote")
 @click.option("--app", envvar="GITOPS_APP_NAME", help="App to promote.")
 @click.option("--all-apps", is_flag=True, help="Promote every app whose images differ.")
-@click.option("--from", "source", envvar="GITOPS_PROMOTE_FROM", required=True, help="Source environment.")
+@click.option(
+    "--from",
+    "source",
+    envvar="GITOPS_PROMOTE_FROM",
+    help="Source environment (default: the one before the first --to in the repo's gitops-ci.yaml).",
+)
 @click.option(
     "--to",
     "targets",
@@ -44,7 +49,7 @@ from gitops_ci.cli.report import report_change
 def promote_command(
     app: str | None,
     all_apps: bool,
-    source: str,
+    source: str | None,
     targets: tuple[str, ...],
     image_names: tuple[str, ...],
     message: str,
@@ -57,7 +62,7 @@ def promote_command(
         repo=repo_settings(options),
         app=app,
         all_apps=all_apps,
-        source=source,
+        source=source or None,
         targets=targets,
         image_names=image_names,
         message=message,

@@ -46,6 +46,7 @@ class GitManifestRepo:
         self._signer = signer
         self._base = ""
         self._checked_out = ""  # the commit HEAD is at, as this object moved it (saves a rev-parse per step)
+        self._cone: tuple[str, ...] = ()  # the directories checked out
 
     @property
     def root(self) -> Path:
@@ -89,10 +90,17 @@ class GitManifestRepo:
         # cheap on a repo of thousands of apps (git >= 2.32).
         clone._git("sparse-checkout", "set", "--cone", "--sparse-index", "--", *sparse_paths)
         clone._git("reset", "--hard", "-q", action="checkout")  # fetches the blobs under sparse_paths
+        clone._cone = tuple(sparse_paths)
         return clone
 
     def base(self) -> str:
         return self._base
+
+    def include(self, paths: Sequence[str]) -> None:
+        missing = [p for p in paths if not any(_under(p, c) for c in self._cone)]
+        if missing:  # the planner found the repo's layout elsewhere than the clone guessed (gitops-ci.yaml)
+            self._git("sparse-checkout", "add", "--", *missing, action="checkout")
+            self._cone += tuple(missing)
 
     def read(self, path: str) -> str | None:
         file = writable_file(self.root, path)
@@ -192,6 +200,10 @@ class GitManifestRepo:
             return run_git(args, env=env, cwd=self._root, timeout=self.remote.timeout)
         except GitFailure as err:
             raise classify(err, action or args[0], self.remote) from None
+
+
+def _under(path: str, directory: str) -> bool:
+    return directory == "." or path == directory or path.startswith(f"{directory}/")
 
 
 def _checked_out_branch(directory: Path) -> str:

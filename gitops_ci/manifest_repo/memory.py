@@ -7,7 +7,7 @@ lets a test move the branch first (another job's landing) or fail the call (a lo
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from gitops_ci.errors import PushRejectedError
@@ -40,6 +40,9 @@ class InMemoryManifestRepo:
 
     def base(self) -> str:
         return self._base
+
+    def include(self, paths: Sequence[str]) -> None:
+        """Every path is readable already."""
 
     def read(self, path: str) -> str | None:
         return self.commits[self._base].files.get(checked_repo_path(path))

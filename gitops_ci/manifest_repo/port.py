@@ -7,7 +7,7 @@ raises PushRejectedError from `publish` when the branch moved (a lost race: plan
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -32,6 +32,10 @@ class ManifestRepo(Protocol):
 
     def base(self) -> str:
         """The commit that reads see and that the next commit builds on."""
+        ...
+
+    def include(self, paths: Sequence[str]) -> None:
+        """Make the directories `paths` readable (a sparse clone checks them out; others read anything)."""
         ...
 
     def read(self, path: str) -> str | None:

@@ -1,25 +1,30 @@
-"""deploy's follow-ups: which Argo CD application names they use."""
+"""deploy's follow-ups: which Argo CD application names and overlay paths they use."""
 
 from __future__ import annotations
 
-from gitops_ci.change.follow_up import FollowUpSettings, _app_name_template
-from gitops_ci.manifest_repo.memory import InMemoryManifestRepo
-from gitops_ci.onboard.conventions import Cluster, Conventions, Environment, render_conventions
-from manifests import manifest_files
+from gitops_ci.change.follow_up import FollowUp, FollowUpSettings, with_defaults
+from gitops_ci.change.model import RepoDefaults
+from gitops_ci.change.settings import DeploySettings, RepoSettings
 
-CONVENTIONS = Conventions(
-    repo_url="https://gitlab.example.com/platform/manifests.git",
-    branch="main",
-    clusters=(Cluster("dev-cluster", "https://dev.k8s.example.com"),),
-    environments=(Environment("dev", "dev-cluster"),),
-)
+ONBOARDED = RepoDefaults("apps/{app}/{env}", "{env}-{app}", ("dev", "prod"))
 
 
-def test_the_template_init_recorded_names_the_applications_unless_an_option_does() -> None:
-    onboarded = InMemoryManifestRepo(
-        {**manifest_files(["web"]), "gitops-ci.yaml": render_conventions(CONVENTIONS)}
-    )
-    seed = InMemoryManifestRepo(manifest_files(["web"]))
-    assert _app_name_template(onboarded, FollowUpSettings()) == "{env}-{app}"
-    assert _app_name_template(seed, FollowUpSettings()) == "{app}-{env}"
-    assert _app_name_template(onboarded, FollowUpSettings(app_name_template="argo-{app}")) == "argo-{app}"
+def follow(app_names: str | None = None, paths: str | None = None) -> FollowUp:
+    repo = RepoSettings(repo_url="https://gitlab.example.com/m.git", path_template=paths)
+    deploy = DeploySettings(repo=repo, app="web", environments=("dev",), images=("r.example.com/web:1",))
+    return FollowUp(FollowUpSettings(app_name_template=app_names), deploy)
+
+
+def test_the_templates_init_recorded_apply_unless_an_option_gives_one() -> None:
+    onboarded = with_defaults(follow(), ONBOARDED)
+    assert onboarded.settings.app_name_template == "{env}-{app}"
+    assert onboarded.deploy.repo.path_template == "apps/{app}/{env}"
+    given = with_defaults(follow("argo-{app}", "k/{app}/{env}"), ONBOARDED)
+    assert given.settings.app_name_template == "argo-{app}"
+    assert given.deploy.repo.path_template == "k/{app}/{env}"
+
+
+def test_a_repo_without_gitops_ci_yaml_keeps_the_seeds_names() -> None:
+    seed = with_defaults(follow(), RepoDefaults())
+    assert seed.settings.app_name_template == "{app}-{env}"
+    assert seed.deploy.repo.path_template == "kustomize/{app}/overlays/{env}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from clock import FakeClock
 
+from gitops_ci.change.model import RepoDefaults
 from gitops_ci.change.promote import PromoteSettings, promote_change
 from gitops_ci.change.runner import land
 from gitops_ci.change.settings import RepoSettings
@@ -41,7 +42,7 @@ def test_all_apps_promotes_each_app_that_has_both_overlays() -> None:
     settings = PromoteSettings(repo=REPO, app=None, all_apps=True, source="staging", targets=("prod",))
     change = promote_change(settings)
     assert change.sparse_paths == ("kustomize",)
-    assert [t.app for t in change.planner(repo)] == ["web"]  # api lacks prod: skipped
+    assert [t.app for t in change.planner(repo, RepoDefaults())] == ["web"]  # api lacks prod: skipped
 
 
 def test_a_source_entry_that_is_not_an_image_is_refused() -> None:
@@ -51,4 +52,4 @@ def test_a_source_entry_that_is_not_an_image_is_refused() -> None:
     repo.refresh()
     settings = PromoteSettings(repo=REPO, app="web", source="staging", targets=("prod",))
     with pytest.raises(KustomizationError, match="fix the source overlay first"):
-        promote_change(settings).planner(repo)
+        promote_change(settings).planner(repo, RepoDefaults())

@@ -23,7 +23,7 @@ def change(tag: str = "2.0", **settings: object) -> Change:
     return Change(
         settings=RepoSettings(repo_url="memory://manifests", **settings),  # type: ignore[arg-type]
         sparse_paths=(target.path,),
-        planner=lambda repo: [target],
+        planner=lambda repo, defaults: [target],
         message_for=lambda changes: f"[skip ci] web to {tag}",
     )
 

@@ -63,7 +63,7 @@ def posts(gitlab_api: GitLabContractServer) -> int:
     return sum(1 for c in gitlab_api.calls if c.method == "POST" and c.path.endswith("/repository/commits"))
 
 
-def test_a_deploy_is_three_requests_and_one_commit(
+def test_a_deploy_is_four_requests_and_one_commit(
     run: Run, bare: Path, gitlab_api: GitLabContractServer, git_argv_recorder: GitArgvRecorder
 ) -> None:
     before = read_blob(bare, "main", overlay("app0", "dev"))
@@ -75,9 +75,24 @@ def test_a_deploy_is_three_requests_and_one_commit(
     assert log_messages(bare, "main")[0] == (
         "[skip ci] update image of app app0 - dev to registry.example.com/shop/app0:2.0.0"
     )
-    assert [c.method for c in gitlab_api.calls] == ["GET", "GET", "POST"]  # tree, file, commit
+    # gitops-ci.yaml (absent here), the overlay's tree, its kustomization, the commit
+    assert [(c.method, c.path.rsplit("/", 1)[-1].rsplit("%2F", 1)[-1]) for c in gitlab_api.calls] == [
+        ("GET", "gitops-ci.yaml"),
+        ("GET", "tree"),
+        ("GET", "kustomization.yaml"),
+        ("POST", "commits"),
+    ]
     # nothing of git on the runner (the contract server's own git calls name their --git-dir)
     assert [call for call in git_argv_recorder.calls() if not call[1].startswith("--git-dir=")] == []
+
+
+def test_with_a_path_template_a_deploy_is_three_requests(run: Run, gitlab_api: GitLabContractServer) -> None:
+    result = run(
+        "deploy", "--app", "app0", "--env", "dev", "--image", "registry.example.com/shop/app0:2.0.0",
+        "--path-template", "kustomize/{app}/overlays/{env}",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert [c.method for c in gitlab_api.calls] == ["GET", "GET", "POST"]  # tree, file, commit
 
 
 def test_several_environments_are_one_commit_and_a_rerun_posts_nothing(
@@ -95,6 +110,7 @@ def test_without_a_branch_the_default_branch_is_read_once(run: Run, gitlab_api: 
     result = deploy(run, branch=False)
     assert result.code == 0, result.err
     assert gitlab_api.calls[0].path.rsplit("/", 1)[-1] == "group%2Fmanifests"
+    assert [c.path.rsplit("/", 1)[-1] for c in gitlab_api.calls].count("group%2Fmanifests") == 1
 
 
 def test_dry_run_reads_and_posts_nothing(run: Run, bare: Path, gitlab_api: GitLabContractServer) -> None:
@@ -138,7 +154,7 @@ def test_a_lost_branch_race_costs_one_more_post(
     gitlab_api.api.faults.before_ref_update = another_job_lands_first
     result = deploy(run)
     assert result.code == 0, result.err
-    assert posts(gitlab_api) == 2 and len(gitlab_api.calls) == 4  # tree, file, POST (lost), POST
+    assert posts(gitlab_api) == 2 and len(gitlab_api.calls) == 5  # settings, tree, file, POST (lost), POST
     assert log_messages(bare, "main")[1] == "another job" and commit_count(bare, "main") == 3
 
 

@@ -152,6 +152,29 @@ def test_new_app_on_two_clusters_builds_validates_and_deploys(
     assert again.code == 0 and json.loads(again.out)["status"] == "up-to-date"
 
 
+def test_deploy_and_promote_take_their_defaults_from_gitops_ci_yaml(
+    run: Run, empty: Path, tmp_path: Path
+) -> None:
+    assert run("init", *CLUSTERS, *ENVS).code == 0
+    settings = read_blob(empty, "main", "gitops-ci.yaml")
+    moved = settings.replace("kustomize/{app}/overlays/{env}", "deploy/{app}/envs/{env}")
+    commit_files(empty, "main", {"gitops-ci.yaml": moved}, "overlays live under deploy/")
+    three = ("--env", "dev", "--env", "staging", "--env", "prod")
+    assert run("new-app", "--app", "web", *three, "--image", IMAGE).code == 0
+    dotenv = tmp_path / "deploy.env"
+    image = "registry.example.com/shop/web:1.1.0"
+    deployed = run("deploy", "--app", "web", "--env", "staging", "--image", image, "--dotenv", str(dotenv))
+    assert deployed.code == 0, deployed.err
+    assert "newTag: 1.1.0" in read_blob(empty, "main", "deploy/web/envs/staging/kustomization.yaml")
+    variables = dict(line.split("=", 1) for line in dotenv.read_text().splitlines())
+    assert variables["GITOPS_PATH_TEMPLATE"] == "deploy/{app}/envs/{env}"  # for the job's sync and wait
+    assert variables["GITOPS_ARGOCD_APP_NAME_TEMPLATE"] == "{env}-{app}"
+    promoted = run("promote", "--app", "web", "--to", "prod")  # from staging: the order init recorded
+    assert promoted.code == 0, promoted.err
+    assert "newTag: 1.1.0" in read_blob(empty, "main", "deploy/web/envs/prod/kustomization.yaml")
+    assert "newTag: 1.1.0" not in read_blob(empty, "main", "deploy/web/envs/dev/kustomization.yaml")
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
