@@ -21,6 +21,9 @@ _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
 _HEX = re.compile(r"[0-9a-fA-F]{7,64}")
 _REV_SUFFIX = re.compile(r"(?:[~^][0-9]{0,6})+$")
 
+DEFAULT_APP_NAME_TEMPLATE = "{app}-{env}"  # Argo CD names are global: the seed suffixes them per environment
+SETTINGS_FILE = "gitops-ci.yaml"  # the repo's conventions, written by `gitops-ci init`
+
 
 def check_name(value: str, option: str) -> str:
     """An app or environment name: a path component of letters, digits, `.`, `_` and `-`."""

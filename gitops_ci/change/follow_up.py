@@ -14,8 +14,8 @@ from gitops_ci.change.model import DeployResult, RepoDefaults
 from gitops_ci.change.settings import DeploySettings
 from gitops_ci.errors import ConfigurationError
 from gitops_ci.manifest_repo.port import ManifestRepo
+from gitops_ci.naming import DEFAULT_APP_NAME_TEMPLATE
 from gitops_ci.retry import SYSTEM_CLOCK, Clock
-from gitops_ci.targets.argocd import DEFAULT_APP_NAME_TEMPLATE
 from gitops_ci.targets.kube import KubeSettings
 from gitops_ci.targets.target import WAIT_KINDS, choose, given, preferred
 

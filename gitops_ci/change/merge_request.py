@@ -28,7 +28,8 @@ from gitops_ci.change.settings import MergeRequestOptions, RepoSettings
 from gitops_ci.errors import GitLabError, OperationalError, PushRejectedError
 from gitops_ci.images.describe import image_of
 from gitops_ci.manifest_repo.credentials import resolve_credentials
-from gitops_ci.manifest_repo.gitlab import GitLabClient, MergeRequestInfo, connection_for
+from gitops_ci.manifest_repo.gitlab import GitLabClient, MergeRequestInfo
+from gitops_ci.manifest_repo.gitlab_connection import connection_for
 from gitops_ci.manifest_repo.port import ManifestRepo
 from gitops_ci.naming import check_ref_name, render
 from gitops_ci.retry import SYSTEM_CLOCK, Clock, sleep_before_retry

@@ -7,14 +7,16 @@ import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from gitops_ci import logs
 from gitops_ci.errors import ConfigurationError, ImageArgumentError
 from gitops_ci.images.reference import ImageUpdate, parse_image_arguments, split_reference
 from gitops_ci.manifest_repo.port import Identity
-from gitops_ci.manifest_repo.signing import PASSPHRASE_VARIABLE, SigningKey, load_signing_key
 from gitops_ci.naming import check_name, check_ref_name, render
+
+if TYPE_CHECKING:  # signing is imported only when a key is given
+    from gitops_ci.manifest_repo.signing import SigningKey
 
 DEFAULT_PATH_TEMPLATE = "kustomize/{app}/overlays/{env}"
 DEFAULT_MESSAGE = "[skip ci] update image of app {app} - {env} to {image}"
@@ -129,6 +131,8 @@ def signing_key_from(path: str | None, environ: Mapping[str, str] | None = None)
     """--signing-key (or GITOPS_SIGNING_KEY), with its passphrase from GITOPS_SIGNING_KEY_PASSPHRASE."""
     if not path:
         return None
+    from gitops_ci.manifest_repo.signing import PASSPHRASE_VARIABLE, load_signing_key
+
     env = os.environ if environ is None else environ
     passphrase = env.get(PASSPHRASE_VARIABLE)
     logs.register_secret(passphrase)

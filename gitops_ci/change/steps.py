@@ -17,17 +17,18 @@ from gitops_ci.errors import KustomizationError, PushRejectedError, RetryableErr
 from gitops_ci.images.editor import editor_for, kustomization_name
 from gitops_ci.images.files import OverlayEdit
 from gitops_ci.manifest_repo.port import Listing, ManifestRepo
+from gitops_ci.naming import SETTINGS_FILE
 
 
 def repo_defaults(repo: ManifestRepo, read: bool = True) -> RepoDefaults:
     """The defaults the repo's gitops-ci.yaml records (written by `init`), else the built-in ones."""
     if not read:
         return RepoDefaults()
-    from gitops_ci.onboard.conventions import SETTINGS_FILE, parse_conventions
-
     text = repo.read(SETTINGS_FILE)
     if text is None:
         return RepoDefaults()
+    from gitops_ci.onboard.conventions import parse_conventions
+
     conventions = parse_conventions(text)
     return RepoDefaults(
         conventions.path_template,

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from gitops_ci.change.follow_up import FollowUpSettings
 from gitops_ci.change.settings import (
     DEFAULT_MR_BRANCH,
     DEFAULT_MR_TITLE,
@@ -21,6 +20,9 @@ from gitops_ci.change.settings import (
 )
 from gitops_ci.cli import target_options as target
 from gitops_ci.dotenv import MAX_BYTES, MAX_VARIABLES, DotenvReport
+
+if TYPE_CHECKING:
+    from gitops_ci.change.follow_up import FollowUpSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -260,28 +262,32 @@ def follow_up_options(func: F) -> F:
 
 def follow_up_settings(
     params: dict[str, Any], ca_file: str | None, network_timeout: float
-) -> FollowUpSettings:
-    """Build FollowUpSettings from the parsed options (removing them from `params`)."""
+) -> FollowUpSettings | None:
+    """FollowUpSettings from the parsed options (removing them from `params`); None without --sync/--wait."""
+    values = {name: params.pop(name) for name in _FOLLOW_UP_PARAMS}
+    kube = {name: params.pop(name) for name in ("kubeconfig", "kube_context")}
+    if not (values["sync_after"] or values["wait_after"]):
+        return None  # a plain deploy imports nothing of the follow-ups
+    from gitops_ci.change.follow_up import FollowUpSettings
     from gitops_ci.targets.kube import KubeSettings
 
     return FollowUpSettings(
-        sync=params.pop("sync_after"),
-        wait=params.pop("wait_after"),
-        argocd_webhook=params.pop("argocd_webhook"),
-        argocd_server=params.pop("argocd_server"),
-        argocd_kube=params.pop("argocd_kube"),
-        flux_receiver=params.pop("flux_receiver"),
-        flux_kustomizations=params.pop("flux_kustomizations"),
-        app_name_template=params.pop("app_name_template"),
-        app_namespace=params.pop("app_namespace"),
-        prune=params.pop("prune"),
-        with_source=params.pop("with_source"),
+        sync=values.pop("sync_after"),
+        wait=values.pop("wait_after"),
+        timeout_seconds=values.pop("timeout"),
+        interval_seconds=values.pop("interval"),
         kube=KubeSettings(
-            kubeconfig=params.pop("kubeconfig"),
-            context=params.pop("kube_context"),
+            kubeconfig=kube["kubeconfig"],
+            context=kube["kube_context"],
             ca_file=ca_file,
             request_timeout=network_timeout,
         ),
-        timeout_seconds=params.pop("timeout"),
-        interval_seconds=params.pop("interval"),
+        **values,
     )
+
+
+_FOLLOW_UP_PARAMS = (
+    "sync_after", "wait_after", "argocd_webhook", "argocd_server", "argocd_kube", "flux_receiver",
+    "flux_kustomizations", "app_name_template", "app_namespace", "prune", "with_source", "timeout",
+    "interval",
+)  # fmt: skip

@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 import click
 
 from gitops_ci.errors import ConfigurationError
-from gitops_ci.targets.argocd import DEFAULT_APP_NAME_TEMPLATE
-from gitops_ci.targets.wait_status import parse_duration
+from gitops_ci.naming import DEFAULT_APP_NAME_TEMPLATE
+from gitops_ci.targets.durations import parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gitops_ci import logs
 from gitops_ci.errors import ConfigurationError, GitError
@@ -20,7 +21,9 @@ from gitops_ci.manifest_repo.git_errors import classify
 from gitops_ci.manifest_repo.git_process import GitFailure, run_git
 from gitops_ci.manifest_repo.paths import writable_file
 from gitops_ci.manifest_repo.port import Identity, Listing
-from gitops_ci.manifest_repo.signing import Signer
+
+if TYPE_CHECKING:
+    from gitops_ci.manifest_repo.signing import Signer
 
 log = logs.get_logger(__name__)
 
@@ -191,7 +194,18 @@ class GitManifestRepo:
             return None
 
     def _head(self) -> str:
-        return str(self._git("rev-parse", "HEAD"))
+        """HEAD's commit as git wrote it (a detached HEAD, or the loose ref of the branch it is on): a git
+        process less per clone and per commit. `rev-parse` for anything else (packed refs, reftable)."""
+        git_dir = self._root / ".git"
+        try:
+            head = (git_dir / "HEAD").read_text(encoding="ascii").strip()
+            if head.startswith("ref: refs/heads/") and ".." not in head:
+                head = (git_dir / head.removeprefix("ref: ")).read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            head = ""
+        if len(head) in (40, 64) and all(c in "0123456789abcdef" for c in head):
+            return head
+        return str(self._git("rev-parse", "--verify", "HEAD^{commit}"))
 
     def _git(self, *args: str, action: str | None = None, extra_env: Mapping[str, str] | None = None) -> str:
         env = {**self.remote.env, **(extra_env or {})}

@@ -6,28 +6,16 @@ token variable and the scopes it needs, or the project path that was tried.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from gitops_ci import logs
 from gitops_ci.errors import AuthError, ConfigurationError, GitLabError, OperationalError, RetryableError
+from gitops_ci.manifest_repo.gitlab_connection import SCOPES_HINT, GitLabConnection
 
 log = logs.get_logger(__name__)
-SCOPES_HINT = "a project or group access token with the api and write_repository scopes"
-
-
-@dataclass(frozen=True)
-class GitLabConnection:
-    url: str
-    project_path: str
-    token: str = field(repr=False)
-    token_variable: str
-    ca_file: str | None = None
-    timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -49,32 +37,6 @@ class Note:
     id: int
     body: str
     author_id: int | None
-
-
-def connection_for(
-    repo_url: str,
-    gitlab_url: str | None,
-    token: str | None,
-    token_variable: str | None,
-    ca_file: str | None,
-    timeout: float = 30.0,
-) -> GitLabConnection:
-    """GitLab from --gitlab-url / CI_SERVER_URL, else the repo URL's host; project from the repo URL."""
-    if token is None or token_variable is None:
-        raise ConfigurationError(f"no GitLab token: set GITOPS_TOKEN to {SCOPES_HINT}")
-    if token_variable == "CI_JOB_TOKEN":
-        raise ConfigurationError(
-            f"CI_JOB_TOKEN cannot create merge requests in another project; set GITOPS_TOKEN to {SCOPES_HINT}"
-        )
-    repo = urlsplit(repo_url)
-    base = (gitlab_url or os.environ.get("CI_SERVER_URL") or f"{repo.scheme}://{repo.netloc}").rstrip("/")
-    prefix = urlsplit(base).path.rstrip("/")
-    path = repo.path.removeprefix(prefix).strip("/").removesuffix(".git")
-    if not path or "/" not in path:
-        raise ConfigurationError(
-            f"cannot tell the GitLab project from --repo-url {repo_url!r}; use group/project"
-        )
-    return GitLabConnection(base, path, token, token_variable, ca_file, timeout)
 
 
 class GitLabClient:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 from gitops_ci import logs
 from gitops_ci.errors import AuthError, ConfigurationError, OperationalError, RetryableError
-from gitops_ci.manifest_repo.gitlab import GitLabConnection
+from gitops_ci.manifest_repo.gitlab_connection import GitLabConnection
 
 log = logs.get_logger(__name__)
 API_SCOPE_HINT = (
@@ -103,12 +104,8 @@ class GitLabRest:
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._http is None:
-            import urllib.request
-
             timeout = self.connection.timeout
-            proxy = urllib.request.getproxies().get("https" if self._https else "http")
-            if proxy and urllib.request.proxy_bypass(self._host):
-                proxy = None
+            proxy = _proxy(self._host, "https" if self._https else "http")
             host, port = (
                 (urlsplit(proxy).hostname or "", urlsplit(proxy).port or 3128)
                 if proxy
@@ -170,3 +167,14 @@ def message_of(body: Any) -> str:
         value = body.get("message") or body.get("error_description") or body.get("error") or ""
         return str(value[0] if isinstance(value, list) and value else value)[:300] or "no message"
     return "no message"
+
+
+def _proxy(host: str, scheme: str) -> str | None:
+    """The proxy urllib would choose from the environment (lowercase names first, NO_PROXY entries match the
+    host and its subdomains, `*` all), without importing urllib.request for it."""
+    proxy = os.environ.get(f"{scheme}_proxy") or os.environ.get(f"{scheme.upper()}_PROXY")
+    no_proxy = os.environ.get("no_proxy") or os.environ.get("NO_PROXY") or ""
+    for entry in (e.strip().lstrip(".").lower() for e in no_proxy.split(",")):
+        if entry == "*" or (entry and (host.lower() == entry or host.lower().endswith(f".{entry}"))):
+            return None
+    return proxy or None

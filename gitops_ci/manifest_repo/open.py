@@ -17,6 +17,7 @@ from gitops_ci.retry import SYSTEM_CLOCK, Clock, with_retries
 if TYPE_CHECKING:
     from gitops_ci.change.settings import RepoSettings
     from gitops_ci.manifest_repo.git import Remote
+    from gitops_ci.manifest_repo.signing import Signer
 
 
 def _remote(settings: RepoSettings) -> Remote:
@@ -37,10 +38,9 @@ def open_repo(
         yield _api_repo(settings, clock)
         return
     from gitops_ci.manifest_repo.git import GitManifestRepo
-    from gitops_ci.manifest_repo.signing import signer_for
 
     remote = _remote(settings)
-    with signer_for(settings.signing_key) as signer:
+    with _signer(settings) as signer:
         with logs.section("clone", f"Cloning {remote.url} (sparse: {', '.join(sparse_paths)})"):
             repo = with_retries(
                 lambda: GitManifestRepo.clone(
@@ -54,9 +54,17 @@ def open_repo(
         yield repo
 
 
+def _signer(settings: RepoSettings) -> contextlib.AbstractContextManager[Signer | None]:
+    if settings.signing_key is None:
+        return contextlib.nullcontext()
+    from gitops_ci.manifest_repo.signing import signer_for
+
+    return signer_for(settings.signing_key)
+
+
 def _api_repo(settings: RepoSettings, clock: Clock) -> ManifestRepo:
     from gitops_ci.manifest_repo.api_repo import GitLabApiRepo
-    from gitops_ci.manifest_repo.gitlab import connection_for
+    from gitops_ci.manifest_repo.gitlab_connection import connection_for
     from gitops_ci.manifest_repo.gitlab_rest import GitLabRest
 
     if settings.signing_key is not None:

@@ -8,10 +8,9 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from gitops_ci.errors import ConfigurationError, KustomizationError
-from gitops_ci.naming import render
+from gitops_ci.naming import SETTINGS_FILE, render
 from gitops_ci.onboard.emit import to_yaml
 
-SETTINGS_FILE = "gitops-ci.yaml"
 Engine = Literal["argocd", "flux"]
 DNS_LABEL_MAX = 63
 

@@ -9,10 +9,9 @@ from gitops_ci.change.runner import FilesPlanner, FilesResult, land_files, works
 from gitops_ci.change.settings import RepoSettings, image_updates
 from gitops_ci.errors import ConfigurationError
 from gitops_ci.manifest_repo.port import ManifestRepo
-from gitops_ci.naming import render
+from gitops_ci.naming import SETTINGS_FILE, render
 from gitops_ci.onboard import manifests
 from gitops_ci.onboard.conventions import (
-    SETTINGS_FILE,
     Cluster,
     Conventions,
     Engine,

@@ -17,7 +17,8 @@ from gitops_ci import logs
 from gitops_ci.errors import ConfigurationError
 from gitops_ci.manifest_repo.credentials import resolve_credentials
 from gitops_ci.manifest_repo.git_checkout import ReviewCheckout
-from gitops_ci.manifest_repo.gitlab import GitLabClient, GitLabConnection
+from gitops_ci.manifest_repo.gitlab import GitLabClient
+from gitops_ci.manifest_repo.gitlab_connection import GitLabConnection
 from gitops_ci.naming import check_revision
 from gitops_ci.review.diff import Render, diff_renders, image_changes, render_from_output
 from gitops_ci.review.note import OverlayReview, app_and_env, is_review_note, render_note

@@ -26,8 +26,6 @@ from gitops_ci.errors import (
     root_cause,
 )
 
-DEFAULT_APP_NAME_TEMPLATE = "{app}-{env}"  # Argo CD names are global: the seed suffixes them per environment
-
 log = logs.get_logger(__name__)
 REQUEST_TIMEOUT = 30.0
 WEBHOOK_SECRET_VARIABLE = "GITOPS_WEBHOOK_SECRET"

@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 
 from gitops_ci import logs
 from gitops_ci.errors import ConfigurationError
-from gitops_ci.naming import check_name, render
+from gitops_ci.naming import DEFAULT_APP_NAME_TEMPLATE, check_name, render
 from gitops_ci.retry import with_retries
 from gitops_ci.targets import argocd, flux
-from gitops_ci.targets.argocd import DEFAULT_APP_NAME_TEMPLATE, ArgoCDApi, PlannedRequest
+from gitops_ci.targets.argocd import ArgoCDApi, PlannedRequest
 from gitops_ci.targets.kube import (
     GIT_REPOSITORY,
     KUSTOMIZATION,

@@ -15,8 +15,10 @@ from typing import Any
 
 from gitops_ci import logs
 from gitops_ci.errors import ConfigurationError, OperationalError, RetryableError, SyncError, WaitTimeoutError
+from gitops_ci.naming import DEFAULT_APP_NAME_TEMPLATE
 from gitops_ci.targets import argocd, flux
-from gitops_ci.targets.argocd import DEFAULT_APP_NAME_TEMPLATE, ArgoCDApi
+from gitops_ci.targets.argocd import ArgoCDApi
+from gitops_ci.targets.durations import format_duration
 from gitops_ci.targets.kube import (
     APPLICATION,
     KUSTOMIZATION,
@@ -32,7 +34,6 @@ from gitops_ci.targets.wait_status import (
     TargetStatus,
     evaluate_application,
     evaluate_kustomization,
-    format_duration,
     short,
 )
 

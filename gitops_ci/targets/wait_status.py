@@ -15,36 +15,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gitops_ci.errors import ConfigurationError
 from gitops_ci.targets import flux
 
 ContainsCheck = Callable[[str], bool]
 """Whether the commit given (a later revision the cluster reports) contains the awaited one."""
 
-_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
 _SHA_IN = re.compile(r"(?:sha1|sha256):([0-9a-f]+)$|/([0-9a-f]{7,64})$|^([0-9a-f]{7,64})$")
-
-
-def parse_duration(text: str) -> float:
-    """`10m`, `90s`, `1h`, `1h30m`, `2.5` (seconds) → seconds; zero and negative are refused."""
-    value = text.strip().lower()
-    try:
-        seconds = float(value)
-    except ValueError:
-        match = _DURATION.fullmatch(value)
-        if not value or match is None:
-            raise ConfigurationError(
-                f"duration {text!r} is invalid; use e.g. 90s, 10m, 1h or seconds"
-            ) from None
-        h, m, s = (float(g) if g else 0.0 for g in match.groups())
-        seconds = h * 3600 + m * 60 + s
-    if not seconds > 0:
-        raise ConfigurationError(f"duration {text!r} must be positive")
-    return seconds
-
-
-def format_duration(seconds: float) -> str:
-    return f"{seconds / 60:g}m" if seconds >= 60 and seconds % 60 == 0 else f"{seconds:g}s"
 
 
 # --------------------------------------------------------------------------- pure status evaluation

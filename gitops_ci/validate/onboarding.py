@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from gitops_ci.errors import GitopsCiError
-from gitops_ci.onboard.conventions import SETTINGS_FILE, Conventions, parse_conventions
+from gitops_ci.naming import SETTINGS_FILE
+from gitops_ci.onboard.conventions import Conventions, parse_conventions
 from gitops_ci.validate.findings import (
     KUSTOMIZATION_INVALID,
     MISSING_APPLICATION,

@@ -9,11 +9,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import pytest
 
 from conftest import CliResult, CliRunner
 from manifests import manifest_files, overlay
+from servers.connect_proxy import ConnectProxy
 from servers.git_repos import commit_count, commit_files, log_messages, make_bare_repo, read_blob, rev_parse
 from servers.gitlab_api import GitLabContractServer
 
@@ -257,3 +259,17 @@ def test_a_runner_without_git_deploys(bare: Path, gitlab_api: GitLabContractServ
     done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
     assert done.stdout.splitlines()[-1] == "RESULT 0 False", done.stderr
     assert 'newTag: "4.0"' in read_blob(bare, "main", overlay("app0", "dev"))
+
+
+@pytest.mark.parametrize("bypassed", [False, True])
+def test_https_proxy_tunnels_every_request_unless_no_proxy_names_the_host(
+    run: Run, bare: Path, gitlab_api: GitLabContractServer, monkeypatch: pytest.MonkeyPatch, bypassed: bool
+) -> None:
+    server = urlsplit(gitlab_api.url)
+    with ConnectProxy() as proxy:
+        monkeypatch.setenv(f"{server.scheme.upper()}_PROXY", proxy.url)  # HTTPS_PROXY for an https:// GitLab
+        monkeypatch.setenv("NO_PROXY", "example.com,.127.0.0.1" if bypassed else "example.com")
+        result = deploy(run)
+        assert result.code == 0, result.err
+        assert proxy.tunnels == ([] if bypassed else [server.netloc])  # one kept-alive connection, one tunnel
+    assert 'newTag: "2.0.0"' in read_blob(bare, "main", overlay("app0", "dev"))

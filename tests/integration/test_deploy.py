@@ -320,6 +320,16 @@ def test_token_never_in_argv_workdir_or_output(
     assert git_server.token not in result.out + result.err
 
 
+def test_an_uncontended_deploy_is_five_git_commands(
+    run_deploy: Deploy, repo: Path, git_argv_recorder: GitArgvRecorder
+) -> None:
+    result = run_deploy("--image", "registry.example.com/shop/app0:2.0.0", "--format", "json")
+    assert result.code == 0, result.err
+    commands = [next(a for a in call[1:] if not a.startswith("-")) for call in git_argv_recorder.calls()]
+    assert commands == ["clone", "sparse-checkout", "reset", "commit", "push"]  # HEAD is read from .git
+    assert json.loads(result.out)["commit"] == rev_parse(repo, "main")
+
+
 def test_dry_run_pushes_nothing(run_deploy: Deploy, repo: Path) -> None:
     head = rev_parse(repo, "main")
     result = run_deploy("--image", "registry.example.com/shop/app0:2.0.0", "--dry-run")

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from gitops_ci.errors import ConfigurationError
+from gitops_ci.targets.durations import format_duration, parse_duration
 from gitops_ci.targets.push_hook import project_web_url, push_hook_payload
 from gitops_ci.targets.sync import app_names
 from gitops_ci.targets.wait import Observer, RolloutFailedError, RolloutTimeoutError, poll_until_ready
@@ -16,8 +17,6 @@ from gitops_ci.targets.wait_status import (
     TargetStatus,
     evaluate_application,
     evaluate_kustomization,
-    format_duration,
-    parse_duration,
     revision_matches,
     revision_sha,
     short,

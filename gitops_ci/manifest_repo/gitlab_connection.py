@@ -1,0 +1,49 @@
+"""Where GitLab's REST API is for the manifest repo, and the token to reach it: shared by the python-gitlab
+client (gitlab.py) and the plain-HTTP one of the API transport (gitlab_rest.py), which must not import the
+former's dependencies."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from gitops_ci.errors import ConfigurationError
+
+SCOPES_HINT = "a project or group access token with the api and write_repository scopes"
+
+
+@dataclass(frozen=True)
+class GitLabConnection:
+    url: str
+    project_path: str
+    token: str = field(repr=False)
+    token_variable: str
+    ca_file: str | None = None
+    timeout: float = 30.0
+
+
+def connection_for(
+    repo_url: str,
+    gitlab_url: str | None,
+    token: str | None,
+    token_variable: str | None,
+    ca_file: str | None,
+    timeout: float = 30.0,
+) -> GitLabConnection:
+    """GitLab from --gitlab-url / CI_SERVER_URL, else the repo URL's host; project from the repo URL."""
+    if token is None or token_variable is None:
+        raise ConfigurationError(f"no GitLab token: set GITOPS_TOKEN to {SCOPES_HINT}")
+    if token_variable == "CI_JOB_TOKEN":
+        raise ConfigurationError(
+            f"CI_JOB_TOKEN cannot create merge requests in another project; set GITOPS_TOKEN to {SCOPES_HINT}"
+        )
+    repo = urlsplit(repo_url)
+    base = (gitlab_url or os.environ.get("CI_SERVER_URL") or f"{repo.scheme}://{repo.netloc}").rstrip("/")
+    prefix = urlsplit(base).path.rstrip("/")
+    path = repo.path.removeprefix(prefix).strip("/").removesuffix(".git")
+    if not path or "/" not in path:
+        raise ConfigurationError(
+            f"cannot tell the GitLab project from --repo-url {repo_url!r}; use group/project"
+        )
+    return GitLabConnection(base, path, token, token_variable, ca_file, timeout)

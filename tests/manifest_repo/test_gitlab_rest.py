@@ -1,0 +1,39 @@
+"""The API transport's proxy choice: what urllib would choose from the environment."""
+
+from __future__ import annotations
+
+import urllib.request
+
+import pytest
+
+from gitops_ci.manifest_repo.gitlab_rest import _proxy
+
+
+@pytest.mark.parametrize(
+    ("env", "host", "expected"),
+    [
+        ({"HTTPS_PROXY": "http://proxy:3128"}, "gitlab.example.com", "http://proxy:3128"),
+        (
+            {"https_proxy": "http://lower:1", "HTTPS_PROXY": "http://upper:2"},
+            "gitlab.example.com",
+            "http://lower:1",
+        ),
+        ({"HTTP_PROXY": "http://proxy:3128"}, "gitlab.example.com", None),  # not for https
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "example.com"}, "gitlab.example.com", None),
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": ".example.com"}, "gitlab.example.com", None),
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "*"}, "gitlab.example.com", None),
+        ({"HTTPS_PROXY": "http://p:1", "no_proxy": "other.com, Example.COM"}, "GitLab.example.com", None),
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "ample.com"}, "gitlab.example.com", "http://p:1"),
+        ({}, "gitlab.example.com", None),
+    ],
+)
+def test_the_proxy_urllib_would_choose(
+    env: dict[str, str], host: str, expected: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert _proxy(host, "https") == expected
+    chosen = urllib.request.getproxies().get("https")  # what requests and urllib would do
+    assert (None if chosen and urllib.request.proxy_bypass(host) else chosen) == expected
