@@ -13,7 +13,6 @@ from gitops_ci import logs
 from gitops_ci.change.model import Change, EnvironmentChange, RepoDefaults, Target
 from gitops_ci.change.runner import ChangeOutcome, run_change
 from gitops_ci.change.settings import DEFAULT_PATH_TEMPLATE, RepoSettings, commit_message, overlay_path
-from gitops_ci.change.steps import kustomization_of
 from gitops_ci.errors import ConfigurationError, ImageArgumentError, KustomizationError
 from gitops_ci.images.describe import image_of
 from gitops_ci.images.editor import editor_for
@@ -122,9 +121,11 @@ def source_environment(order: Sequence[str], targets: Sequence[str]) -> str:
     return order[first - 1]
 
 
-def source_updates(repo: ManifestRepo, path: str, names: Sequence[str]) -> tuple[ImageUpdate, ...]:
+def source_updates(
+    kustomization: tuple[str, str], path: str, names: Sequence[str]
+) -> tuple[ImageUpdate, ...]:
     """Updates that make a target's entries equal to the source overlay's (all entries, or those named)."""
-    file, text = kustomization_of(repo, path)
+    file, text = kustomization
     entries = editor_for(file).images(text, file)
     by_name = {e["name"]: e for e in entries}
     missing = [n for n in names if n not in by_name]
@@ -168,11 +169,12 @@ def _targets(
         envs = ", ".join([environment, *settings.targets])
         log.info("%s: skipped, it lacks one of the overlays %s", app, envs)
         return []
-    if repo.listing(source) is None:
+    found = repo.kustomization(source)
+    if found is None:
         raise KustomizationError(
             f"source overlay {source} does not exist; check --app, --from and --path-template"
         )
-    updates = source_updates(repo, source, settings.image_names)
+    updates = source_updates(found, source, settings.image_names)
     return [
         Target(app=app, environment=env, path=path, updates=updates) for env, path in target_paths.items()
     ]

@@ -14,9 +14,9 @@ from typing import Literal
 from gitops_ci.change.model import EnvironmentChange, MessageFor, RepoDefaults, Target
 from gitops_ci.change.settings import RepoSettings, with_trailers
 from gitops_ci.errors import KustomizationError, PushRejectedError, RetryableError
-from gitops_ci.images.editor import editor_for, kustomization_name
+from gitops_ci.images.editor import editor_for
 from gitops_ci.images.files import OverlayEdit
-from gitops_ci.manifest_repo.port import Listing, ManifestRepo
+from gitops_ci.manifest_repo.port import ManifestRepo
 from gitops_ci.naming import SETTINGS_FILE
 
 
@@ -37,14 +37,15 @@ def repo_defaults(repo: ManifestRepo, read: bool = True) -> RepoDefaults:
     )
 
 
-def kustomization_of(repo: ManifestRepo, overlay: str, listing: Listing | None = None) -> tuple[str, str]:
-    """The path and text of `overlay`'s kustomization file (exactly one, as kustomize requires)."""
-    listing = listing or repo.listing(overlay)
-    path = f"{overlay}/{kustomization_name(listing.files if listing else (), overlay)}"
-    text = repo.read(path)
-    if text is None:  # listed, but not a file (a dangling symlink)
-        raise KustomizationError(f"{path}: cannot be read as a file")
-    return path, text
+def kustomization_of(repo: ManifestRepo, overlay: str, environment: str) -> tuple[str, str]:
+    """The path and text of the overlay's kustomization file; an overlay that does not exist is an error."""
+    found = repo.kustomization(overlay)
+    if found is None:
+        raise KustomizationError(
+            f"overlay {overlay} for environment {environment!r} does not exist in the manifest repo; check "
+            "--app, --env and --path-template"
+        )
+    return found
 
 
 def plan(repo: ManifestRepo, targets: Sequence[Target]) -> tuple[EnvironmentChange, ...]:
@@ -52,13 +53,7 @@ def plan(repo: ManifestRepo, targets: Sequence[Target]) -> tuple[EnvironmentChan
     planned = []
     repo.include(tuple(dict.fromkeys(t.path for t in targets)))
     for target in targets:
-        listing = repo.listing(target.path)
-        if listing is None:
-            raise KustomizationError(
-                f"overlay {target.path} for environment {target.environment!r} does not exist in the "
-                "manifest repo; check --app, --env and --path-template"
-            )
-        path, before = kustomization_of(repo, target.path, listing)
+        path, before = kustomization_of(repo, target.path, target.environment)
         after, changes = editor_for(path).edit(before, target.updates, strict=False, source=path)
         edit = OverlayEdit(Path(target.path), Path(path), before, after, changes)
         planned.append(

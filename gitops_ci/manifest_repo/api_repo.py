@@ -27,7 +27,7 @@ from gitops_ci.errors import (
 from gitops_ci.images.files import MAX_FILE_BYTES
 from gitops_ci.manifest_repo.gitlab_rest import GitLabRest, message_of
 from gitops_ci.manifest_repo.paths import checked_repo_path
-from gitops_ci.manifest_repo.port import Identity, Listing
+from gitops_ci.manifest_repo.port import Identity, Listing, kustomization_by_listing
 
 _FILE_CHANGED = "The file has changed since you started editing it"
 _BRANCH_RACE = ("reference does not point to expected object", "Please refresh and try again")
@@ -84,6 +84,14 @@ class GitLabApiRepo:
         if path not in self._listings:
             self._listings[path] = self._tree(path.strip("/").removeprefix("."), self._base or self.branch)
         return self._listings[path]
+
+    def kustomization(self, overlay: str) -> tuple[str, str] | None:
+        """The usual name read at once (one request); a listing only when it is absent. Unlike the git
+        adapter this does not see a second kustomization file beside it: kustomize refuses that overlay at
+        build time, and validate and review report it."""
+        usual = f"{overlay}/kustomization.yaml"
+        text = self.read(usual)
+        return (usual, text) if text is not None else kustomization_by_listing(self, overlay)
 
     def commit(self, files: Mapping[str, str], message: str, author: Identity, committer: Identity) -> str:
         """GitLab makes the commit when it is published (as the token's user, who is the committer)."""

@@ -20,7 +20,7 @@ from gitops_ci.images.files import read_text, write_files
 from gitops_ci.manifest_repo.git_errors import classify
 from gitops_ci.manifest_repo.git_process import GitFailure, run_git
 from gitops_ci.manifest_repo.paths import writable_file
-from gitops_ci.manifest_repo.port import Identity, Listing
+from gitops_ci.manifest_repo.port import Identity, Listing, kustomization_by_listing
 
 if TYPE_CHECKING:
     from gitops_ci.manifest_repo.signing import Signer
@@ -116,6 +116,9 @@ class GitManifestRepo:
         children = sorted(directory.iterdir())
         files = tuple(p.name for p in children if p.is_file() or p.is_symlink())
         return Listing(files, tuple(p.name for p in children if p.is_dir() and not p.is_symlink()))
+
+    def kustomization(self, overlay: str) -> tuple[str, str] | None:
+        return kustomization_by_listing(self, overlay)
 
     def commit(self, files: Mapping[str, str], message: str, author: Identity, committer: Identity) -> str:
         if self._checked_out != self._base:

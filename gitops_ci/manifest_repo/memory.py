@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from gitops_ci.errors import PushRejectedError
 from gitops_ci.manifest_repo.paths import checked_repo_path
-from gitops_ci.manifest_repo.port import Identity, Listing
+from gitops_ci.manifest_repo.port import Identity, Listing, kustomization_by_listing
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,9 @@ class InMemoryManifestRepo:
             return None
         files = sorted(name for name in below if "/" not in name)
         return Listing(tuple(files), tuple(sorted({name.split("/")[0] for name in below if "/" in name})))
+
+    def kustomization(self, overlay: str) -> tuple[str, str] | None:
+        return kustomization_by_listing(self, overlay)
 
     def commit(self, files: Mapping[str, str], message: str, author: Identity, committer: Identity) -> str:
         tree = {**self.commits[self._base].files, **{checked_repo_path(p): t for p, t in files.items()}}

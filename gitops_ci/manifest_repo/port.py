@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from gitops_ci.errors import KustomizationError
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -46,6 +48,11 @@ class ManifestRepo(Protocol):
         """The directory `path` at the base; None when there is no such directory."""
         ...
 
+    def kustomization(self, overlay: str) -> tuple[str, str] | None:
+        """The path and text of the overlay's kustomization file (kustomize's one of three names); None when
+        there is no such directory. Adapters with a local tree use `kustomization_by_listing`."""
+        ...
+
     def commit(self, files: Mapping[str, str], message: str, author: Identity, committer: Identity) -> str:
         """A commit on the base that sets `files` (path → text), ready to publish; returns its id (an adapter
         whose server makes the commit returns a placeholder until `publish`)."""
@@ -76,3 +83,17 @@ class ManifestRepo(Protocol):
     def read_branch(self, branch: str, path: str, back: int = 0) -> str | None:
         """A file at the `back`-th first parent of the server's `branch` tip (None when absent)."""
         ...
+
+
+def kustomization_by_listing(repo: ManifestRepo, overlay: str) -> tuple[str, str] | None:
+    """The overlay's one kustomization file, as kustomize requires: two of its names in one directory fail."""
+    from gitops_ci.images.editor import kustomization_name
+
+    listing = repo.listing(overlay)
+    if listing is None:
+        return None
+    path = f"{overlay}/{kustomization_name(listing.files, overlay)}"
+    text = repo.read(path)
+    if text is None:  # listed, but not a file (a dangling symlink)
+        raise KustomizationError(f"{path}: cannot be read as a file")
+    return path, text

@@ -16,7 +16,15 @@ import pytest
 from conftest import CliResult, CliRunner
 from manifests import manifest_files, overlay
 from servers.connect_proxy import ConnectProxy
-from servers.git_repos import commit_count, commit_files, log_messages, make_bare_repo, read_blob, rev_parse
+from servers.git_repos import (
+    Symlink,
+    commit_count,
+    commit_files,
+    log_messages,
+    make_bare_repo,
+    read_blob,
+    rev_parse,
+)
 from servers.gitlab_api import GitLabContractServer
 
 if TYPE_CHECKING:
@@ -65,7 +73,7 @@ def posts(gitlab_api: GitLabContractServer) -> int:
     return sum(1 for c in gitlab_api.calls if c.method == "POST" and c.path.endswith("/repository/commits"))
 
 
-def test_a_deploy_is_four_requests_and_one_commit(
+def test_a_deploy_is_three_requests_and_one_commit(
     run: Run, bare: Path, gitlab_api: GitLabContractServer, git_argv_recorder: GitArgvRecorder
 ) -> None:
     before = read_blob(bare, "main", overlay("app0", "dev"))
@@ -77,10 +85,9 @@ def test_a_deploy_is_four_requests_and_one_commit(
     assert log_messages(bare, "main")[0] == (
         "[skip ci] update image of app app0 - dev to registry.example.com/shop/app0:2.0.0"
     )
-    # gitops-ci.yaml (absent here), the overlay's tree, its kustomization, the commit
+    # gitops-ci.yaml (absent here: the default path template), the kustomization, the commit
     assert [(c.method, c.path.rsplit("/", 1)[-1].rsplit("%2F", 1)[-1]) for c in gitlab_api.calls] == [
         ("GET", "gitops-ci.yaml"),
-        ("GET", "tree"),
         ("GET", "kustomization.yaml"),
         ("POST", "commits"),
     ]
@@ -88,13 +95,36 @@ def test_a_deploy_is_four_requests_and_one_commit(
     assert [call for call in git_argv_recorder.calls() if not call[1].startswith("--git-dir=")] == []
 
 
-def test_with_a_path_template_a_deploy_is_three_requests(run: Run, gitlab_api: GitLabContractServer) -> None:
+def test_with_a_path_template_a_deploy_is_two_requests(run: Run, gitlab_api: GitLabContractServer) -> None:
     result = run(
         "deploy", "--app", "app0", "--env", "dev", "--image", "registry.example.com/shop/app0:2.0.0",
         "--path-template", "kustomize/{app}/overlays/{env}",
     )  # fmt: skip
     assert result.code == 0, result.err
-    assert [c.method for c in gitlab_api.calls] == ["GET", "GET", "POST"]  # tree, file, commit
+    assert [c.method for c in gitlab_api.calls] == ["GET", "POST"]  # the kustomization, the commit
+
+
+def test_another_kustomization_name_is_found_by_listing_the_overlay(
+    run: Run, bare: Path, gitlab_api: GitLabContractServer
+) -> None:
+    path = overlay("app0", "dev")
+    commit_files(bare, "main", {path: None, path.replace(".yaml", ".yml"): read_blob(bare, "main", path)},
+                 "kustomization.yml")  # fmt: skip
+    result = deploy(run)
+    assert result.code == 0, result.err
+    assert 'newTag: "2.0.0"' in read_blob(bare, "main", path.replace(".yaml", ".yml"))
+    assert [c.path.rsplit("/", 1)[-1].rsplit("%2F", 1)[-1] for c in gitlab_api.calls] == [
+        "gitops-ci.yaml", "kustomization.yaml", "tree", "kustomization.yml", "commits"
+    ]  # fmt: skip
+
+
+def test_a_symlinked_kustomization_is_refused_and_nothing_posted(
+    run: Run, bare: Path, gitlab_api: GitLabContractServer
+) -> None:
+    commit_files(bare, "main", {overlay("app0", "dev"): Symlink("../../../../etc/passwd")}, "a symlink")
+    result = deploy(run)
+    assert result.code == 2, result.err
+    assert "kustomization.yaml" in result.err and posts(gitlab_api) == 0, result.err
 
 
 def test_several_environments_are_one_commit_and_a_rerun_posts_nothing(
@@ -156,7 +186,7 @@ def test_a_lost_branch_race_costs_one_more_post(
     gitlab_api.api.faults.before_ref_update = another_job_lands_first
     result = deploy(run)
     assert result.code == 0, result.err
-    assert posts(gitlab_api) == 2 and len(gitlab_api.calls) == 5  # settings, tree, file, POST (lost), POST
+    assert posts(gitlab_api) == 2 and len(gitlab_api.calls) == 4  # settings, file, POST (lost), POST
     assert log_messages(bare, "main")[1] == "another job" and commit_count(bare, "main") == 3
 
 
