@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from gitops_ci.change.settings import DEFAULT_PATH_TEMPLATE, RepoSettings
-from gitops_ci.images.files import OverlayEdit
-from gitops_ci.images.reference import ImageUpdate
 from gitops_ci.manifest_repo.port import ManifestRepo
+
+if TYPE_CHECKING:  # types only: the YAML editor is imported while the clone runs (runner.run_change)
+    from gitops_ci.images.files import OverlayEdit
+    from gitops_ci.images.reference import ImageUpdate
 
 ChangeStatus = Literal["pushed", "up-to-date", "dry-run", "merge-requests"]
 MergeRequestAction = Literal[

@@ -14,8 +14,6 @@ from typing import Literal
 from gitops_ci.change.model import EnvironmentChange, MessageFor, RepoDefaults, Target
 from gitops_ci.change.settings import RepoSettings, with_trailers
 from gitops_ci.errors import KustomizationError, PushRejectedError, RetryableError
-from gitops_ci.images.editor import editor_for
-from gitops_ci.images.files import OverlayEdit
 from gitops_ci.manifest_repo.port import ManifestRepo
 from gitops_ci.naming import SETTINGS_FILE
 
@@ -50,6 +48,9 @@ def kustomization_of(repo: ManifestRepo, overlay: str, environment: str) -> tupl
 
 def plan(repo: ManifestRepo, targets: Sequence[Target]) -> tuple[EnvironmentChange, ...]:
     """Every target's edit, in memory, on the repo's base: any error stops before anything is committed."""
+    from gitops_ci.images.editor import editor_for
+    from gitops_ci.images.files import OverlayEdit
+
     planned = []
     repo.include(tuple(dict.fromkeys(t.path for t in targets)))
     for target in targets:

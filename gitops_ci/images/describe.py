@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gitops_ci.images.files import OverlayEdit
-from gitops_ci.images.kustomize import EntryChange
+if TYPE_CHECKING:  # types only: reporting a result needs no YAML parser
+    from gitops_ci.images.files import OverlayEdit
+    from gitops_ci.images.kustomize import EntryChange
 
 
 def image_of(name: str, fields: Mapping[str, str] | None) -> str:

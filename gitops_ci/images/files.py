@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gitops_ci.errors import KustomizationError, OperationalError
+from gitops_ci.errors import KustomizationError
 from gitops_ci.images.editor import KUSTOMIZATION_NAMES, editor_for, kustomization_name
 from gitops_ci.images.kustomize import EntryChange
 from gitops_ci.images.reference import ImageUpdate
+from gitops_ci.images.text_io import read_text, write_files
 from gitops_ci.manifest_repo.paths import relative_inside, work_tree_of, writable_file
-
-MAX_FILE_BYTES = 1024 * 1024  # real kustomizations are a few KB; ruamel parses ~0.3 MB/s
 
 
 @dataclass(frozen=True)
@@ -49,24 +46,6 @@ def find_kustomization(root: Path, overlay: str) -> Path:
     return writable_file(root, f"{overlay}/{kustomization_name(present, str(directory))}")
 
 
-def read_text(path: Path) -> str:
-    """The file's text exactly as stored (BOM and line endings included)."""
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except OSError as err:
-        raise OperationalError(f"{path}: cannot read: {err.strerror}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise KustomizationError(
-            f"{path}: larger than {MAX_FILE_BYTES // 1024} KiB; gitops-ci edits kustomizations up to "
-            "that size"
-        )
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise KustomizationError(f"{path}: not UTF-8 (byte {err.start}); kustomize needs UTF-8") from None
-
-
 def plan_edits(
     overlays: Sequence[Path],
     updates: Sequence[ImageUpdate],
@@ -96,39 +75,6 @@ def plan_edits(
 def write_edits(edits: Sequence[OverlayEdit]) -> None:
     """Write every changed file (see write_files)."""
     write_files({edit.file: edit.after for edit in edits if edit.changed})
-
-
-def write_files(files: Mapping[Path, str]) -> None:
-    """Write every file atomically (temp file + rename, mode kept); stage all before renaming any."""
-    staged: list[tuple[Path, Path]] = []
-    try:
-        for path, text in files.items():
-            target = path.resolve()
-            staged.append((_stage(target, text), target))
-        for temp, target in staged:
-            temp.replace(target)
-    except OSError as err:
-        for temp, _ in staged:
-            with contextlib.suppress(OSError):
-                temp.unlink()
-        raise OperationalError(f"{err.filename or 'kustomization'}: cannot write: {err.strerror}") from None
-
-
-def _stage(target: Path, text: str) -> Path:
-    mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else 0o644
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(text.encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        temp.chmod(mode)
-    except OSError:
-        temp.unlink(missing_ok=True)
-        raise
-    return temp
 
 
 def _display(path: Path, root: Path | None) -> str:

@@ -1,7 +1,8 @@
 """The ManifestRepo port through GitLab's API: no clone and no git on the runner.
 
-A deploy reads its overlay directory (Tree) and kustomization (Files), then commits every file in one POST
-(Commits) with each file's `last_commit_id`: 3 requests on one connection, whatever the repo's size. GitLab
+A deploy reads the repo's gitops-ci.yaml and the overlay's kustomization.yaml (Files; the overlay is listed
+with Tree only when that name is absent), then commits every file in one POST (Commits) with each file's
+`last_commit_id`: 3 requests on one connection, whatever the repo's size. GitLab
 refuses a POST whose file changed since it was read ("The file has changed since you started editing it")
 and one whose branch moved between its read and its update (Gitaly's compare-and-swap). After a branch race
 the cached reads stay valid and the runner's retry is one more POST; after a file change that file is read
@@ -24,7 +25,7 @@ from gitops_ci.errors import (
     PushRejectedError,
     UnsafePathError,
 )
-from gitops_ci.images.files import MAX_FILE_BYTES
+from gitops_ci.images.text_io import MAX_FILE_BYTES
 from gitops_ci.manifest_repo.gitlab_rest import GitLabRest, message_of
 from gitops_ci.manifest_repo.paths import checked_repo_path
 from gitops_ci.manifest_repo.port import Identity, Listing, kustomization_by_listing

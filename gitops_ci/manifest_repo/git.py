@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from gitops_ci import logs
 from gitops_ci.errors import ConfigurationError, GitError
-from gitops_ci.images.files import read_text, write_files
+from gitops_ci.images.text_io import read_text, write_files
 from gitops_ci.manifest_repo.git_errors import classify
 from gitops_ci.manifest_repo.git_process import GitFailure, run_git
 from gitops_ci.manifest_repo.paths import writable_file
