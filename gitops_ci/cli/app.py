@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, TypeVar
@@ -167,4 +168,14 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def main() -> None:
-    sys.exit(run())
+    code = run()
+    # Everything we opened is closed by now; the interpreter's teardown would only free each module in turn
+    # (~13 ms for a deploy's ~300). Flush what was written, and leave.
+    if "logging" in sys.modules:  # set-image never imports it
+        sys.modules["logging"].shutdown()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):  # a closed pipe: nobody is reading anymore
+        pass
+    os._exit(code)

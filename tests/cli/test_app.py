@@ -102,8 +102,21 @@ def test_set_image_imports_no_heavy_library(tmp_path: Path) -> None:
 def test_deploy_loads_sync_and_wait_only_when_asked_for() -> None:
     probe = (
         "import sys\nimport gitops_ci.cli.deploy\n"
-        "names = ('gitops_ci.targets.sync', 'gitops_ci.targets.wait', 'gitops_ci.cli.sync')\n"
+        "names = ('gitops_ci.targets.sync', 'gitops_ci.targets.wait', 'gitops_ci.cli.sync',\n"
+        "         'gitops_ci.change.follow_up', 'gitops_ci.manifest_repo.signing', 'ruamel.yaml', 'gitlab')\n"
         "print(sorted(m for m in names if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize(("args", "code", "stream", "text"), [
+    (["--version"], 0, "stdout", "gitops-ci, version"),
+    (["deploy", "--bogus"], 2, "stderr", "No such option '--bogus'"),
+])  # fmt: skip
+def test_the_console_script_exits_with_runs_code_and_flushes_its_output(
+    args: list[str], code: int, stream: str, text: str
+) -> None:
+    script = [sys.executable, "-c", "from gitops_ci.cli.app import main; main()", *args]
+    done = subprocess.run(script, capture_output=True, text=True, check=False)
+    assert done.returncode == code and text in getattr(done, stream)
