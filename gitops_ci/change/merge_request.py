@@ -76,15 +76,16 @@ def open_merge_requests(
 
 def gitlab_client_for(settings: RepoSettings) -> GitLabClient:
     credentials = resolve_credentials()
+    connection = connection_for(
+        settings.repo_url,
+        settings.merge_request.gitlab_url,
+        credentials.token if credentials else None,
+        credentials.variable if credentials else None,
+        settings.ca_file,
+        settings.network_timeout_seconds,
+    )
     return GitLabClient(
-        connection_for(
-            settings.repo_url,
-            settings.merge_request.gitlab_url,
-            credentials.token if credentials else None,
-            credentials.variable if credentials else None,
-            settings.ca_file,
-            settings.network_timeout_seconds,
-        )
+        replace(connection, max_attempts=settings.max_attempts, backoff_seconds=settings.backoff_seconds)
     )
 
 
@@ -219,6 +220,8 @@ def _maybe_merge(
                 squash=options.squash,
             )
         except GitLabError as err:
+            if client.get_merge_request(result.iid).state == "merged":  # a retried merge whose first landed
+                return result.with_action("merged")
             log.warning("merge request !%d stays open: %s", result.iid, err)
             return result
         return result.with_action("merged" if status == "mergeable" else "auto-merge")

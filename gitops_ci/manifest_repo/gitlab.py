@@ -6,6 +6,7 @@ token variable and the scopes it needs, or the project path that was tried.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Any
 from gitops_ci import logs
 from gitops_ci.errors import AuthError, ConfigurationError, GitLabError, OperationalError, RetryableError
 from gitops_ci.manifest_repo.gitlab_connection import SCOPES_HINT, GitLabConnection
+from gitops_ci.retry import sleep_before_retry
 
 log = logs.get_logger(__name__)
 
@@ -43,18 +45,10 @@ class GitLabClient:
     """One manifest-repo project on one GitLab server."""
 
     def __init__(self, connection: GitLabConnection) -> None:
-        import gitlab  # heavy: only when merge requests are involved
+        from gitops_ci.manifest_repo.gitlab_session import bounded_gitlab  # heavy: only when GitLab is asked
 
         self.connection = connection
-        self._gl = gitlab.Gitlab(
-            connection.url,
-            private_token=connection.token,
-            ssl_verify=connection.ca_file or True,
-            timeout=connection.timeout,
-            retry_transient_errors=True,
-            user_agent="gitops-ci",
-            session=_session_without_redirects(),
-        )
+        self._gl = bounded_gitlab(connection)
         self._project: Any = None
 
     @property
@@ -76,24 +70,28 @@ class GitLabClient:
             return _info(self.project.mergerequests.get(iid))
 
     def create_merge_request(self, fields: Mapping[str, Any]) -> MergeRequestInfo:
-        import gitlab
-
-        try:
-            with self._errors("creating a merge request"):
-                return _info(self.project.mergerequests.create(dict(fields)))
-        except GitLabError as err:
-            if (
-                not isinstance(err.__cause__, gitlab.exceptions.GitlabCreateError)
-                or err.__cause__.response_code != 409
-            ):
-                raise
-        # 409: an open MR for this branch appeared meanwhile (a concurrent job): update that one instead.
-        existing = self.find_open_merge_request(fields["source_branch"], fields["target_branch"])
-        if existing is None:
-            raise GitLabError(
-                "GitLab answered 409 to creating a merge request but none is open; retry the job"
-            )
-        return self.update_merge_request(existing.iid, fields)
+        """Create it once: after a 409 (a concurrent job's is open) or a lost answer, update the open one."""
+        for attempt in itertools.count(1):
+            try:
+                with self._errors("creating a merge request"):
+                    return _info(self.project.mergerequests.create(dict(fields)))
+            except RetryableError as err:  # it may have been created all the same
+                reason: GitLabError | RetryableError = err
+            except GitLabError as err:
+                if getattr(err.__cause__, "response_code", None) != 409:
+                    raise
+                reason = err
+            existing = self.find_open_merge_request(fields["source_branch"], fields["target_branch"])
+            if existing is not None:
+                return self.update_merge_request(existing.iid, fields)
+            if isinstance(reason, GitLabError):
+                raise GitLabError(
+                    "GitLab answered 409 to creating a merge request but none is open; retry the job"
+                )
+            if attempt >= self.connection.max_attempts:
+                raise reason
+            sleep_before_retry(attempt, self.connection.backoff_seconds, str(reason))
+        raise AssertionError("unreachable")
 
     def update_merge_request(self, iid: int, fields: Mapping[str, Any]) -> MergeRequestInfo:
         with self._errors(f"updating merge request !{iid}"):
@@ -139,14 +137,33 @@ class GitLabClient:
             return int(self._gl.user.id)
 
     def upsert_note(self, iid: int, body: str, note_id: int | None) -> int:
+        if note_id is None:
+            return self._create_note(iid, body)
         with self._errors(f"writing a note on merge request !{iid}"):
-            mr = self.project.mergerequests.get(iid, lazy=True)
-            if note_id is None:
-                return int(mr.notes.create({"body": body}).id)
-            note = mr.notes.get(note_id)
+            note = self.project.mergerequests.get(iid, lazy=True).notes.get(note_id)
             note.body = body
             note.save()
             return note_id
+
+    def _create_note(self, iid: int, body: str) -> int:
+        """Post it once: after a lost answer, a note of ours with this body means it landed."""
+        for attempt in itertools.count(1):
+            try:
+                with self._errors(f"writing a note on merge request !{iid}"):
+                    return int(self.project.mergerequests.get(iid, lazy=True).notes.create({"body": body}).id)
+            except RetryableError as err:
+                me = self.current_user_id()
+                landed = [
+                    n.id
+                    for n in self.merge_request_notes(iid)
+                    if n.author_id == me and n.body.strip() == body.strip()
+                ]
+                if landed:
+                    return min(landed)
+                if attempt >= self.connection.max_attempts:
+                    raise
+                sleep_before_retry(attempt, self.connection.backoff_seconds, str(err))
+        raise AssertionError("unreachable")
 
     @contextmanager
     def _errors(self, action: str) -> Iterator[None]:
@@ -188,18 +205,6 @@ class GitLabClient:
             ) from None
         except requests.exceptions.RequestException as err:
             raise RetryableError(f"{action}: cannot reach {c.url} ({type(err).__name__})") from None
-
-
-def _session_without_redirects() -> Any:
-    """A requests session that returns a redirect as it is: requests would follow it with python-gitlab's
-    PRIVATE-TOKEN header to any host (it strips only Authorization)."""
-    import requests
-
-    class NoRedirects(requests.Session):
-        def get_redirect_target(self, resp: requests.Response) -> None:
-            return None
-
-    return NoRedirects()
 
 
 def _message(err: Any) -> str:

@@ -21,6 +21,8 @@ class GitLabConnection:
     token_variable: str
     ca_file: str | None = None
     timeout: float = 30.0
+    max_attempts: int = 5  # of a GET, PUT or DELETE on 429, 5xx or no answer (a POST is sent once)
+    backoff_seconds: float = 0.5
 
 
 def connection_for(

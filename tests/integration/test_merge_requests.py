@@ -16,7 +16,7 @@ import pytest
 from conftest import CliResult, CliRunner
 from manifests import manifest_files, overlay
 from servers.git_repos import GitError, commit_files, make_bare_repo, read_blob, rev_parse
-from servers.gitlab_api import GitLabContractServer
+from servers.gitlab_api import GitLabContractServer, Scripted
 from servers.gitserver import GitHttpServer
 
 pytest_plugins = ["servers.git_fixtures", "servers.gitlab_fixtures"]
@@ -323,3 +323,14 @@ def test_dry_run_opens_nothing(run: Run, repo: Path, gitlab_api: GitLabContractS
     assert gitlab_api.merge_requests("group/manifests") == []
     with pytest.raises(GitError):
         rev_parse(repo, "gitops/app0/prod")
+
+
+def test_a_merge_request_whose_answer_was_lost_is_created_once(
+    run: Run, repo: Path, gitlab_api: GitLabContractServer
+) -> None:
+    gitlab_api.api.scripted.append(Scripted("POST", "/merge_requests", lose_answer=True))
+    data = mr_deploy(run, "registry.example.com/shop/app0:2.0.0", "--env", "prod")
+    (mr,) = data["merge_requests"]  # type: ignore[misc]
+    assert mr["action"] in ("created", "updated") and mr["iid"] == 1
+    created = [c for c in gitlab_api.calls if c.method == "POST" and c.path.endswith("/merge_requests")]
+    assert len(created) == 1 and len(gitlab_api.merge_requests("group/manifests")) == 1

@@ -7,6 +7,7 @@ of it at the MR's head, and the CI_* variables are the ones GitLab sets in merge
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,7 +18,7 @@ import pytest
 from conftest import CliResult, CliRunner
 from gitops_ci.review.note import MARKER
 from manifests import manifest_files, overlay
-from servers.gitlab_api import GitLabContractServer
+from servers.gitlab_api import GitLabContractServer, Scripted
 
 if TYPE_CHECKING:
     from servers.gitlab_fixtures import GitLabProject
@@ -147,6 +148,34 @@ def test_one_note_with_both_diffs_updated_in_place(
     assert [m for m, _ in note_writes(gitlab_api)] == ["POST", "PUT"]
     assert len(gitlab_api.notes(PROJECT, merge_request)) == 2  # ours and alice's, untouched
     assert gitlab_api.notes(PROJECT, merge_request)[0]["body"] == "Looks fine to me"
+
+
+def test_a_note_whose_answer_was_lost_is_posted_once(
+    gitops: CliRunner, checkout: Path, merge_request: int, gitlab_api: GitLabContractServer
+) -> None:
+    """The POST is applied and the connection closes: python-gitlab would send it again (a second note)."""
+    gitlab_api.api.scripted.append(Scripted("POST", "/notes", lose_answer=True))
+    result = run_review(gitops, checkout)
+    assert result.code == 0, result.err
+    assert len(our_notes(gitlab_api, merge_request)) == 1
+    assert [m for m, _ in note_writes(gitlab_api)] == ["POST"]
+
+
+def test_a_busy_gitlab_is_retried_and_a_long_retry_after_is_not_obeyed(
+    gitops: CliRunner, checkout: Path, merge_request: int, gitlab_api: GitLabContractServer
+) -> None:
+    """429 with Retry-After: one day, then 503: python-gitlab would sleep the day; the review retries with its
+    own bounded backoff and ends."""
+    day = (("Retry-After", "86400"),)
+    gitlab_api.api.scripted += [
+        Scripted("GET", "/notes", status=429, reason="Too Many Requests", headers=day),
+        Scripted("GET", "/notes", status=503),
+    ]
+    started = time.monotonic()
+    result = run_review(gitops, checkout)
+    assert result.code == 0, result.err
+    assert time.monotonic() - started < 30 and len(our_notes(gitlab_api, merge_request)) == 1
+    assert gitlab_api.api.scripted == []
 
 
 def test_a_marked_note_by_someone_else_is_left_alone(

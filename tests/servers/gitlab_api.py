@@ -105,6 +105,19 @@ def route(method: str, template: str, handler: Handler, **flags: bool) -> Route:
     return Route(method, re.compile(regex), handler, **flags)
 
 
+@dataclass(frozen=True)
+class Scripted:
+    """One request that misbehaves: answered `status` (with `headers`) before it is applied, or applied and
+    its answer lost (the connection closes): what a proxy in front of a busy GitLab does."""
+
+    method: str
+    path_end: str
+    status: int | None = None
+    reason: str = "Service Unavailable"
+    headers: tuple[tuple[str, str], ...] = ()
+    lose_answer: bool = False
+
+
 class GitLabApi:
     """Routing, authentication and the endpoint handlers; one instance per server."""
 
@@ -112,6 +125,7 @@ class GitLabApi:
         self.state, self.calls = state, calls
         self.errors: list[str] = []  # unexpected exceptions, for tests to assert on
         self.faults = RepositoryFaults()
+        self.scripted: list[Scripted] = []  # the next matching requests misbehave, in order
         mr, notes = "/projects/{project}/merge_requests", "/projects/{project}/merge_requests/{iid}/notes"
         self.routes = [
             route("GET", "/user", self.get_user, user_scope=True),
@@ -156,7 +170,13 @@ class GitLabApi:
                 self.calls.append(
                     Call(method, url.path, {k: v for k, v in query.items() if k not in SECRET_PARAMS}, body)
                 )
-                return self._route(method, url.path, url.query, query, body, headers)
+                fault = self._scripted(method, url.path)
+                if fault is not None and fault.status is not None:  # refused before anything is applied
+                    return fault.status, {"message": f"{fault.status} {fault.reason}"}, dict(fault.headers)
+                answer = self._route(method, url.path, url.query, query, body, headers)
+                if fault is not None and fault.lose_answer:
+                    raise DropAnswer()
+                return answer
             except ApiError as error:
                 return error.status, error.body, error.headers
             except DropAnswer:
@@ -164,6 +184,12 @@ class GitLabApi:
             except Exception as error:  # a server bug: answer 500 instead of dropping the connection
                 self.errors.append(repr(error))
                 return 500, {"message": "500 Internal Server Error"}, {}
+
+    def _scripted(self, method: str, path: str) -> Scripted | None:
+        for index, fault in enumerate(self.scripted):
+            if fault.method == method and path.endswith(fault.path_end):
+                return self.scripted.pop(index)
+        return None
 
     @staticmethod
     def _body(headers: Message, raw: bytes) -> Any:
