@@ -1,20 +1,19 @@
-"""GitLab's REST API through python-gitlab: the only module that imports `gitlab` (lazily).
+"""Merge requests and notes through python-gitlab (made, bounded and its errors converted: gitlab_session).
 
-Every python-gitlab or requests exception is converted here into our errors, with messages that name the
-token variable and the scopes it needs, or the project path that was tried.
+Creating is never repeated blindly: a merge request or note whose POST lost its answer is looked up first.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from gitops_ci import logs
-from gitops_ci.errors import AuthError, ConfigurationError, GitLabError, OperationalError, RetryableError
-from gitops_ci.manifest_repo.gitlab_connection import SCOPES_HINT, GitLabConnection
+from gitops_ci.errors import ConfigurationError, GitLabError, RetryableError
+from gitops_ci.manifest_repo.gitlab_connection import GitLabConnection
+from gitops_ci.manifest_repo.gitlab_session import gitlab_errors
 from gitops_ci.retry import sleep_before_retry
 
 log = logs.get_logger(__name__)
@@ -45,7 +44,7 @@ class GitLabClient:
     """One manifest-repo project on one GitLab server."""
 
     def __init__(self, connection: GitLabConnection) -> None:
-        from gitops_ci.manifest_repo.gitlab_session import bounded_gitlab  # heavy: only when GitLab is asked
+        from gitops_ci.manifest_repo.gitlab_session import bounded_gitlab
 
         self.connection = connection
         self._gl = bounded_gitlab(connection)
@@ -54,26 +53,26 @@ class GitLabClient:
     @property
     def project(self) -> Any:
         if self._project is None:
-            with self._errors(f"reading project {self.connection.project_path}"):
+            with gitlab_errors(self.connection, f"reading project {self.connection.project_path}"):
                 self._project = self._gl.projects.get(self.connection.project_path)
         return self._project
 
     def find_open_merge_request(self, source_branch: str, target_branch: str) -> MergeRequestInfo | None:
-        with self._errors("listing merge requests"):
+        with gitlab_errors(self.connection, "listing merge requests"):
             found = self.project.mergerequests.list(
                 state="opened", source_branch=source_branch, target_branch=target_branch, get_all=False
             )
             return self.get_merge_request(found[0].iid) if found else None
 
     def get_merge_request(self, iid: int) -> MergeRequestInfo:
-        with self._errors(f"reading merge request !{iid}"):
+        with gitlab_errors(self.connection, f"reading merge request !{iid}"):
             return _info(self.project.mergerequests.get(iid))
 
     def create_merge_request(self, fields: Mapping[str, Any]) -> MergeRequestInfo:
         """Create it once: after a 409 (a concurrent job's is open) or a lost answer, update the open one."""
         for attempt in itertools.count(1):
             try:
-                with self._errors("creating a merge request"):
+                with gitlab_errors(self.connection, "creating a merge request"):
                     return _info(self.project.mergerequests.create(dict(fields)))
             except RetryableError as err:  # it may have been created all the same
                 reason: GitLabError | RetryableError = err
@@ -94,7 +93,7 @@ class GitLabClient:
         raise AssertionError("unreachable")
 
     def update_merge_request(self, iid: int, fields: Mapping[str, Any]) -> MergeRequestInfo:
-        with self._errors(f"updating merge request !{iid}"):
+        with gitlab_errors(self.connection, f"updating merge request !{iid}"):
             mr = self.project.mergerequests.get(iid)
             for key, value in fields.items():
                 if key not in ("source_branch", "target_branch"):
@@ -111,13 +110,13 @@ class GitLabClient:
         if auto:
             options["auto_merge"] = True
             options["merge_when_pipeline_succeeds"] = True  # GitLab < 17.11 knows only this name
-        with self._errors(f"merging merge request !{iid}"):
+        with gitlab_errors(self.connection, f"merging merge request !{iid}"):
             self.project.mergerequests.get(iid, lazy=True).merge(**options)
 
     def user_ids(self, usernames: Sequence[str]) -> list[int]:
         ids = []
         for username in usernames:
-            with self._errors(f"looking up user {username}"):
+            with gitlab_errors(self.connection, f"looking up user {username}"):
                 users = self._gl.users.list(username=username, get_all=False)
             if not users:
                 raise ConfigurationError(f"GitLab user {username!r} not found; check --assignee/--reviewer")
@@ -125,13 +124,13 @@ class GitLabClient:
         return ids
 
     def merge_request_notes(self, iid: int) -> list[Note]:
-        with self._errors(f"reading notes of merge request !{iid}"):
+        with gitlab_errors(self.connection, f"reading notes of merge request !{iid}"):
             notes = self.project.mergerequests.get(iid, lazy=True).notes.list(get_all=True)
             return [Note(int(n.id), str(n.body), (getattr(n, "author", None) or {}).get("id")) for n in notes]
 
     def current_user_id(self) -> int:
         """The user the token belongs to (a bot user for project and group access tokens)."""
-        with self._errors("reading the token's user (GET /user)"):
+        with gitlab_errors(self.connection, "reading the token's user (GET /user)"):
             self._gl.auth()
             assert self._gl.user is not None
             return int(self._gl.user.id)
@@ -139,7 +138,7 @@ class GitLabClient:
     def upsert_note(self, iid: int, body: str, note_id: int | None) -> int:
         if note_id is None:
             return self._create_note(iid, body)
-        with self._errors(f"writing a note on merge request !{iid}"):
+        with gitlab_errors(self.connection, f"writing a note on merge request !{iid}"):
             note = self.project.mergerequests.get(iid, lazy=True).notes.get(note_id)
             note.body = body
             note.save()
@@ -149,7 +148,7 @@ class GitLabClient:
         """Post it once: after a lost answer, a note of ours with this body means it landed."""
         for attempt in itertools.count(1):
             try:
-                with self._errors(f"writing a note on merge request !{iid}"):
+                with gitlab_errors(self.connection, f"writing a note on merge request !{iid}"):
                     return int(self.project.mergerequests.get(iid, lazy=True).notes.create({"body": body}).id)
             except RetryableError as err:
                 me = self.current_user_id()
@@ -164,52 +163,6 @@ class GitLabClient:
                     raise
                 sleep_before_retry(attempt, self.connection.backoff_seconds, str(err))
         raise AssertionError("unreachable")
-
-    @contextmanager
-    def _errors(self, action: str) -> Iterator[None]:
-        import gitlab
-        import requests
-
-        c = self.connection
-        try:
-            yield
-        except gitlab.exceptions.GitlabAuthenticationError:
-            raise AuthError(
-                f"{action}: {c.token_variable} was rejected by {c.url} (401); use {SCOPES_HINT}"
-            ) from None
-        except gitlab.exceptions.GitlabError as err:
-            code = err.response_code
-            message = _message(err)
-            if code == 403:
-                raise AuthError(
-                    f"{action}: {c.token_variable} is not allowed ({message}); use {SCOPES_HINT} "
-                    f"with at least Developer access to {c.project_path}"
-                ) from None
-            if code == 404:
-                raise OperationalError(
-                    f"{action}: {c.project_path} was not found on {c.url} ({message}); check --repo-url and "
-                    f"--gitlab-url, and that {c.token_variable} can see the project"
-                ) from None
-            if code is not None and 300 <= code < 400:
-                raise GitLabError(
-                    f"{action}: {c.url} answered {code} (a redirect); gitops-ci never sends the token to "
-                    "another URL: set --gitlab-url (or CI_SERVER_URL) to GitLab's own external URL"
-                ) from None
-            if code is not None and code >= 500:
-                raise RetryableError(f"{action}: GitLab answered {code} ({message})") from None
-            raise GitLabError(f"{action}: GitLab answered {code} ({message})") from err
-        except requests.exceptions.SSLError:
-            raise OperationalError(
-                f"{action}: TLS verification of {c.url} failed; "
-                "point --ca-file or CI_SERVER_TLS_CA_FILE at its CA bundle"
-            ) from None
-        except requests.exceptions.RequestException as err:
-            raise RetryableError(f"{action}: cannot reach {c.url} ({type(err).__name__})") from None
-
-
-def _message(err: Any) -> str:
-    text = str(getattr(err, "error_message", "") or err)
-    return text.splitlines()[0][:300] if text else "no details"
 
 
 def _info(mr: Any) -> MergeRequestInfo:

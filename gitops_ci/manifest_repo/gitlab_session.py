@@ -1,5 +1,6 @@
-"""python-gitlab as gitops-ci lets it talk to GitLab: it never follows a redirect (that would send the token
-to another host), and its retries always end and never re-send a POST.
+"""python-gitlab as gitops-ci lets it talk to GitLab, and the one module that imports it: it never follows a
+redirect (that would send the token to another host), its retries always end and never re-send a POST, and its
+exceptions become ours (`gitlab_errors`).
 
 python-gitlab's own retries sleep as long as a Retry-After header says (a day, if a proxy says so) and re-send
 any request whose answer was lost, a POST included: a second note, a second merge request. Here a GET, PUT or
@@ -10,9 +11,12 @@ its caller looks up what landed (gitlab.py).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from gitops_ci.manifest_repo.gitlab_connection import GitLabConnection
+from gitops_ci.errors import AuthError, GitLabError, OperationalError, RetryableError
+from gitops_ci.manifest_repo.gitlab_connection import SCOPES_HINT, GitLabConnection
 from gitops_ci.retry import SYSTEM_CLOCK, Clock, sleep_before_retry
 
 TRANSIENT = frozenset({429, 500, 502, 503, 504})
@@ -68,3 +72,51 @@ def _session_without_redirects() -> Any:
             return None
 
     return NoRedirects()
+
+
+@contextmanager
+def gitlab_errors(c: GitLabConnection, action: str) -> Iterator[None]:
+    """python-gitlab's and requests' exceptions as ours, naming the token variable, the scopes it needs
+    or the project path that was tried."""
+    import gitlab
+    import requests
+
+    try:
+        yield
+    except gitlab.exceptions.GitlabAuthenticationError:
+        raise AuthError(
+            f"{action}: {c.token_variable} was rejected by {c.url} (401); use {SCOPES_HINT}"
+        ) from None
+    except gitlab.exceptions.GitlabError as err:
+        code = err.response_code
+        message = _message(err)
+        if code == 403:
+            raise AuthError(
+                f"{action}: {c.token_variable} is not allowed ({message}); use {SCOPES_HINT} "
+                f"with at least Developer access to {c.project_path}"
+            ) from None
+        if code == 404:
+            raise OperationalError(
+                f"{action}: {c.project_path} was not found on {c.url} ({message}); check --repo-url and "
+                f"--gitlab-url, and that {c.token_variable} can see the project"
+            ) from None
+        if code is not None and 300 <= code < 400:
+            raise GitLabError(
+                f"{action}: {c.url} answered {code} (a redirect); gitops-ci never sends the token to "
+                "another URL: set --gitlab-url (or CI_SERVER_URL) to GitLab's own external URL"
+            ) from None
+        if code is not None and code >= 500:
+            raise RetryableError(f"{action}: GitLab answered {code} ({message})") from None
+        raise GitLabError(f"{action}: GitLab answered {code} ({message})") from err
+    except requests.exceptions.SSLError:
+        raise OperationalError(
+            f"{action}: TLS verification of {c.url} failed; "
+            "point --ca-file or CI_SERVER_TLS_CA_FILE at its CA bundle"
+        ) from None
+    except requests.exceptions.RequestException as err:
+        raise RetryableError(f"{action}: cannot reach {c.url} ({type(err).__name__})") from None
+
+
+def _message(err: Any) -> str:
+    text = str(getattr(err, "error_message", "") or err)
+    return text.splitlines()[0][:300] if text else "no details"
