@@ -29,6 +29,7 @@ PASSPHRASE_VARIABLE = "GITOPS_SIGNING_KEY_PASSPHRASE"
 _CHILD_PASSPHRASE = "GITOPS_CI_SIGNING_PASSPHRASE"  # what our askpass/gpg helpers read
 _MAX_KEY_BYTES = 64 * 1024
 _TOOL_TIMEOUT = 30.0
+_SOCKET_PATH_MAX = 107  # sockaddr_un.sun_path, less its NUL
 _SSH_MARKERS = ("-----BEGIN OPENSSH PRIVATE KEY-----", "-----BEGIN RSA PRIVATE KEY-----",
                 "-----BEGIN EC PRIVATE KEY-----", "-----BEGIN PRIVATE KEY-----")  # fmt: skip
 _OPENPGP_MARKER = "-----BEGIN PGP PRIVATE KEY BLOCK-----"
@@ -95,13 +96,22 @@ def signer_for(key: SigningKey | None) -> Iterator[Signer | None]:
     if key is None:
         yield None
         return
-    directory = Path(tempfile.mkdtemp(prefix="gitops-ci-signing-"))
+    directory = Path(tempfile.mkdtemp(prefix="gitops-ci-signing-", dir=_short_base(key)))
     try:
         yield _ssh(key, directory) if key.format == "ssh" else _openpgp(key, directory)
     finally:
         if key.format == "openpgp":
             _stop_agent(directory / "gnupg")
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _short_base(key: SigningKey) -> str | None:
+    """gpg-agent's sockets live in GNUPGHOME, and a socket path is at most 107 bytes: under a long TMPDIR
+    (a runner's build directory) use /tmp instead. None: the default temporary directory."""
+    longest = len(tempfile.gettempdir()) + len("/gitops-ci-signing-12345678/gnupg/S.gpg-agent.browser")
+    if key.format != "openpgp" or longest <= _SOCKET_PATH_MAX or not os.access("/tmp", os.W_OK):
+        return None
+    return "/tmp"
 
 
 def _ssh(key: SigningKey, directory: Path) -> Signer:
@@ -162,7 +172,9 @@ def _run(argv: list[str], env: Mapping[str, str], what: str, key: SigningKey) ->
             if key.passphrase
             else f"if it has a passphrase, set {PASSPHRASE_VARIABLE}"
         )
-        raise ConfigurationError(f"--signing-key {key.path} cannot sign ({what} failed): {hint}")
+        said = done.stderr.decode("utf-8", errors="replace").strip().splitlines()
+        detail = f" ({said[-1][:200]})" if said else ""
+        raise ConfigurationError(f"--signing-key {key.path} cannot sign ({what} failed{detail}): {hint}")
     return done.stdout.decode("utf-8", errors="replace")
 
 

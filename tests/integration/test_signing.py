@@ -116,13 +116,19 @@ def test_an_ssh_signed_deploy_verifies_on_the_server(
     _assert_key_never_exposed(key, passphrase, result.out + result.err, workdir, git_argv_recorder)
 
 
+@pytest.mark.parametrize("long_tmpdir", [False, True])
 def test_an_openpgp_signed_deploy_verifies_on_the_server(
     deploy: CliRunner, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    git_argv_recorder: GitArgvRecorder,
+    git_argv_recorder: GitArgvRecorder, long_tmpdir: bool,
 ) -> None:  # fmt: skip
+    """A TMPDIR too long for gpg-agent's socket (a runner's build directory) still signs."""
     secret, keyring = openpgp_key(tmp_path, PASSPHRASE)
     monkeypatch.setenv("GITOPS_SIGNING_KEY", str(secret))
     monkeypatch.setenv("GITOPS_SIGNING_KEY_PASSPHRASE", PASSPHRASE)
+    # a TMPDIR of its own, where other workers' signing tests do not leave their directories
+    private_tmp = tmp_path / ("t" * 80) if long_tmpdir else Path(tempfile.mkdtemp(prefix="gs-", dir="/tmp"))
+    private_tmp.mkdir(exist_ok=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(private_tmp))
     workdir = tmp_path / "clone"
 
     result = deploy("--workdir", workdir, "--debug")
@@ -131,7 +137,8 @@ def test_an_openpgp_signed_deploy_verifies_on_the_server(
     verified = verify(repo, keyring=keyring)
     assert verified.returncode == 0 and "Good signature" in verified.stderr, verified.stderr
     _assert_key_never_exposed(secret, PASSPHRASE, result.out + result.err, workdir, git_argv_recorder)
-    assert not list(Path(tempfile.gettempdir()).glob("gitops-ci-signing-*"))
+    assert not list(private_tmp.glob("gitops-ci-signing-*"))
+    private_tmp.rmdir()  # empty: nothing of the key stayed behind
 
 
 @pytest.mark.parametrize(
