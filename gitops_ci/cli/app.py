@@ -169,6 +169,8 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 def main() -> None:
     code = run()
+    if sys.gettrace() is not None or sys.getprofile() is not None:
+        sys.exit(code)  # a coverage or profiling tool writes its data at exit
     # Everything we opened is closed by now; the interpreter's teardown would only free each module in turn
     # (~13 ms for a deploy's ~300). Flush what was written, and leave.
     if "logging" in sys.modules:  # set-image never imports it

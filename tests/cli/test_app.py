@@ -120,3 +120,12 @@ def test_the_console_script_exits_with_runs_code_and_flushes_its_output(
     script = [sys.executable, "-c", "from gitops_ci.cli.app import main; main()", *args]
     done = subprocess.run(script, capture_output=True, text=True, check=False)
     assert done.returncode == code and text in getattr(done, stream)
+
+
+def test_a_profiler_around_the_console_script_still_writes_its_data(tmp_path: Path) -> None:
+    output = tmp_path / "profile.out"
+    script = tmp_path / "gitops-ci"
+    script.write_text("from gitops_ci.cli.app import main\nmain()\n")
+    profiled = [sys.executable, "-m", "cProfile", "-o", str(output), str(script), "--version"]
+    done = subprocess.run(profiled, capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and "gitops-ci, version" in done.stdout and output.stat().st_size > 0
