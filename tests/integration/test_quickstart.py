@@ -33,3 +33,24 @@ def test_quickstart_deploys_the_bundled_example() -> None:
         in proc.stdout
     )
     assert proc.stdout.rstrip().endswith("nothing to commit")
+
+
+@pytest.mark.skipif(
+    not (ROOT / ".venv" / "bin" / "python").exists(), reason="run through tests/run (needs .venv)"
+)
+def test_the_onboarding_example_starts_a_repo_deploys_promotes_and_validates() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITOPS_", "CI_"))}
+    proc = subprocess.run(
+        ["bash", str(ROOT / "examples" / "onboarding.sh")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "kubectl apply -n argocd -f clusters/prod-cluster/root.yaml" in proc.stdout
+    assert "clusters/prod-cluster/apps/prod-web.yaml" in proc.stdout
+    image = "registry.example.com/shop/web"
+    assert f"prod: web: {image}:1.0.0 → {image}:1.1.0" in proc.stdout  # promoted from staging
+    assert proc.stdout.rstrip().endswith("valid")
