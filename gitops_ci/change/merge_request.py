@@ -27,9 +27,8 @@ from gitops_ci.change.model import (
 from gitops_ci.change.settings import MergeRequestOptions, RepoSettings
 from gitops_ci.errors import GitLabError, OperationalError, PushRejectedError
 from gitops_ci.images.describe import image_of
-from gitops_ci.manifest_repo.credentials import resolve_credentials
 from gitops_ci.manifest_repo.gitlab import GitLabClient, MergeRequestInfo
-from gitops_ci.manifest_repo.gitlab_connection import connection_for
+from gitops_ci.manifest_repo.open import gitlab_connection
 from gitops_ci.manifest_repo.port import ManifestRepo
 from gitops_ci.naming import check_ref_name, render
 from gitops_ci.retry import SYSTEM_CLOCK, Clock, sleep_before_retry
@@ -75,18 +74,7 @@ def open_merge_requests(
 
 
 def gitlab_client_for(settings: RepoSettings) -> GitLabClient:
-    credentials = resolve_credentials()
-    connection = connection_for(
-        settings.repo_url,
-        settings.merge_request.gitlab_url,
-        credentials.token if credentials else None,
-        credentials.variable if credentials else None,
-        settings.ca_file,
-        settings.network_timeout_seconds,
-    )
-    return GitLabClient(
-        replace(connection, max_attempts=settings.max_attempts, backoff_seconds=settings.backoff_seconds)
-    )
+    return GitLabClient(gitlab_connection(settings))
 
 
 def _propose(

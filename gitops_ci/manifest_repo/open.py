@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,8 @@ from gitops_ci.retry import SYSTEM_CLOCK, Clock, with_retries
 if TYPE_CHECKING:
     from gitops_ci.change.settings import RepoSettings
     from gitops_ci.manifest_repo.git import Remote
+    from gitops_ci.manifest_repo.gitlab_connection import GitLabConnection
+    from gitops_ci.manifest_repo.gitlab_rest import GitLabRest
     from gitops_ci.manifest_repo.signing import Signer
 
 
@@ -64,31 +67,41 @@ def _signer(settings: RepoSettings) -> contextlib.AbstractContextManager[Signer 
 
 def _api_repo(settings: RepoSettings, clock: Clock) -> ManifestRepo:
     from gitops_ci.manifest_repo.api_repo import GitLabApiRepo
-    from gitops_ci.manifest_repo.gitlab_connection import connection_for
-    from gitops_ci.manifest_repo.gitlab_rest import GitLabRest
 
     if settings.signing_key is not None:
         raise ConfigurationError(
             "--signing-key signs the commits gitops-ci makes with git; with --transport api GitLab makes "
             "them: use --transport git to sign"
         )
+    from gitops_ci.manifest_repo.gitlab_rest import GitLabRest
+
+    rest = GitLabRest(gitlab_connection(settings), clock)
     url = check_repo_url(settings.repo_url)
+    return GitLabApiRepo(rest, url, settings.branch or _default_branch(rest))
+
+
+def gitlab_connection(settings: RepoSettings) -> GitLabConnection:
+    """GitLab's API for the manifest repo, with the token and the retry bounds of these settings."""
+    from gitops_ci.manifest_repo.gitlab_connection import connection_for
+
     credentials = resolve_credentials()
-    rest = GitLabRest(
-        connection_for(
-            url,
-            settings.merge_request.gitlab_url,
-            credentials.token if credentials else None,
-            credentials.variable if credentials else None,
-            settings.ca_file,
-            settings.network_timeout_seconds,
+    connection = connection_for(
+        check_repo_url(settings.repo_url),
+        settings.merge_request.gitlab_url,
+        credentials.token if credentials else None,
+        credentials.variable if credentials else None,
+        settings.ca_file,
+        settings.network_timeout_seconds,
+    )
+    return replace(connection, max_attempts=settings.max_attempts, backoff_seconds=settings.backoff_seconds)
+
+
+def _default_branch(rest: GitLabRest) -> str:
+    project = rest.get("", what="reading the project")
+    if project.status == 404 or not isinstance(project.body, dict) or not project.body.get("default_branch"):
+        c = rest.connection
+        raise ConfigurationError(
+            f"project {c.project_path} on {c.url} was not found or has no default branch; check --repo-url "
+            f"(or pass --branch), and that {c.token_variable} can see it"
         )
-    )
-    branch = settings.branch or with_retries(
-        lambda: str(rest.get("", what="reading the project").body["default_branch"]),
-        what="reading the project",
-        max_attempts=settings.max_attempts,
-        base=settings.backoff_seconds,
-        clock=clock,
-    )
-    return GitLabApiRepo(rest, url, branch)
+    return str(project.body["default_branch"])

@@ -25,7 +25,7 @@ from servers.git_repos import (
     read_blob,
     rev_parse,
 )
-from servers.gitlab_api import GitLabContractServer
+from servers.gitlab_api import GitLabContractServer, Scripted
 
 if TYPE_CHECKING:
     from servers.git_fixtures import GitArgvRecorder
@@ -303,3 +303,35 @@ def test_https_proxy_tunnels_every_request_unless_no_proxy_names_the_host(
         assert result.code == 0, result.err
         assert proxy.tunnels == ([] if bypassed else [server.netloc])  # one kept-alive connection, one tunnel
     assert 'newTag: "2.0.0"' in read_blob(bare, "main", overlay("app0", "dev"))
+
+
+def test_reads_are_retried_through_a_busy_gitlab(
+    run: Run, bare: Path, gitlab_api: GitLabContractServer
+) -> None:
+    """A lost answer, a 503 and a 429 on the reads: each GET goes again; the POST is sent once."""
+    gitlab_api.api.scripted += [
+        Scripted("GET", "gitops-ci.yaml", lose_answer=True),
+        Scripted("GET", "kustomization.yaml", status=503),
+        Scripted("GET", "kustomization.yaml", status=429, reason="Too Many Requests"),
+    ]
+    result = deploy(run)
+    assert result.code == 0, result.err
+    assert gitlab_api.api.scripted == [] and posts(gitlab_api) == 1
+    assert 'newTag: "2.0.0"' in read_blob(bare, "main", overlay("app0", "dev"))
+
+
+def test_a_read_that_keeps_failing_is_an_operational_error(
+    run: Run, bare: Path, gitlab_api: GitLabContractServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GITOPS_MAX_ATTEMPTS", "3")
+    gitlab_api.api.scripted += [Scripted("GET", "gitops-ci.yaml", status=502, reason="Bad Gateway")] * 3
+    result = deploy(run)
+    assert result.code == 1 and "answered 502" in result.err and posts(gitlab_api) == 0
+
+
+def test_an_unknown_project_without_branch_is_bad_input(run: Run, gitlab_api: GitLabContractServer) -> None:
+    missing = f"{gitlab_api.url}/group/missing.git"  # the last --repo-url wins
+    image = "registry.example.com/shop/app0:2"
+    args = ("--repo-url", missing, "--app", "app0", "--env", "dev", "--image", image)
+    result = run("deploy", *args, branch=False)
+    assert result.code == 2 and "group/missing" in result.err, result.err
