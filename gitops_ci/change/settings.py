@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ DEFAULT_MESSAGE = "[skip ci] update image of app {app} - {env} to {image}"
 DEFAULT_MR_BRANCH = "gitops/{app}/{env}"
 DEFAULT_MR_TITLE = "Deploy {app} to {env}: {image}"
 SKIP_CI = "[skip ci] "
+_PLAIN_DIRECTORY = re.compile(r"[A-Za-z0-9._+@=,][A-Za-z0-9._+@=,-]*")
 _TRAILER_SOURCES = (
     ("Source-Project", "CI_PROJECT_URL"),
     ("Source-Commit", "CI_COMMIT_SHA"),
@@ -145,13 +147,20 @@ def trailers_from_ci(environ: Mapping[str, str] | None = None) -> tuple[tuple[st
 
 
 def overlay_path(template: str, app: str, env: str) -> str:
-    """The overlay directory inside the repo; refuses anything that would leave it."""
+    """The overlay directory inside the repo; refuses anything that would leave it, and any directory name
+    that is not plain (it reaches git's sparse-checkout patterns, where `*` or a newline would mean more)."""
     raw = render(template, "--path-template", app=app, env=env)
     normalised = posixpath.normpath(raw)
     escapes = normalised == ".." or normalised.startswith("../") or any(p == ".." for p in raw.split("/"))
     if raw.startswith("/") or escapes or "\\" in raw or "\0" in raw:
         raise ConfigurationError(
             f"overlay path {raw!r} leaves the repository; fix --path-template, --app or --env"
+        )
+    odd = next((part for part in normalised.split("/") if not _PLAIN_DIRECTORY.fullmatch(part)), None)
+    if odd is not None:
+        raise ConfigurationError(
+            f"overlay path {raw[:120]!r}: {odd[:60]!r} is not a plain directory name (letters, digits and "
+            "._-+@=, not starting with -); fix --path-template or the path_template of gitops-ci.yaml"
         )
     return normalised
 

@@ -86,7 +86,7 @@ def reads_as_string(value: str) -> bool:
 
 
 def can_be_plain(value: str) -> bool:
-    if not value or value != value.strip() or value[0] in _PLAIN_FORBIDDEN_FIRST:
+    if not value or value != value.strip() or value[0] in _PLAIN_FORBIDDEN_FIRST or _unprintable(value):
         return False
     if ": " in value or " #" in value or value.endswith(":") or "\t" in value:
         return False
@@ -97,9 +97,19 @@ def render_scalar(value: str, style: str | None) -> str:
     """Write `value` as a YAML scalar in `style` (None plain, '"' or "'"), quoting when plain would lie."""
     if style is None and can_be_plain(value):
         return value
-    if style == "'":
+    if style == "'" and not _unprintable(value):
         return "'" + value.replace("'", "''") + "'"
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return (
+        '"' + "".join(_ESCAPES.get(c) or (f"\\u{ord(c):04x}" if _unprintable(c) else c) for c in value) + '"'
+    )
+
+
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t"}
+
+
+def _unprintable(value: str) -> bool:
+    """Control characters, line and paragraph separators, the BOM: never written raw into a YAML file."""
+    return any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c in "\u2028\u2029\ufeff" for c in value)
 
 
 def describe_yaml_error(err: MarkedYAMLError, source: str) -> str:

@@ -3,6 +3,7 @@ promotion order and their clusters, the engine, and the path and Application nam
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -13,6 +14,7 @@ from gitops_ci.onboard.emit import to_yaml
 
 Engine = Literal["argocd", "flux"]
 DNS_LABEL_MAX = 63
+_GROUP = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}){0,19}")
 
 
 @dataclass(frozen=True)
@@ -47,9 +49,15 @@ class Conventions:
         if len(set(names)) != len(names):
             raise ConfigurationError("a --cluster name is given twice; name each cluster once")
         for cluster in self.clusters:
-            if urlsplit(cluster.server).scheme != "https" or not urlsplit(cluster.server).hostname:
+            url = urlsplit(cluster.server)
+            if (
+                url.scheme != "https"
+                or not url.hostname
+                or any(c.isspace() or not c.isprintable() for c in cluster.server)
+            ):
                 raise ConfigurationError(
-                    f"--cluster {cluster.name}={cluster.server}: the API server must be an https:// URL"
+                    f"--cluster {cluster.name}={cluster.server[:100]!r}: the API server must be an https:// "
+                    "URL (no spaces or control characters)"
                 )
         for env in self.environments:
             check_label(env.name, "--env name")
@@ -61,6 +69,12 @@ class Conventions:
             raise ConfigurationError("an --env is given twice; name each environment once")
         if self.agent is not None:
             check_label(self.agent, "--agent")
+        for group in self.ci_access_groups:
+            if not _GROUP.fullmatch(group):
+                raise ConfigurationError(
+                    f"--ci-access-group {group[:70]!r} is not a GitLab group path (letters, digits, _ . -, "
+                    "segments joined by /, e.g. platform/teams)"
+                )
         render(self.app_name_template, "app_name_template", app="app", env="env")
 
     def cluster_of(self, env: str) -> Cluster:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from clock import FakeClock
 
@@ -113,3 +115,13 @@ def test_promote_without_from_needs_an_order_that_has_one(
     repo = InMemoryManifestRepo(manifest_files(["web"]))
     with pytest.raises(ConfigurationError, match=message):
         promote_change(promote(None, *targets)).planner(repo, defaults)
+
+
+def test_a_hostile_path_template_in_the_settings_file_is_refused_before_any_commit() -> None:
+    hostile = replace(CONVENTIONS, path_template="apps/{app}/*\n/{env}")
+    repo = InMemoryManifestRepo(
+        {**moved(manifest_files(["web"])), "gitops-ci.yaml": render_conventions(hostile)}
+    )
+    with pytest.raises(ConfigurationError, match="not a plain directory name"):
+        land(repo, deploy_change(deploy()), FakeClock(), defaults=repo_defaults(repo))
+    assert len(repo.history()) == 1

@@ -1,0 +1,49 @@
+"""gitops-ci.yaml's conventions: what init refuses before writing, and that what it writes reads back."""
+
+from __future__ import annotations
+
+import pytest
+
+from gitops_ci.errors import ConfigurationError
+from gitops_ci.onboard.conventions import (
+    Cluster,
+    Conventions,
+    Environment,
+    parse_conventions,
+    render_conventions,
+)
+
+
+def conventions(server: str = "https://dev.k8s.example.com", groups: tuple[str, ...] = ()) -> Conventions:
+    return Conventions(
+        repo_url="https://gitlab.example.com/platform/manifests.git",
+        branch="main",
+        clusters=(Cluster("dev-cluster", server),),
+        environments=(Environment("dev", "dev-cluster"),),
+        agent="ci" if groups else None,
+        ci_access_groups=groups,
+    )
+
+
+@pytest.mark.parametrize(
+    ("server", "groups", "fragment"),
+    [
+        ("https://dev.k8s.example.com\ninjected: true", (), "must be an https:// URL"),
+        ("https://dev.k8s.example.com\t", (), "must be an https:// URL"),
+        ("http://dev.k8s.example.com", (), "must be an https:// URL"),
+        ("https://dev.k8s.example.com", ("platform\nid: evil",), "not a GitLab group path"),
+        ("https://dev.k8s.example.com", ("../other",), "not a GitLab group path"),
+        ("https://dev.k8s.example.com", ("platform/ teams",), "not a GitLab group path"),
+    ],
+)
+def test_init_refuses_values_that_would_bend_the_yaml_it_writes(
+    server: str, groups: tuple[str, ...], fragment: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=fragment) as refused:
+        conventions(server, groups)
+    assert "\n" not in str(refused.value)
+
+
+def test_what_init_writes_reads_back_the_same() -> None:
+    written = conventions(groups=("platform", "platform/teams.web_1"))
+    assert parse_conventions(render_conventions(written)) == written
