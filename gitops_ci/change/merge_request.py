@@ -208,13 +208,20 @@ def _maybe_merge(
                 squash=options.squash,
             )
         except GitLabError as err:
-            if client.get_merge_request(result.iid).state == "merged":  # a retried merge whose first landed
+            if _merged(client, result.iid):  # a retried merge whose first try landed
                 return result.with_action("merged")
             log.warning("merge request !%d stays open: %s", result.iid, err)
             return result
         return result.with_action("merged" if status == "mergeable" else "auto-merge")
     log.warning("merge request !%d stays open: GitLab reports %s", result.iid, status or "no merge status")
     return result
+
+
+def _merged(client: GitLabClient, iid: int) -> bool:
+    try:
+        return client.get_merge_request(iid).state == "merged"
+    except (GitLabError, OperationalError):  # the warning that follows says the merge request stays open
+        return False
 
 
 __all__: Sequence[str] = ["describe", "open_merge_requests"]

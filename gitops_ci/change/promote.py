@@ -12,7 +12,13 @@ from dataclasses import dataclass
 from gitops_ci import logs
 from gitops_ci.change.model import Change, EnvironmentChange, RepoDefaults, Target
 from gitops_ci.change.runner import ChangeOutcome, run_change
-from gitops_ci.change.settings import DEFAULT_PATH_TEMPLATE, RepoSettings, commit_message, overlay_path
+from gitops_ci.change.settings import (
+    DEFAULT_PATH_TEMPLATE,
+    RepoSettings,
+    commit_message,
+    overlay_path,
+    plain_repo_path,
+)
 from gitops_ci.errors import ConfigurationError, ImageArgumentError, KustomizationError
 from gitops_ci.images.describe import image_of
 from gitops_ci.images.editor import editor_for
@@ -184,7 +190,7 @@ def _apps_directory(template: str) -> str:
     prefix = template.split("{app}", 1)[0].rstrip("/")
     if "{" in prefix or "{app}" not in template:
         raise ConfigurationError("--all-apps needs a --path-template whose {app} part comes before {env}")
-    return prefix or "."
+    return plain_repo_path(prefix or ".")
 
 
 def _list_apps(repo: ManifestRepo, template: str) -> list[str]:

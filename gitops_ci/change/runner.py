@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -57,10 +58,19 @@ def run_change(change: Change, follow: FollowUp | None = None, clock: Clock = SY
         workspace(settings.workdir) as directory,
         open_repo(settings, change.sparse_paths, directory, clock) as repo,
     ):
-        wants_names = follow is not None and follow.settings.app_name_template is None
-        defaults = steps.repo_defaults(repo, read=change.reads_defaults or wants_names)
-        if settings.path_template:  # what the change uses, for the report and the follow-ups
-            defaults = replace(defaults, path_template=settings.path_template)
+        names = follow.settings.app_name_template if follow is not None else None
+        wants_names = follow is not None and names is None
+        defaults = with_retries(
+            lambda: steps.repo_defaults(repo, read=change.reads_defaults or wants_names),
+            what="reading gitops-ci.yaml", max_attempts=settings.max_attempts,
+            base=settings.backoff_seconds, clock=clock,
+        )  # fmt: skip
+        # What the change and its follow-ups use, options first: the report and the dotenv say the same.
+        defaults = replace(
+            defaults,
+            path_template=settings.path_template or defaults.path_template,
+            app_name_template=names or defaults.app_name_template,
+        )
         if settings.mode == "merge-request":
             from gitops_ci.change.merge_request import open_merge_requests
 
@@ -149,7 +159,9 @@ def _until_landed(
     failures = 0
     for number in itertools.count(1):
         started = clock.monotonic()
-        step = attempt(number)
+        step = with_retries(partial(attempt, number), what="reading the manifest repo",
+                            max_attempts=settings.max_attempts, base=settings.backoff_seconds,
+                            clock=clock)  # fmt: skip
         if step.commit is None:
             return step.result(None, step.base)
         sha = step.commit

@@ -147,14 +147,19 @@ def trailers_from_ci(environ: Mapping[str, str] | None = None) -> tuple[tuple[st
 
 
 def overlay_path(template: str, app: str, env: str) -> str:
-    """The overlay directory inside the repo; refuses anything that would leave it, and any directory name
-    that is not plain (it reaches git's sparse-checkout patterns, where `*` or a newline would mean more)."""
-    raw = render(template, "--path-template", app=app, env=env)
+    """The overlay directory inside the repo (see `plain_repo_path`)."""
+    return plain_repo_path(render(template, "--path-template", app=app, env=env))
+
+
+def plain_repo_path(raw: str) -> str:
+    """A directory inside the repo named by --path-template (or gitops-ci.yaml's path_template): refuses
+    anything that would leave the repo, and any directory name that is not plain (it reaches git's
+    sparse-checkout patterns, where `*` or a newline would mean more)."""
     normalised = posixpath.normpath(raw)
     escapes = normalised == ".." or normalised.startswith("../") or any(p == ".." for p in raw.split("/"))
     if raw.startswith("/") or escapes or "\\" in raw or "\0" in raw:
         raise ConfigurationError(
-            f"overlay path {raw!r} leaves the repository; fix --path-template, --app or --env"
+            f"overlay path {raw[:120]!r} leaves the repository; fix --path-template, --app or --env"
         )
     odd = next((part for part in normalised.split("/") if not _PLAIN_DIRECTORY.fullmatch(part)), None)
     if odd is not None:

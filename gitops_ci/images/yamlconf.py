@@ -63,8 +63,13 @@ def compose(text: str) -> Node | None:
 
 
 def load(text: str) -> Any:
-    """Parse one YAML document into data (round-trip types; compares equal to plain dicts and lists)."""
-    return _yaml().load(text)
+    """Parse one YAML document into data (round-trip types; compares equal to plain dicts and lists), after
+    the same shape check as `compose`: repo content must not expand a few aliases into gigabytes."""
+    compose(text)
+    try:
+        return _yaml().load(text)
+    except RecursionError:
+        raise yaml_shape.YAMLShapeError(f"it nests deeper than {yaml_shape.MAX_DEPTH} levels") from None
 
 
 def tag_of(node: Node) -> str:
@@ -108,8 +113,15 @@ _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t"}
 
 
 def _unprintable(value: str) -> bool:
-    """Control characters, line and paragraph separators, the BOM: never written raw into a YAML file."""
-    return any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c in "\u2028\u2029\ufeff" for c in value)
+    """Control characters, line and paragraph separators, the BOM, surrogates and the non-characters YAML
+    refuses: never written raw into a YAML file."""
+    return any(
+        ord(c) < 0x20
+        or 0x7F <= ord(c) <= 0x9F
+        or 0xD800 <= ord(c) <= 0xDFFF
+        or c in "\u2028\u2029\ufeff\ufffe\uffff"
+        for c in value
+    )
 
 
 def describe_yaml_error(err: MarkedYAMLError, source: str) -> str:

@@ -10,7 +10,6 @@ landed is for the adapter to find out.
 from __future__ import annotations
 
 import http.client
-import itertools
 import json
 import os
 import ssl
@@ -21,7 +20,6 @@ from urllib.parse import quote, urlencode, urlsplit
 from gitops_ci import logs
 from gitops_ci.errors import AuthError, ConfigurationError, OperationalError, RetryableError
 from gitops_ci.manifest_repo.gitlab_connection import GitLabConnection
-from gitops_ci.retry import SYSTEM_CLOCK, Clock, sleep_before_retry
 
 log = logs.get_logger(__name__)
 API_SCOPE_HINT = (
@@ -40,8 +38,8 @@ class Answer:
 class GitLabRest:
     """The project's endpoints under /api/v4/projects/<url-encoded path>."""
 
-    def __init__(self, connection: GitLabConnection, clock: Clock = SYSTEM_CLOCK) -> None:
-        self.connection, self._clock = connection, clock
+    def __init__(self, connection: GitLabConnection) -> None:
+        self.connection = connection
         url = urlsplit(connection.url)
         self._https = url.scheme == "https"
         self._host, self._port = url.hostname or "", url.port or (443 if self._https else 80)
@@ -54,17 +52,10 @@ class GitLabRest:
         self._http: http.client.HTTPConnection | None = None
 
     def get(self, path: str, params: dict[str, Any] | None = None, *, what: str) -> Answer:
-        """GET under the project; 404 comes back as an Answer, every other failure as an error. 429, 5xx and
-        no answer are tried again, --max-attempts in all, with jittered backoff (a GET changes nothing)."""
+        """GET under the project; 404 comes back as an Answer, every other failure as an error (429, 5xx and
+        no answer as RetryableError: the runner tries the step again)."""
         target = self._project + path + (f"?{urlencode(params, doseq=True)}" if params else "")
-        for attempt in itertools.count(1):
-            try:
-                return self._send("GET", target, None, what=what, missing_ok=True)
-            except RetryableError as err:
-                if attempt >= self.connection.max_attempts:
-                    raise
-                sleep_before_retry(attempt, self.connection.backoff_seconds, str(err), clock=self._clock)
-        raise AssertionError("unreachable")
+        return self._send("GET", target, None, what=what, missing_ok=True)
 
     def post(self, path: str, body: dict[str, Any], *, what: str) -> Answer:
         """POST under the project; a 400 comes back as an Answer (its message says what GitLab refused)."""

@@ -57,7 +57,9 @@ def _transient(err: Exception) -> str | None:
     if isinstance(err, gitlab.exceptions.GitlabHttpError) and err.response_code in TRANSIENT:
         return f"answered {err.response_code}"
     unanswered = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
-    if isinstance(err, unanswered):
+    if isinstance(err, unanswered) and not isinstance(
+        err, requests.exceptions.SSLError
+    ):  # TLS: fails at once
         return f"no answer ({type(err).__name__})"
     return None
 

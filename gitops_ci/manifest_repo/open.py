@@ -13,6 +13,7 @@ from gitops_ci import logs
 from gitops_ci.errors import ConfigurationError
 from gitops_ci.manifest_repo.credentials import check_repo_url, git_environment, resolve_credentials
 from gitops_ci.manifest_repo.port import ManifestRepo
+from gitops_ci.naming import check_ref_name
 from gitops_ci.retry import SYSTEM_CLOCK, Clock, with_retries
 
 if TYPE_CHECKING:
@@ -75,9 +76,13 @@ def _api_repo(settings: RepoSettings, clock: Clock) -> ManifestRepo:
         )
     from gitops_ci.manifest_repo.gitlab_rest import GitLabRest
 
-    rest = GitLabRest(gitlab_connection(settings), clock)
+    rest = GitLabRest(gitlab_connection(settings))
     url = check_repo_url(settings.repo_url)
-    return GitLabApiRepo(rest, url, settings.branch or _default_branch(rest))
+    branch = settings.branch or with_retries(
+        lambda: _default_branch(rest), what="reading the project", max_attempts=settings.max_attempts,
+        base=settings.backoff_seconds, clock=clock,
+    )  # fmt: skip
+    return GitLabApiRepo(rest, url, branch)
 
 
 def gitlab_connection(settings: RepoSettings) -> GitLabConnection:
@@ -104,4 +109,4 @@ def _default_branch(rest: GitLabRest) -> str:
             f"project {c.project_path} on {c.url} was not found or has no default branch; check --repo-url "
             f"(or pass --branch), and that {c.token_variable} can see it"
         )
-    return str(project.body["default_branch"])
+    return check_ref_name(str(project.body["default_branch"]), "the project's default branch")

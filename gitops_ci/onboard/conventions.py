@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from gitops_ci.change.settings import overlay_path
 from gitops_ci.errors import ConfigurationError, KustomizationError
 from gitops_ci.manifest_repo.credentials import check_repo_url
 from gitops_ci.naming import SETTINGS_FILE, check_ref_name, render
@@ -77,6 +78,9 @@ class Conventions:
                     "segments joined by /, e.g. platform/teams)"
                 )
         render(self.app_name_template, "app_name_template", app="app", env="env")
+        overlay_path(self.path_template, "app", "env")
+        if self.engine not in ("argocd", "flux"):
+            raise ConfigurationError(f"engine {self.engine[:40]!r} is not argocd or flux")
         # Written into every Application and printed in the one command a person runs by hand: the repo's
         # settings file is repo content, so these are checked as strictly as the options they came from.
         check_repo_url(self.repo_url)
@@ -146,7 +150,8 @@ def parse_conventions(text: str) -> Conventions:
             agent=str(agent["name"]) if agent.get("name") else None,
             ci_access_groups=tuple(str(g) for g in agent.get("ci_access_groups") or ()),
         )
-    except (KeyError, TypeError, AttributeError, ConfigurationError, yamlconf.YAMLError) as err:
+    except (KeyError, TypeError, AttributeError, ValueError, ConfigurationError, yamlconf.YAMLError) as err:
+        said = " ".join(str(err).split())[:300]
         raise KustomizationError(
-            f"{SETTINGS_FILE}: not gitops-ci settings ({err}); fix it or run init again"
+            f"{SETTINGS_FILE}: not gitops-ci settings ({said}); fix it or run init again"
         ) from None

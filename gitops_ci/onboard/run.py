@@ -41,6 +41,7 @@ class InitSettings:
             environments=self.environments,
             agent=self.agent,
             ci_access_groups=self.ci_access_groups,
+            **({"path_template": self.repo.path_template} if self.repo.path_template else {}),
         )
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 from clock import FakeClock
 
@@ -14,7 +12,7 @@ from gitops_ci.change.report import deploy_dotenv
 from gitops_ci.change.runner import land
 from gitops_ci.change.settings import DeploySettings, RepoSettings
 from gitops_ci.change.steps import repo_defaults
-from gitops_ci.errors import ConfigurationError, KustomizationError
+from gitops_ci.errors import ConfigurationError, KustomizationError, UsageError
 from gitops_ci.manifest_repo.memory import InMemoryManifestRepo
 from gitops_ci.onboard.conventions import Cluster, Conventions, Environment, render_conventions
 from manifests import manifest_files
@@ -118,10 +116,19 @@ def test_promote_without_from_needs_an_order_that_has_one(
 
 
 def test_a_hostile_path_template_in_the_settings_file_is_refused_before_any_commit() -> None:
-    hostile = replace(CONVENTIONS, path_template="apps/{app}/*\n/{env}")
-    repo = InMemoryManifestRepo(
-        {**moved(manifest_files(["web"])), "gitops-ci.yaml": render_conventions(hostile)}
-    )
-    with pytest.raises(ConfigurationError, match="not a plain directory name"):
+    text = render_conventions(CONVENTIONS).replace("apps/{app}/{env}", '"apps/{app}/*\\n/{env}"')
+    repo = InMemoryManifestRepo({**moved(manifest_files(["web"])), "gitops-ci.yaml": text})
+    with pytest.raises(UsageError, match="not a plain directory name"):
         land(repo, deploy_change(deploy()), FakeClock(), defaults=repo_defaults(repo))
     assert len(repo.history()) == 1
+
+
+@pytest.mark.parametrize(
+    "template", ["x\ny/{app}/{env}", "a b/{app}/{env}", "-x/{app}/{env}", "../x/{app}/{env}"]
+)
+def test_promote_all_apps_checks_the_apps_directory_of_the_settings_file(template: str) -> None:
+    repo = InMemoryManifestRepo(manifest_files(["web"]))
+    settings = PromoteSettings(repo=RepoSettings(repo_url=URL), app=None, all_apps=True, source="staging",
+                               targets=("prod",))  # fmt: skip
+    with pytest.raises(ConfigurationError, match="overlay path"):
+        promote_change(settings).planner(repo, RepoDefaults(template))

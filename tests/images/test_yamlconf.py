@@ -7,7 +7,8 @@ import pytest
 from gitops_ci.images import yamlconf
 
 VALUES = ["plain", "a: b", "a\nb: c", "x\n", "a\tb", "nul\x00", "bell\x07", "ls\u2028ps\u2029", "\ufeffbom",
-          'q"uote\\', "it's", "'", "- item", "# comment", "yes", "1.0", "null", "é ü"]  # fmt: skip
+          "non\uffff", "non\ufffe", 'q"uote\\',
+          "it's", "'", "- item", "# comment", "yes", "1.0", "null", "é ü"]  # fmt: skip
 
 
 @pytest.mark.parametrize("style", [None, "'", '"'])

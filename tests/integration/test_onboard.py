@@ -152,6 +152,16 @@ def test_new_app_on_two_clusters_builds_validates_and_deploys(
     assert again.code == 0 and json.loads(again.out)["status"] == "up-to-date"
 
 
+def test_init_records_a_path_template_and_new_app_and_deploy_follow_it(run: Run, empty: Path) -> None:
+    made = run("init", *CLUSTERS, *ENVS, "--path-template", "apps/{app}/overlays/{env}")
+    assert made.code == 0, made.err
+    assert "path_template: apps/{app}/overlays/{env}" in read_blob(empty, "main", "gitops-ci.yaml")
+    assert run("new-app", "--app", "web", "--env", "dev", "--image", IMAGE).code == 0
+    deployed = run("deploy", "--app", "web", "--env", "dev", "--image", "registry.example.com/shop/web:1.2.0")
+    assert deployed.code == 0, deployed.err
+    assert "newTag: 1.2.0" in read_blob(empty, "main", "apps/web/overlays/dev/kustomization.yaml")
+
+
 def test_deploy_and_promote_take_their_defaults_from_gitops_ci_yaml(
     run: Run, empty: Path, tmp_path: Path
 ) -> None:

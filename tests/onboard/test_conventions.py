@@ -69,3 +69,27 @@ def test_a_settings_file_from_the_repo_is_checked_like_the_options(
     with pytest.raises(UsageError, match=fragment) as refused:  # exit 2, the file named
         parse_conventions(text)
     assert str(refused.value).startswith("gitops-ci.yaml: ")
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{n}: &{n} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+    for p, n in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "x: !!int xx\n",
+        "repo_url: https://g.example.com/a/b.git\nbranch: main\nclusters:\n- {name: c, server: 'https://[::1'}\n"
+        "environments: []\n",
+        "version: " + "[" * 5000 + "]" * 5000 + "\n",
+        BOMB + "repo_url: *i\n",
+        "engine: evil\n",
+        "- a list\n",
+    ],
+)
+def test_a_hostile_settings_file_is_bad_input_in_one_line(text: str) -> None:
+    with pytest.raises(UsageError, match=r"^gitops-ci\.yaml: ") as refused:
+        parse_conventions(text)
+    assert "\n" not in str(refused.value)
