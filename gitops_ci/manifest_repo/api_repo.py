@@ -30,6 +30,7 @@ from gitops_ci.manifest_repo.gitlab_rest import GitLabRest, message_of
 from gitops_ci.manifest_repo.paths import checked_repo_path
 from gitops_ci.manifest_repo.port import Identity, Listing, kustomization_by_listing
 
+MAX_TREE_PAGES = 100  # 10,000 entries in one directory: the apps directory of a very large repo
 _FILE_CHANGED = "The file has changed since you started editing it"
 _BRANCH_RACE = ("reference does not point to expected object", "Please refresh and try again")
 _NO_BRANCH = "You can only create or edit files when you are on a branch"
@@ -214,7 +215,7 @@ class GitLabApiRepo:
     def _tree(self, path: str, ref: str) -> Listing | None:
         files: list[str] = []
         dirs: list[str] = []
-        for page in itertools.count(1):
+        for page in range(1, MAX_TREE_PAGES + 1):
             params = {"path": path, "ref": ref, "per_page": 100, "page": page}
             answer = self.rest.get("/repository/tree", params, what=f"listing {path or '/'}")
             if answer.status == 404:
@@ -225,4 +226,6 @@ class GitLabApiRepo:
                     self._symlinks.add(str(entry["path"]))
             if not answer.headers.get("X-Next-Page"):
                 return Listing(tuple(sorted(files)), tuple(sorted(dirs)))
-        raise AssertionError("unreachable")
+        raise OperationalError(
+            f"listing {path or '/'}: more than {MAX_TREE_PAGES * 100} entries; GitLab kept paging"
+        )

@@ -22,6 +22,7 @@ from gitops_ci.errors import AuthError, ConfigurationError, OperationalError, Re
 from gitops_ci.manifest_repo.gitlab_connection import GitLabConnection
 
 log = logs.get_logger(__name__)
+MAX_ANSWER_BYTES = 16 << 20  # a file is at most 1 MiB (base64: 1.4), a tree page of 100 entries a few KiB
 API_SCOPE_HINT = (
     "--transport api commits through GitLab's API, which needs a token with the api scope (write_repository "
     "covers git over HTTPS only): give {variable} the api scope, or use --transport git"
@@ -77,7 +78,7 @@ class GitLabRest:
                 connection = self._connection()
                 connection.request(method, target, body, headers)
                 response = connection.getresponse()
-                data = response.read()
+                data = response.read(MAX_ANSWER_BYTES + 1)
                 break
             except ssl.SSLCertVerificationError as err:
                 self._close()
@@ -93,6 +94,11 @@ class GitLabRest:
                 raise RetryableError(
                     f"{what}: {self.connection.url} did not answer ({err or type(err).__name__})"
                 ) from None
+        if len(data) > MAX_ANSWER_BYTES:
+            self._close()
+            raise OperationalError(
+                f"{what}: {self.connection.url} answered more than {MAX_ANSWER_BYTES >> 20} MiB"
+            )
         log.debug("%s %s → %d", method, target, response.status)
         answer = Answer(response.status, _json(data), {k.title(): v for k, v in response.getheaders()})
         if (
@@ -107,11 +113,7 @@ class GitLabRest:
         if self._http is None:
             timeout = self.connection.timeout
             proxy = _proxy(self._host, "https" if self._https else "http")
-            host, port = (
-                (urlsplit(proxy).hostname or "", urlsplit(proxy).port or 3128)
-                if proxy
-                else (self._host, self._port)
-            )
+            host, port = _proxy_address(proxy) if proxy else (self._host, self._port)
             if self._https:
                 context = ssl.create_default_context(cafile=self.connection.ca_file)
                 self._http = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
@@ -179,3 +181,15 @@ def _proxy(host: str, scheme: str) -> str | None:
         if entry == "*" or (entry and (host.lower() == entry or host.lower().endswith(f".{entry}"))):
             return None
     return proxy or None
+
+
+def _proxy_address(proxy: str) -> tuple[str, int]:
+    """Host and port of a proxy URL (`proxy.corp:3128` without a scheme, as urllib accepts it)."""
+    parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    try:
+        port = parts.port or 3128
+    except ValueError:
+        port = 0
+    if not parts.hostname or not port:
+        raise ConfigurationError(f"the proxy {proxy[:80]!r} (HTTPS_PROXY) is not host:port; fix the variable")
+    return parts.hostname, port

@@ -6,7 +6,8 @@ import urllib.request
 
 import pytest
 
-from gitops_ci.manifest_repo.gitlab_rest import _proxy
+from gitops_ci.errors import ConfigurationError
+from gitops_ci.manifest_repo.gitlab_rest import _proxy, _proxy_address
 
 
 @pytest.mark.parametrize(
@@ -37,3 +38,12 @@ def test_the_proxy_urllib_would_choose(
     assert _proxy(host, "https") == expected
     chosen = urllib.request.getproxies().get("https")  # what requests and urllib would do
     assert (None if chosen and urllib.request.proxy_bypass(host) else chosen) == expected
+
+
+def test_a_proxy_is_host_and_port_with_or_without_a_scheme() -> None:
+    assert _proxy_address("http://proxy.corp:8080") == ("proxy.corp", 8080)
+    assert _proxy_address("proxy.corp:3128") == ("proxy.corp", 3128)
+    assert _proxy_address("http://proxy.corp") == ("proxy.corp", 3128)
+    for bad in ("http://proxy:abc", "http://:8080"):
+        with pytest.raises(ConfigurationError, match="HTTPS_PROXY"):
+            _proxy_address(bad)
