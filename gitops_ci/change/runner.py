@@ -31,7 +31,7 @@ from gitops_ci.change.model import (
 from gitops_ci.change.settings import RepoSettings
 from gitops_ci.errors import ConfigurationError, GitopsCiError, OperationalError
 from gitops_ci.manifest_repo.port import ManifestRepo
-from gitops_ci.retry import SYSTEM_CLOCK, Clock, sleep_before_retry, with_retries
+from gitops_ci.retry import SYSTEM_CLOCK, Clock, sleep_before_retry
 
 if TYPE_CHECKING:
     from gitops_ci.change.follow_up import FollowUp, FollowUpResult
@@ -60,11 +60,8 @@ def run_change(change: Change, follow: FollowUp | None = None, clock: Clock = SY
     ):
         names = follow.settings.app_name_template if follow is not None else None
         wants_names = follow is not None and names is None
-        defaults = with_retries(
-            lambda: steps.repo_defaults(repo, read=change.reads_defaults or wants_names),
-            what="reading gitops-ci.yaml", max_attempts=settings.max_attempts,
-            base=settings.backoff_seconds, clock=clock,
-        )  # fmt: skip
+        read = change.reads_defaults or wants_names
+        defaults = settings.retried(lambda: steps.repo_defaults(repo, read), "reading gitops-ci.yaml", clock)
         # What the change and its follow-ups use, options first: the report and the dotenv say the same.
         defaults = replace(
             defaults,
@@ -159,9 +156,7 @@ def _until_landed(
     failures = 0
     for number in itertools.count(1):
         started = clock.monotonic()
-        step = with_retries(partial(attempt, number), what="reading the manifest repo",
-                            max_attempts=settings.max_attempts, base=settings.backoff_seconds,
-                            clock=clock)  # fmt: skip
+        step = settings.retried(partial(attempt, number), "reading the manifest repo", clock)
         if step.commit is None:
             return step.result(None, step.base)
         sha = step.commit
@@ -186,8 +181,7 @@ def _until_landed(
         cap = max(0.0, min(PUSH_BACKOFF_CAP, deadline - clock.monotonic()))
         cycle = max(settings.backoff_seconds, clock.monotonic() - started)
         sleep_before_retry(number, cycle, outcome.reason, cap=cap, clock=clock)
-        tip = with_retries(repo.refresh, what="fetch", max_attempts=settings.max_attempts,
-                           base=settings.backoff_seconds, clock=clock)  # fmt: skip
+        tip = settings.retried(repo.refresh, "fetch", clock)
         # A push whose answer was lost may have landed, and another job may have landed on top of it since:
         # the tip's history, not the tip itself, says whether ours is in (never land it twice).
         if landed := repo.landed(sha, tip):

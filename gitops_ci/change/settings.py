@@ -5,20 +5,22 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from gitops_ci import logs
 from gitops_ci.errors import ConfigurationError, ImageArgumentError
 from gitops_ci.images.reference import ImageUpdate, parse_image_arguments, split_reference
 from gitops_ci.manifest_repo.port import Identity
 from gitops_ci.naming import check_name, check_ref_name, render
+from gitops_ci.retry import Clock, with_retries
 
 if TYPE_CHECKING:  # signing is imported only when a key is given
     from gitops_ci.manifest_repo.signing import SigningKey
 
+T = TypeVar("T")
 DEFAULT_PATH_TEMPLATE = "kustomize/{app}/overlays/{env}"
 DEFAULT_MESSAGE = "[skip ci] update image of app {app} - {env} to {image}"
 DEFAULT_MR_BRANCH = "gitops/{app}/{env}"
@@ -89,6 +91,12 @@ class RepoSettings:
             raise ConfigurationError(f"--mode {self.mode!r} is not push or merge-request")
         if self.branch is not None:
             check_ref_name(self.branch, "--branch")
+
+    def retried(self, step: Callable[[], T], what: str, clock: Clock) -> T:
+        """`step`, tried again on a transient failure: --max-attempts in all, --backoff apart."""
+        return with_retries(
+            step, what=what, max_attempts=self.max_attempts, base=self.backoff_seconds, clock=clock
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

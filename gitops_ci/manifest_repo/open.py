@@ -14,7 +14,7 @@ from gitops_ci.errors import ConfigurationError
 from gitops_ci.manifest_repo.credentials import check_repo_url, git_environment, resolve_credentials
 from gitops_ci.manifest_repo.port import ManifestRepo
 from gitops_ci.naming import check_ref_name
-from gitops_ci.retry import SYSTEM_CLOCK, Clock, with_retries
+from gitops_ci.retry import SYSTEM_CLOCK, Clock
 
 if TYPE_CHECKING:
     from gitops_ci.change.settings import RepoSettings
@@ -46,14 +46,12 @@ def open_repo(
     remote = _remote(settings)
     with _signer(settings) as signer:
         with logs.section("clone", f"Cloning {remote.url} (sparse: {', '.join(sparse_paths)})"):
-            repo = with_retries(
+            repo = settings.retried(
                 lambda: GitManifestRepo.clone(
                     remote, directory, settings.branch, sparse_paths, signer=signer
                 ),
-                what="clone",
-                max_attempts=settings.max_attempts,
-                base=settings.backoff_seconds,
-                clock=clock,
+                "clone",
+                clock,
             )
         yield repo
 
@@ -78,10 +76,7 @@ def _api_repo(settings: RepoSettings, clock: Clock) -> ManifestRepo:
 
     rest = GitLabRest(gitlab_connection(settings))
     url = check_repo_url(settings.repo_url)
-    branch = settings.branch or with_retries(
-        lambda: _default_branch(rest), what="reading the project", max_attempts=settings.max_attempts,
-        base=settings.backoff_seconds, clock=clock,
-    )  # fmt: skip
+    branch = settings.branch or settings.retried(lambda: _default_branch(rest), "reading the project", clock)
     return GitLabApiRepo(rest, url, branch)
 
 
