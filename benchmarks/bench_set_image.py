@@ -1,7 +1,7 @@
 """`gitops-ci set-image`: cold start against `kubectl kustomize`, where startup goes, and 1,000 overlays.
 
-Cold start: each run is a fresh process of the installed console script (next to sys.executable) editing
-one overlay of tests/manifests.py's layout (a new tag every run, so every run writes), interleaved with
+Cold start: each run is a fresh process of this checkout's console script, installed from a wheel, editing one
+overlay of tests/manifests.py's layout (a new tag every run, so every run writes), interleaved with
 `kubectl kustomize` of the same overlay; medians, ratio gitops-ci / kustomize. The dependency floor
 (`python -c "import click, ruamel.yaml"`, in the same interleaving) bounds the ratio any CLI on these two
 libraries can reach.
@@ -24,6 +24,7 @@ from common import (
     Samples,
     fmt_samples,
     gitops_ci,
+    gitops_ci_python,
     hermetic_env,
     import_test_helpers,
     kubectl,
@@ -80,9 +81,9 @@ def cold_start(quick: bool) -> Report:
                 gitops.add(*gitops_run(number))
             else:
                 kustomize.add(*kustomize_run())
-        floor = run([sys.executable, "-c", "pass"], env=env)
+        floor = run([gitops_ci_python(), "-c", "pass"], env=env)
         python_floor.add(floor.seconds, floor.max_rss_kib)
-        floor = run([sys.executable, "-c", "import click, ruamel.yaml"], env=env)
+        floor = run([gitops_ci_python(), "-c", "import click, ruamel.yaml"], env=env)
         dependency_floor.add(floor.seconds, floor.max_rss_kib)
         version = run([tool, "--version"], env=env)
         version_only.add(version.seconds, version.max_rss_kib)
@@ -169,7 +170,7 @@ def import_breakdown(tool: str, overlay_dir: str, root: Path, env: dict[str, str
     for number in range(3):
         result = run(
             [
-                sys.executable,
+                gitops_ci_python(),
                 "-X",
                 "importtime",
                 tool,

@@ -33,6 +33,7 @@ from common import (
     fmt_s,
     fmt_samples,
     git,
+    gitops_ci_python,
     hermetic_env,
     kubectl,
     log,
@@ -49,7 +50,7 @@ LAUNCHER = "import sys\nfrom gitops_ci.cli.app import main\nsys.argv[0] = 'gitop
 
 def gitops_argv(command: str, *args: str) -> list[str]:
     """The command with the same kubectl as the floors (PATH may hold another, e.g. a gcloud wrapper)."""
-    return [sys.executable, "-c", LAUNCHER, command, "--kustomize", kubectl(), *args]
+    return [gitops_ci_python(), "-c", LAUNCHER, command, "--kustomize", kubectl(), *args]
 
 
 def corpus(quick: bool) -> Report:

@@ -27,7 +27,7 @@ import bench_deploy
 import bench_faults
 import bench_set_image
 import bench_validate
-from common import REPO_ROOT, RESULTS_DIR, RUN_DIR, WORK_DIR, Report, git
+from common import REPO_ROOT, RESULTS_DIR, RUN_DIR, WORK_DIR, Report, git, gitops_ci_python
 
 BENCHMARKS: dict[str, Callable[[bool], list[Report]]] = {
     "set-image": lambda quick: [bench_set_image.cold_start(quick)],
@@ -69,7 +69,7 @@ def _machine() -> dict[str, object]:
     # Where the console script's interpreter imports gitops_ci from (not from the current directory).
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     source = subprocess.run(
-        [sys.executable, "-c", "import gitops_ci; print(gitops_ci.__file__)"],
+        [gitops_ci_python(), "-c", "import gitops_ci; print(gitops_ci.__file__)"],
         capture_output=True,
         text=True,
         check=False,
@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         reports += _guarded(name, functools.partial(BENCHMARKS[name], args.quick))
     elapsed = time.perf_counter() - started
+    machine = _machine()  # before the scratch space goes: it holds the measured install
     shutil.rmtree(RUN_DIR, ignore_errors=True)
     _print_table(reports)
     targets = [t for r in reports for t in r.targets]
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{met} of {len(targets)} targets met; {elapsed:.0f} s{' (--quick)' if args.quick else ''}")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     result = {
-        "machine": _machine(),
+        "machine": machine,
         "quick": args.quick,
         "elapsed_s": round(elapsed, 1),
         "targets": [t.as_dict() for t in targets],

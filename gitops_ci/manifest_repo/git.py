@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gitops_ci import logs
-from gitops_ci.errors import ConfigurationError, GitError
+from gitops_ci.errors import ConfigurationError, GitError, GitopsCiError
 from gitops_ci.images.text_io import read_text, write_files
-from gitops_ci.manifest_repo.git_errors import classify
 from gitops_ci.manifest_repo.git_process import GitFailure, run_git
 from gitops_ci.manifest_repo.paths import writable_file
 from gitops_ci.manifest_repo.port import Identity, Listing, kustomization_by_listing
@@ -74,6 +73,7 @@ class GitManifestRepo:
             "--no-checkout",
             "--no-tags",
             "--single-branch",
+            "--template=",  # no hooks or other files from a template directory: less to write and remove
             *([f"--branch={branch}"] if branch else []),
         ]
         _empty(directory)  # a failed attempt may have left a partial clone behind
@@ -244,7 +244,7 @@ def contains_commit(remote: Remote, branch: str, ancestor: str, descendant: str,
     """Whether `descendant` contains `ancestor`; fetches only the commits of `branch` (no trees, no blobs)."""
     env, git_dir = dict(remote.env), f"--git-dir={directory}"
     try:
-        run_git(["init", "-q", "--bare", str(directory)], env=env, timeout=remote.timeout)
+        run_git(["init", "-q", "--bare", "--template=", str(directory)], env=env, timeout=remote.timeout)
         refspec = f"+refs/heads/{branch}:refs/remotes/origin/{branch}"
         fetch = [git_dir, "fetch", "--filter=tree:0", "--no-tags", "--", remote.url, refspec]
         run_git(fetch, env=env, timeout=remote.timeout)
@@ -258,3 +258,10 @@ def contains_commit(remote: Remote, branch: str, ancestor: str, descendant: str,
             return False
         raise classify(err, "merge-base", remote) from None
     return True
+
+
+def classify(err: GitFailure, action: str, remote: Remote) -> GitopsCiError:
+    """git's failure as our error; its patterns are compiled only when a command fails."""
+    from gitops_ci.manifest_repo.git_errors import classify as to_error
+
+    return to_error(err, action, remote)
