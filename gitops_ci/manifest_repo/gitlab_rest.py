@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from gitops_ci import logs
+from gitops_ci.deadline import AnswerTooSlow, answer_within
 from gitops_ci.errors import AuthError, ConfigurationError, OperationalError, RetryableError
 from gitops_ci.manifest_repo.gitlab_connection import GitLabConnection
 
@@ -75,11 +76,18 @@ class GitLabRest:
         for attempt in (1, 2):
             reused = self._http is not None
             try:
-                connection = self._connection()
-                connection.request(method, target, body, headers)
-                response = connection.getresponse()
-                data = response.read(MAX_ANSWER_BYTES + 1)
+                with answer_within(self.connection.timeout):
+                    connection = self._connection()
+                    connection.request(method, target, body, headers)
+                    response = connection.getresponse()
+                    data = response.read(MAX_ANSWER_BYTES + 1)
                 break
+            except AnswerTooSlow:
+                self._close()
+                url, seconds = self.connection.url, self.connection.timeout
+                raise RetryableError(
+                    f"{what}: {url} did not answer in full within {seconds:g}s (--network-timeout)"
+                ) from None
             except ssl.SSLCertVerificationError as err:
                 self._close()
                 raise OperationalError(

@@ -11,10 +11,11 @@ its caller looks up what landed (gitlab.py).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from gitops_ci.deadline import AnswerTooSlow, answer_within
 from gitops_ci.errors import AuthError, GitLabError, OperationalError, RetryableError
 from gitops_ci.manifest_repo.gitlab_connection import SCOPES_HINT, GitLabConnection
 from gitops_ci.retry import SYSTEM_CLOCK, Clock, sleep_before_retry
@@ -30,7 +31,7 @@ def bounded_gitlab(connection: GitLabConnection, clock: Clock = SYSTEM_CLOCK) ->
             kwargs.update(obey_rate_limit=False, retry_transient_errors=False)
             for attempt in itertools.count(1):
                 try:
-                    return super().http_request(verb, path, *args, **kwargs)
+                    return _within(connection.timeout, super().http_request, verb, path, *args, **kwargs)
                 except Exception as err:
                     reason = _transient(err)
                     if reason is None or verb.lower() == "post" or attempt >= connection.max_attempts:
@@ -47,6 +48,17 @@ def bounded_gitlab(connection: GitLabConnection, clock: Clock = SYSTEM_CLOCK) ->
         user_agent="gitops-ci",
         session=_session_without_redirects(),
     )
+
+
+def _within(seconds: float, request: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`request`, answered in full within `seconds` (a server trickling bytes passes every read timeout)."""
+    import requests
+
+    try:
+        with answer_within(seconds):
+            return request(*args, **kwargs)
+    except AnswerTooSlow:
+        raise requests.exceptions.ReadTimeout(f"no full answer within {seconds:g}s") from None
 
 
 def _transient(err: Exception) -> str | None:
@@ -114,6 +126,10 @@ def gitlab_errors(c: GitLabConnection, action: str) -> Iterator[None]:
         raise OperationalError(
             f"{action}: TLS verification of {c.url} failed; "
             "point --ca-file or CI_SERVER_TLS_CA_FILE at its CA bundle"
+        ) from None
+    except requests.exceptions.Timeout:
+        raise RetryableError(
+            f"{action}: {c.url} did not answer in full within {c.timeout:g}s (--network-timeout)"
         ) from None
     except requests.exceptions.RequestException as err:
         raise RetryableError(f"{action}: cannot reach {c.url} ({type(err).__name__})") from None

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from gitops_ci import logs
+from gitops_ci.deadline import AnswerTooSlow, answer_within
 from gitops_ci.errors import (
     AuthError,
     ConfigurationError,
@@ -28,6 +29,7 @@ from gitops_ci.errors import (
 
 log = logs.get_logger(__name__)
 REQUEST_TIMEOUT = 30.0
+MAX_ANSWER_BYTES = 16 << 20  # an Application with its resource tree is a few hundred KiB
 WEBHOOK_SECRET_VARIABLE = "GITOPS_WEBHOOK_SECRET"
 TOKEN_VARIABLE = "ARGOCD_AUTH_TOKEN"
 _SECRET_HEADERS = {"x-gitlab-token": logs.MASK, "authorization": f"Bearer {logs.MASK}"}
@@ -85,16 +87,21 @@ def send(
         raise ConfigurationError(f"--ca-file {ca_file} does not exist; point it at a PEM CA bundle")
     data = None if request.body is None else json.dumps(request.body).encode()
     try:
-        response = requests.request(
-            request.method,
-            request.url,
-            headers=dict(request.headers),
-            params=dict(request.params) if request.params else None,
-            data=data,
-            verify=ca_file or True,
-            timeout=timeout,
-            allow_redirects=False,  # a redirected POST turns into a GET: say so instead
-        )
+        with answer_within(timeout):
+            response = requests.request(
+                request.method,
+                request.url,
+                headers=dict(request.headers),
+                params=dict(request.params) if request.params else None,
+                data=data,
+                verify=ca_file or True,
+                timeout=timeout,
+                allow_redirects=False,  # a redirected POST turns into a GET: say so instead
+                stream=True,  # read below, bounded
+            )
+            text = _bounded_text(response, what)
+    except AnswerTooSlow:
+        raise RetryableError(f"{what}: {request.url} did not answer in full within {timeout:g}s") from None
     except requests.exceptions.SSLError as err:
         raise OperationalError(
             f"{what}: TLS verification of {request.url} failed ({_reason(err)}); point --ca-file "
@@ -106,7 +113,7 @@ def send(
         raise ConfigurationError(f"{what}: {request.url!r} is not a valid URL ({err})") from None
     except requests.exceptions.RequestException as err:
         raise OperationalError(f"{what}: request to {request.url} failed ({_reason(err)})") from None
-    answer = HttpAnswer(response.status_code, response.text)
+    answer = HttpAnswer(response.status_code, text)
     log.debug("%s %s -> %s", request.method, request.url, answer.status)
     if answer.status >= 500:
         raise RetryableError(f"{what}: {request.url} answered {answer.status} ({answer.message()})")
@@ -115,6 +122,17 @@ def send(
             f"{what}: {request.url} redirects to {response.headers.get('Location')}; use that URL instead"
         )
     return answer
+
+
+def _bounded_text(response: Any, what: str) -> str:
+    """The body as text, refused past MAX_ANSWER_BYTES (after decompression: a gzip bomb is refused too)."""
+    body = bytearray()
+    for chunk in response.iter_content(64 << 10):
+        body += chunk
+        if len(body) > MAX_ANSWER_BYTES:
+            response.close()
+            raise OperationalError(f"{what}: {response.url} answered more than {MAX_ANSWER_BYTES >> 20} MiB")
+    return bytes(body).decode(response.encoding or "utf-8", "replace")
 
 
 def _reason(err: Exception) -> str:

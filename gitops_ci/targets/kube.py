@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gitops_ci import logs
+from gitops_ci.deadline import AnswerTooSlow, answer_within
 from gitops_ci.errors import (
     AuthError,
     ConfigurationError,
@@ -91,6 +92,7 @@ class KubeClient:
             lambda api: api.get_namespaced_custom_object(
                 kind.group, kind.version, namespace, kind.plural, name, _request_timeout=timeout
             ),
+            timeout,
         )
 
     def annotate(self, kind: CustomKind, namespace: str, name: str, annotations: Mapping[str, str]) -> None:
@@ -111,13 +113,17 @@ class KubeClient:
                 _content_type=MERGE_PATCH,
                 _request_timeout=self.settings.request_timeout,
             ),
+            self.settings.request_timeout,
         )
 
     def _call(
-        self, kind: CustomKind, namespace: str, name: str, verb: str, call: Callable[[Any], T]
+        self, kind: CustomKind, namespace: str, name: str, verb: str, call: Callable[[Any], T], timeout: float
     ) -> dict[str, Any]:
-        with self._errors(kind, namespace, name, verb):
-            result = call(self._objects_api())
+        """`call` on the API, answered in full within `timeout` (read timeouts let a trickle through)."""
+        with self._errors(kind, namespace, name, verb, timeout):
+            api = self._objects_api()
+            with answer_within(timeout):
+                result = call(api)
         return dict(result) if isinstance(result, Mapping) else {}
 
     def _objects_api(self) -> Any:
@@ -161,7 +167,9 @@ class KubeClient:
         return client.ApiClient(configuration)
 
     @contextmanager
-    def _errors(self, kind: CustomKind, namespace: str, name: str, verb: str) -> Iterator[None]:
+    def _errors(
+        self, kind: CustomKind, namespace: str, name: str, verb: str, timeout: float
+    ) -> Iterator[None]:
         import ssl
 
         import urllib3
@@ -170,6 +178,10 @@ class KubeClient:
         what = kind.describe(namespace, name)
         try:
             yield
+        except AnswerTooSlow:
+            raise RetryableError(
+                f"kubernetes API did not answer in full within {timeout:g}s for {what}"
+            ) from None
         except ApiException as err:
             raise _api_error(err, what, verb, self.settings) from None
         except (ssl.SSLError, urllib3.exceptions.SSLError) as err:

@@ -3,11 +3,14 @@
 - ``Listener``: a TCP port that counts every connection attempt; it closes each at once, or holds it open
   without a byte (a server that never answers). "No connection" is then a count of zero, not an assumption.
 - ``HttpPeer``: an HTTP(S) server that records every request with its headers and answers with a fixed
-  status, or redirects every request to another origin (``redirect_to``).
+  status, or redirects every request to another origin (``redirect_to``), or trickles its answer
+  (``trickle``: one byte of a long body per interval, so that no single read ever times out), or floods it
+  (``flood``: a body of that many bytes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import threading
@@ -83,10 +86,19 @@ class HttpPeer:
     """Records requests (headers included) and answers ``status``, or redirects to ``redirect_to``."""
 
     def __init__(
-        self, tls: TlsMaterial | None = None, *, status: int = 200, redirect_to: str | None = None
+        self,
+        tls: TlsMaterial | None = None,
+        *,
+        status: int = 200,
+        redirect_to: str | None = None,
+        trickle: float | None = None,
+        flood: int | None = None,
     ) -> None:
         self.status = status
         self.redirect_to = redirect_to
+        self.trickle = trickle
+        self.flood = flood
+        self.stopped = threading.Event()
         self.seen: list[SeenRequest] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
@@ -108,6 +120,7 @@ class HttpPeer:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self.stopped.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
@@ -131,9 +144,25 @@ def _handler_for(peer: HttpPeer) -> type[BaseHTTPRequestHandler]:
             else:
                 self.send_response(peer.status)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", "2")
+            if peer.trickle is not None:
+                self._trickle(peer.trickle)
+                return
+            body = b" " * peer.flood if peer.flood is not None else b"{}"
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(b"{}")
+            with contextlib.suppress(OSError):  # the client stopped reading
+                self.wfile.write(body)
+
+        def _trickle(self, interval: float) -> None:
+            self.send_header("Content-Length", str(1 << 20))
+            self.end_headers()
+            self.wfile.write(b"[")
+            while not peer.stopped.wait(interval):
+                try:
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+                except OSError:  # the client gave up
+                    return
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
 
