@@ -9,13 +9,14 @@ landed is for the adapter to find out.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import os
 import ssl
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import SplitResult, quote, unquote, urlencode, urlsplit
 
 from gitops_ci import logs
 from gitops_ci.deadline import AnswerTooSlow, answer_within
@@ -73,6 +74,22 @@ class GitLabRest:
         refused_ok: bool = False,
     ) -> Answer:  # fmt: skip
         headers = {**self._headers, **({"Content-Type": "application/json"} if body is not None else {})}
+        status, data, answer_headers = self._exchange(method, target, body, headers, what)
+        log.debug("%s %s → %d", method, target, status)
+        answer = Answer(status, _json(data), answer_headers)
+        if (
+            answer.status < 300
+            or (missing_ok and answer.status == 404)
+            or (refused_ok and answer.status == 400)
+        ):
+            return answer
+        raise self._error(answer, what)
+
+    def _exchange(
+        self, method: str, target: str, body: bytes | None, headers: dict[str, str], what: str
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """One request and all of its answer, within --network-timeout. A kept-alive connection that the
+        server closed meanwhile fails at once: a GET goes again on a new one."""
         for attempt in (1, 2):
             reused = self._http is not None
             try:
@@ -81,41 +98,38 @@ class GitLabRest:
                     connection.request(method, target, body, headers)
                     response = connection.getresponse()
                     data = response.read(MAX_ANSWER_BYTES + 1)
-                break
-            except AnswerTooSlow:
+            except (AnswerTooSlow, OSError, http.client.HTTPException) as err:
                 self._close()
-                url, seconds = self.connection.url, self.connection.timeout
-                raise RetryableError(
-                    f"{what}: {url} did not answer in full within {seconds:g}s (--network-timeout)"
-                ) from None
-            except ssl.SSLCertVerificationError as err:
+                error = self._unanswered(err, what)
+                closed = isinstance(error, RetryableError) and not isinstance(err, AnswerTooSlow)
+                if closed and method == "GET" and reused and attempt == 1:
+                    continue
+                raise error from None
+            if len(data) > MAX_ANSWER_BYTES:
                 self._close()
                 raise OperationalError(
-                    f"{what}: TLS verification of {self.connection.url} failed ({err.verify_message}); point "
-                    "--ca-file or CI_SERVER_TLS_CA_FILE at its CA bundle"
-                ) from None
-            except (OSError, http.client.HTTPException) as err:
-                self._close()
-                # A kept-alive connection the server closed meanwhile fails at once: a GET may go again.
-                if method == "GET" and reused and attempt == 1:
-                    continue
-                raise RetryableError(
-                    f"{what}: {self.connection.url} did not answer ({err or type(err).__name__})"
-                ) from None
-        if len(data) > MAX_ANSWER_BYTES:
-            self._close()
-            raise OperationalError(
-                f"{what}: {self.connection.url} answered more than {MAX_ANSWER_BYTES >> 20} MiB"
+                    f"{what}: {self.connection.url} answered more than {MAX_ANSWER_BYTES >> 20} MiB"
+                )
+            return response.status, data, {k.title(): v for k, v in response.getheaders()}
+        raise AssertionError("unreachable")
+
+    def _unanswered(self, err: BaseException, what: str) -> Exception:
+        url, seconds = self.connection.url, self.connection.timeout
+        if isinstance(err, AnswerTooSlow):
+            return RetryableError(
+                f"{what}: {url} did not answer in full within {seconds:g}s (--network-timeout)"
             )
-        log.debug("%s %s → %d", method, target, response.status)
-        answer = Answer(response.status, _json(data), {k.title(): v for k, v in response.getheaders()})
-        if (
-            answer.status < 300
-            or (missing_ok and answer.status == 404)
-            or (refused_ok and answer.status == 400)
-        ):
-            return answer
-        raise self._error(answer, what)
+        if isinstance(err, ssl.SSLCertVerificationError):
+            return OperationalError(
+                f"{what}: TLS verification of {url} failed ({err.verify_message}); point --ca-file or "
+                "CI_SERVER_TLS_CA_FILE at its CA bundle"
+            )
+        if str(err).startswith("Tunnel connection failed: 407"):
+            return AuthError(
+                f"{what}: the proxy in HTTPS_PROXY refused the tunnel to {url} (407); give it its user and "
+                "password in the URL: http://user:password@proxy:3128"
+            )
+        return RetryableError(f"{what}: {url} did not answer ({err or type(err).__name__})")
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._http is None:
@@ -128,7 +142,7 @@ class GitLabRest:
             else:
                 self._http = http.client.HTTPConnection(host, port, timeout=timeout)
             if proxy:
-                self._http.set_tunnel(self._host, self._port)
+                self._http.set_tunnel(self._host, self._port, headers=_proxy_headers(proxy))
         return self._http
 
     def _close(self) -> None:
@@ -193,11 +207,27 @@ def _proxy(host: str, scheme: str) -> str | None:
 
 def _proxy_address(proxy: str) -> tuple[str, int]:
     """Host and port of a proxy URL (`proxy.corp:3128` without a scheme, as urllib accepts it)."""
-    parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    parts = _proxy_parts(proxy)
     try:
         port = parts.port or 3128
     except ValueError:
         port = 0
     if not parts.hostname or not port:
-        raise ConfigurationError(f"the proxy {proxy[:80]!r} (HTTPS_PROXY) is not host:port; fix the variable")
+        shown = proxy.rpartition("@")[2][:80]  # never its password
+        raise ConfigurationError(f"the proxy {shown!r} (HTTPS_PROXY) is not host:port; fix the variable")
     return parts.hostname, port
+
+
+def _proxy_headers(proxy: str) -> dict[str, str]:
+    """Basic credentials for the CONNECT, from `http://user:password@proxy:port` (as urllib sends them)."""
+    parts = _proxy_parts(proxy)
+    if parts.username is None:
+        return {}
+    password = unquote(parts.password or "")
+    logs.register_secret(password)
+    pair = f"{unquote(parts.username)}:{password}".encode()
+    return {"Proxy-Authorization": f"Basic {base64.b64encode(pair).decode()}"}
+
+
+def _proxy_parts(proxy: str) -> SplitResult:
+    return urlsplit(proxy if "://" in proxy else f"http://{proxy}")

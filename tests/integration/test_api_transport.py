@@ -305,6 +305,23 @@ def test_https_proxy_tunnels_every_request_unless_no_proxy_names_the_host(
     assert 'newTag: "2.0.0"' in read_blob(bare, "main", overlay("app0", "dev"))
 
 
+def test_a_proxy_that_wants_credentials_gets_them_from_the_proxy_url(
+    run: Run, bare: Path, gitlab_api: GitLabContractServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = urlsplit(gitlab_api.url)
+    secret = "pr0xy p@ss"  # percent-encoded in the URL, as urllib and curl take it
+    with ConnectProxy(credentials=("ci-user", secret)) as proxy:
+        proxied = proxy.url.replace("http://", "http://ci-user:pr0xy%20p%40ss@")
+        monkeypatch.setenv(f"{server.scheme.upper()}_PROXY", proxied)
+        assert deploy(run).code == 0
+        assert proxy.tunnels == [server.netloc] and proxy.refused == []
+        monkeypatch.setenv(f"{server.scheme.upper()}_PROXY", proxied.replace("pr0xy%20", "wrong"))
+        refused = deploy(run, tag="3.0.0")
+    assert refused.code == 1 and "(407)" in refused.err and "http://user:password@proxy" in refused.err
+    assert "wrong" not in refused.err and proxy.refused == [server.netloc]  # refused once, not retried
+    assert 'newTag: "2.0.0"' in read_blob(bare, "main", overlay("app0", "dev"))
+
+
 def test_reads_are_retried_through_a_busy_gitlab(
     run: Run, bare: Path, gitlab_api: GitLabContractServer
 ) -> None:

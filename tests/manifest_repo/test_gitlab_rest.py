@@ -1,13 +1,14 @@
-"""The API transport's proxy choice: what urllib would choose from the environment."""
+"""The API transport's proxy: the one urllib would choose from the environment, and its credentials."""
 
 from __future__ import annotations
 
+import base64
 import urllib.request
 
 import pytest
 
 from gitops_ci.errors import ConfigurationError
-from gitops_ci.manifest_repo.gitlab_rest import _proxy, _proxy_address
+from gitops_ci.manifest_repo.gitlab_rest import _proxy, _proxy_address, _proxy_headers
 
 
 @pytest.mark.parametrize(
@@ -47,3 +48,16 @@ def test_a_proxy_is_host_and_port_with_or_without_a_scheme() -> None:
     for bad in ("http://proxy:abc", "http://:8080"):
         with pytest.raises(ConfigurationError, match="HTTPS_PROXY"):
             _proxy_address(bad)
+
+
+def test_a_bad_proxy_is_named_without_its_password() -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        _proxy_address("http://ci:s3cret-proxy-pass@proxy.corp:port")
+    assert "s3cret" not in str(refused.value) and "proxy.corp:port" in str(refused.value)
+
+
+def test_proxy_credentials_are_basic_auth_of_the_decoded_user_and_password() -> None:
+    assert _proxy_headers("http://proxy.corp:3128") == {}
+    assert _proxy_headers("http://ci%40corp:p%3Ass@proxy.corp:3128") == {
+        "Proxy-Authorization": "Basic " + base64.b64encode(b"ci@corp:p:ss").decode()
+    }
