@@ -13,6 +13,7 @@ import base64
 import http.client
 import json
 import os
+import re
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +47,7 @@ class GitLabRest:
         url = urlsplit(connection.url)
         self._https = url.scheme == "https"
         self._host, self._port = url.hostname or "", url.port or (443 if self._https else 80)
+        self._netloc = url.netloc.rpartition("@")[2]
         self._project = f"{url.path.rstrip('/')}/api/v4/projects/{quote(connection.project_path, safe='')}"
         self._headers = {
             "PRIVATE-TOKEN": connection.token,
@@ -134,7 +136,7 @@ class GitLabRest:
     def _connection(self) -> http.client.HTTPConnection:
         if self._http is None:
             timeout = self.connection.timeout
-            proxy = _proxy(self._host, "https" if self._https else "http")
+            proxy = _proxy(self._netloc, "https" if self._https else "http")
             host, port = _proxy_address(proxy) if proxy else (self._host, self._port)
             if self._https:
                 context = ssl.create_default_context(cafile=self.connection.ca_file)
@@ -194,15 +196,22 @@ def message_of(body: Any) -> str:
     return "no message"
 
 
-def _proxy(host: str, scheme: str) -> str | None:
-    """The proxy urllib would choose from the environment (lowercase names first, NO_PROXY entries match the
-    host and its subdomains, `*` all), without importing urllib.request for it."""
-    proxy = os.environ.get(f"{scheme}_proxy") or os.environ.get(f"{scheme.upper()}_PROXY")
-    no_proxy = os.environ.get("no_proxy") or os.environ.get("NO_PROXY") or ""
+def _proxy(netloc: str, scheme: str) -> str | None:
+    """The proxy urllib would choose from the environment for a URL's `host[:port]`, without importing
+    urllib.request for it: a lowercase variable wins (set but empty, it cancels the uppercase one); a NO_PROXY
+    entry matches the host or host:port and their subdomains, `*` every host."""
+    proxy, no_proxy = _variable(f"{scheme}_proxy"), _variable("no_proxy") or ""
+    host = netloc.lower()
+    hosts = (host, re.sub(r":\d*$", "", host)) if not host.endswith("]") else (host,)
     for entry in (e.strip().lstrip(".").lower() for e in no_proxy.split(",")):
-        if entry == "*" or (entry and (host.lower() == entry or host.lower().endswith(f".{entry}"))):
+        if entry == "*" or (entry and any(h == entry or h.endswith(f".{entry}") for h in hosts)):
             return None
-    return proxy or None
+    return proxy
+
+
+def _variable(lowercase: str) -> str | None:
+    value = os.environ.get(lowercase)
+    return (value if value is not None else os.environ.get(lowercase.upper())) or None
 
 
 def _proxy_address(proxy: str) -> tuple[str, int]:

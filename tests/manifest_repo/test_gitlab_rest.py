@@ -27,6 +27,20 @@ from gitops_ci.manifest_repo.gitlab_rest import _proxy, _proxy_address, _proxy_h
         ({"HTTPS_PROXY": "http://p:1", "no_proxy": "other.com, Example.COM"}, "GitLab.example.com", None),
         ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "ample.com"}, "gitlab.example.com", "http://p:1"),
         ({}, "gitlab.example.com", None),
+        ({"https_proxy": "", "HTTPS_PROXY": "http://upper:2"}, "gitlab.example.com", None),  # cancelled
+        ({"HTTPS_PROXY": "http://p:1", "no_proxy": "", "NO_PROXY": "*"}, "gitlab.example.com", "http://p:1"),
+        (
+            {"HTTPS_PROXY": "http://p:1", "NO_PROXY": "gitlab.example.com:8443"},
+            "gitlab.example.com:8443",
+            None,
+        ),
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "example.com:8443"}, "gitlab.example.com:8443", None),
+        (
+            {"HTTPS_PROXY": "http://p:1", "NO_PROXY": "gitlab.example.com:8443"},
+            "gitlab.example.com:443",
+            "http://p:1",
+        ),
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "gitlab.example.com"}, "gitlab.example.com:8443", None),
     ],
 )
 def test_the_proxy_urllib_would_choose(
@@ -37,7 +51,7 @@ def test_the_proxy_urllib_would_choose(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert _proxy(host, "https") == expected
-    chosen = urllib.request.getproxies().get("https")  # what requests and urllib would do
+    chosen = urllib.request.getproxies().get("https")  # what urllib's ProxyHandler does for https://HOST/
     assert (None if chosen and urllib.request.proxy_bypass(host) else chosen) == expected
 
 
