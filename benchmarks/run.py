@@ -12,7 +12,6 @@ import functools
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
@@ -27,7 +26,7 @@ import bench_deploy
 import bench_faults
 import bench_set_image
 import bench_validate
-from common import REPO_ROOT, RESULTS_DIR, RUN_DIR, WORK_DIR, Report, git, gitops_ci_python
+from common import REPO_ROOT, RESULTS_DIR, WORK_DIR, Report, forget_installed_copy, git, gitops_ci_python
 
 BENCHMARKS: dict[str, Callable[[bool], list[Report]]] = {
     "set-image": lambda quick: [bench_set_image.cold_start(quick)],
@@ -68,8 +67,12 @@ def _machine() -> dict[str, object]:
     version = subprocess.run([git(), "--version"], capture_output=True, text=True, check=True).stdout.strip()
     # Where the console script's interpreter imports gitops_ci from (not from the current directory).
     WORK_DIR.mkdir(parents=True, exist_ok=True)
+    try:
+        python = gitops_ci_python()
+    except Exception as err:  # the build failed: every benchmark says so; the results are still written
+        python = f"(no install: {err})"
     source = subprocess.run(
-        [gitops_ci_python(), "-c", "import gitops_ci; print(gitops_ci.__file__)"],
+        [python, "-c", "import gitops_ci; print(gitops_ci.__file__)"],
         capture_output=True,
         text=True,
         check=False,
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         reports += _guarded(name, functools.partial(BENCHMARKS[name], args.quick))
     elapsed = time.perf_counter() - started
     machine = _machine()  # before the scratch space goes: it holds the measured install
-    shutil.rmtree(RUN_DIR, ignore_errors=True)
+    forget_installed_copy()
     _print_table(reports)
     targets = [t for r in reports for t in r.targets]
     met = sum(t.met for t in targets)

@@ -63,3 +63,15 @@ def test_off_the_main_thread_it_bounds_nothing_and_breaks_nothing() -> None:
     thread.start()
     thread.join()
     assert outcome == ["finished"]
+
+
+def test_an_interruption_swallowed_by_a_library_is_followed_by_another(outer_bound: list[int]) -> None:
+    started, swallowed = time.monotonic(), []
+    with pytest.raises(AnswerTooSlow), answer_within(0.1):
+        try:
+            time.sleep(5)
+        except AnswerTooSlow:  # a library's `except BaseException: pass`
+            swallowed.append(time.monotonic() - started)
+        time.sleep(5)
+    assert len(swallowed) == 1 and time.monotonic() - started < 2
+    assert outer_bound == []

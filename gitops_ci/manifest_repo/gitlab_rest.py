@@ -15,6 +15,7 @@ import json
 import os
 import re
 import ssl
+import sys
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import SplitResult, quote, unquote, urlencode, urlsplit
@@ -46,8 +47,10 @@ class GitLabRest:
         self.connection = connection
         url = urlsplit(connection.url)
         self._https = url.scheme == "https"
-        self._host, self._port = url.hostname or "", url.port or (443 if self._https else 80)
+        self._host, self._port = _ascii_host(url.hostname or ""), url.port or (443 if self._https else 80)
         self._netloc = url.netloc.rpartition("@")[2]
+        self._proxy_variable = "HTTPS_PROXY" if self._https else "HTTP_PROXY"
+        self._via: str | None = None  # the proxy of the connection, if any
         self._project = f"{url.path.rstrip('/')}/api/v4/projects/{quote(connection.project_path, safe='')}"
         self._headers = {
             "PRIVATE-TOKEN": connection.token,
@@ -127,9 +130,12 @@ class GitLabRest:
                 "CI_SERVER_TLS_CA_FILE at its CA bundle"
             )
         if str(err).startswith("Tunnel connection failed: 407"):
+            variable = self._proxy_variable
+            if self._via is not None and _proxy_parts(self._via).username is not None:
+                return AuthError(f"{what}: the proxy in {variable} refused its user and password (407)")
             return AuthError(
-                f"{what}: the proxy in HTTPS_PROXY refused the tunnel to {url} (407); give it its user and "
-                "password in the URL: http://user:password@proxy:3128"
+                f"{what}: the proxy in {variable} wants a user and password (407); give them in its URL: "
+                "http://user:password@proxy:3128"
             )
         return RetryableError(f"{what}: {url} did not answer ({err or type(err).__name__})")
 
@@ -137,7 +143,13 @@ class GitLabRest:
         if self._http is None:
             timeout = self.connection.timeout
             proxy = _proxy(self._netloc, "https" if self._https else "http")
-            host, port = _proxy_address(proxy) if proxy else (self._host, self._port)
+            host, port = _proxy_address(proxy, self._proxy_variable) if proxy else (self._host, self._port)
+            if proxy and ":" in self._host and sys.version_info < (3, 12):  # 3.11 writes CONNECT ::1:443
+                raise ConfigurationError(
+                    f"{self.connection.url}: an IPv6 address through a proxy needs Python 3.12; use its host "
+                    "name, or add it to NO_PROXY"
+                )
+            self._via = proxy
             if self._https:
                 context = ssl.create_default_context(cafile=self.connection.ca_file)
                 self._http = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
@@ -203,8 +215,10 @@ def _proxy(netloc: str, scheme: str) -> str | None:
     proxy, no_proxy = _variable(f"{scheme}_proxy"), _variable("no_proxy") or ""
     host = netloc.lower()
     hosts = (host, re.sub(r":\d*$", "", host)) if not host.endswith("]") else (host,)
+    if no_proxy == "*":
+        return None
     for entry in (e.strip().lstrip(".").lower() for e in no_proxy.split(",")):
-        if entry == "*" or (entry and any(h == entry or h.endswith(f".{entry}") for h in hosts)):
+        if entry and any(h == entry or h.endswith(f".{entry}") for h in hosts):
             return None
     return proxy
 
@@ -214,16 +228,16 @@ def _variable(lowercase: str) -> str | None:
     return (value if value is not None else os.environ.get(lowercase.upper())) or None
 
 
-def _proxy_address(proxy: str) -> tuple[str, int]:
+def _proxy_address(proxy: str, variable: str = "HTTPS_PROXY") -> tuple[str, int]:
     """Host and port of a proxy URL (`proxy.corp:3128` without a scheme, as urllib accepts it)."""
-    parts = _proxy_parts(proxy)
     try:
+        parts = _proxy_parts(proxy)
         port = parts.port or 3128
     except ValueError:
-        port = 0
-    if not parts.hostname or not port:
+        parts, port = None, 0
+    if parts is None or not parts.hostname or not port:
         shown = proxy.rpartition("@")[2][:80]  # never its password
-        raise ConfigurationError(f"the proxy {shown!r} (HTTPS_PROXY) is not host:port; fix the variable")
+        raise ConfigurationError(f"the proxy {shown!r} ({variable}) is not host:port; fix the variable")
     return parts.hostname, port
 
 
@@ -240,3 +254,11 @@ def _proxy_headers(proxy: str) -> dict[str, str]:
 
 def _proxy_parts(proxy: str) -> SplitResult:
     return urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+
+
+def _ascii_host(host: str) -> str:
+    """An internationalised host name as DNS, TLS and a CONNECT line need it (IDNA); others unchanged."""
+    try:
+        return host if host.isascii() else host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ConfigurationError(f"GitLab's host name {host!r} is not a valid domain name") from None

@@ -99,7 +99,8 @@ def send(
                 allow_redirects=False,  # a redirected POST turns into a GET: say so instead
                 stream=True,  # read below, bounded
             )
-            text = _bounded_text(response, what)
+            with response:
+                text = _bounded_text(response, what)
     except AnswerTooSlow:
         raise RetryableError(f"{what}: {request.url} did not answer in full within {timeout:g}s") from None
     except requests.exceptions.SSLError as err:
@@ -130,7 +131,6 @@ def _bounded_text(response: Any, what: str) -> str:
     for chunk in response.iter_content(64 << 10):
         body += chunk
         if len(body) > MAX_ANSWER_BYTES:
-            response.close()
             raise OperationalError(f"{what}: {response.url} answered more than {MAX_ANSWER_BYTES >> 20} MiB")
     return bytes(body).decode(response.encoding or "utf-8", "replace")
 

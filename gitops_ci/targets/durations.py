@@ -7,6 +7,7 @@ import re
 
 from gitops_ci.errors import ConfigurationError
 
+MAX_SECONDS = 7 * 24 * 3600
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
 
 
@@ -25,6 +26,8 @@ def parse_duration(text: str) -> float:
         seconds = h * 3600 + m * 60 + s
     if not seconds > 0:
         raise ConfigurationError(f"duration {text!r} must be positive")
+    if not seconds <= MAX_SECONDS:  # NaN and inf too: a bound must end, and a timer overflows past 292 years
+        raise ConfigurationError(f"duration {text!r} is more than a week; give a bound a job can reach")
     return seconds
 
 

@@ -122,6 +122,7 @@ class KubeClient:
         """`call` on the API, answered in full within `timeout` (read timeouts let a trickle through)."""
         with self._errors(kind, namespace, name, verb, timeout):
             api = self._objects_api()
+            api.api_client.configuration.auth_settings()  # refreshes an expired token here, out of the bound
             with answer_within(timeout):
                 result = call(api)
         return dict(result) if isinstance(result, Mapping) else {}

@@ -317,8 +317,11 @@ def test_a_proxy_that_wants_credentials_gets_them_from_the_proxy_url(
         assert proxy.tunnels == [server.netloc] and proxy.refused == []
         monkeypatch.setenv(f"{server.scheme.upper()}_PROXY", proxied.replace("pr0xy%20", "wrong"))
         refused = deploy(run, tag="3.0.0")
-    assert refused.code == 1 and "(407)" in refused.err and "http://user:password@proxy" in refused.err
-    assert "wrong" not in refused.err and proxy.refused == [server.netloc]  # refused once, not retried
+        monkeypatch.setenv(f"{server.scheme.upper()}_PROXY", proxy.url)
+        anonymous = deploy(run, tag="3.0.0")
+    assert refused.code == 1 and "refused its user and password (407)" in refused.err
+    assert anonymous.code == 1 and "give them in its URL: http://user:password@proxy" in anonymous.err
+    assert "wrong" not in refused.err and proxy.refused == [server.netloc] * 2  # once each, not retried
     assert 'newTag: "2.0.0"' in read_blob(bare, "main", overlay("app0", "dev"))
 
 

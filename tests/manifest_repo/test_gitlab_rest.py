@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 
 from gitops_ci.errors import ConfigurationError
-from gitops_ci.manifest_repo.gitlab_rest import _proxy, _proxy_address, _proxy_headers
+from gitops_ci.manifest_repo.gitlab_rest import _ascii_host, _proxy, _proxy_address, _proxy_headers
 
 
 @pytest.mark.parametrize(
@@ -41,6 +41,8 @@ from gitops_ci.manifest_repo.gitlab_rest import _proxy, _proxy_address, _proxy_h
             "http://p:1",
         ),
         ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "gitlab.example.com"}, "gitlab.example.com:8443", None),
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": "localhost,*"}, "gitlab.example.com", "http://p:1"),
+        ({"HTTPS_PROXY": "http://p:1", "NO_PROXY": " * "}, "gitlab.example.com", "http://p:1"),
     ],
 )
 def test_the_proxy_urllib_would_choose(
@@ -64,10 +66,20 @@ def test_a_proxy_is_host_and_port_with_or_without_a_scheme() -> None:
             _proxy_address(bad)
 
 
-def test_a_bad_proxy_is_named_without_its_password() -> None:
+@pytest.mark.parametrize(
+    "proxy", ["http://ci:s3cret-pass@proxy.corp:port", "http://ci:s3cret-pass@[proxy:3128"]
+)
+def test_a_bad_proxy_is_named_without_its_password(proxy: str) -> None:
     with pytest.raises(ConfigurationError) as refused:
-        _proxy_address("http://ci:s3cret-proxy-pass@proxy.corp:port")
-    assert "s3cret" not in str(refused.value) and "proxy.corp:port" in str(refused.value)
+        _proxy_address(proxy)
+    assert "s3cret" not in str(refused.value) and "@" not in str(refused.value)
+
+
+def test_an_internationalised_gitlab_host_is_used_as_idna() -> None:
+    assert _ascii_host("gitlab.exämple.com") == "gitlab.xn--exmple-cua.com"
+    assert _ascii_host("gitlab.example.com") == "gitlab.example.com"
+    with pytest.raises(ConfigurationError, match="not a valid domain name"):
+        _ascii_host("a" * 64 + ".exämple.com")
 
 
 def test_proxy_credentials_are_basic_auth_of_the_decoded_user_and_password() -> None:

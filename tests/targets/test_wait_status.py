@@ -37,7 +37,7 @@ def test_parse_duration(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "10x", "m", "-5", "0", "0s", "1d", "ten"])
+@pytest.mark.parametrize("text", ["", "10x", "m", "-5", "0", "0s", "1d", "ten", "inf", "nan", "1e10", "169h"])
 def test_parse_duration_refuses(text: str) -> None:
     with pytest.raises(ConfigurationError):
         parse_duration(text)
