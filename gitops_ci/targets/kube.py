@@ -121,11 +121,30 @@ class KubeClient:
     ) -> dict[str, Any]:
         """`call` on the API, answered in full within `timeout` (read timeouts let a trickle through)."""
         with self._errors(kind, namespace, name, verb, timeout):
-            api = self._objects_api()
-            api.api_client.configuration.auth_settings()  # refreshes an expired token here, out of the bound
+            api = self._ready_api()
             with answer_within(timeout):
                 result = call(api)
         return dict(result) if isinstance(result, Mapping) else {}
+
+    def _ready_api(self) -> Any:
+        """The API with fresh credentials. Loading the kubeconfig and refreshing an expired token run its
+        credential plugin (`user.exec`, e.g. a cloud's token helper), which may hang: it is bounded like a
+        request."""
+        from kubernetes import config
+
+        limit = self.settings.request_timeout
+        try:
+            with answer_within(limit):
+                api = self._objects_api()
+                api.api_client.configuration.auth_settings()
+        except AnswerTooSlow:
+            raise OperationalError(
+                f"the credential plugin of {self.settings.where()} did not finish within {limit:g}s "
+                "(--network-timeout); check that it can run without a terminal"
+            ) from None
+        except config.ConfigException as err:
+            raise OperationalError(f"cannot get credentials from {self.settings.where()}: {err}") from None
+        return api
 
     def _objects_api(self) -> Any:
         if self._api is None:

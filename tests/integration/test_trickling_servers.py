@@ -1,7 +1,8 @@
 """Servers that trickle their answer, a byte at a time, faster than any read timeout: every HTTP client of
 gitops-ci (its own GitLab API transport, python-gitlab, requests for Argo CD and Flux, the kubernetes client)
 gives up once the whole answer has taken --network-timeout (or the wait's deadline), not never. And one that
-floods: an answer is read up to a bound, not into memory whatever its size."""
+floods: an answer is read up to a bound, not into memory whatever its size; and a kubeconfig credential
+plugin that never finishes is given up on like a request."""
 
 from __future__ import annotations
 
@@ -97,23 +98,27 @@ def test_wait_returns_at_its_deadline_while_argocd_trickles(
     assert elapsed < 6, elapsed
 
 
-def test_the_kubernetes_client_gives_up_on_a_trickled_answer(
-    gitops: CliRunner, trickler: HttpPeer, tls_material: TlsMaterial, tmp_path: Path
-) -> None:
-    config = tmp_path / "kubeconfig"
-    cluster = {"server": trickler.url, "certificate-authority": str(tls_material.ca_file)}
-    config.write_text(
+def kubeconfig(path: Path, server: str, ca_file: Path | str, user: dict[str, object]) -> Path:
+    cluster = {"server": server, "certificate-authority": str(ca_file)}
+    path.write_text(
         json.dumps(
             {
                 "apiVersion": "v1",
                 "kind": "Config",
                 "clusters": [{"name": "c", "cluster": cluster}],
-                "users": [{"name": "u", "user": {"token": "kube-token"}}],
+                "users": [{"name": "u", "user": user}],
                 "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
                 "current-context": "x",
             }
         )
     )
+    return path
+
+
+def test_the_kubernetes_client_gives_up_on_a_trickled_answer(
+    gitops: CliRunner, trickler: HttpPeer, tls_material: TlsMaterial, tmp_path: Path
+) -> None:
+    config = kubeconfig(tmp_path / "kubeconfig", trickler.url, tls_material.ca_file, {"token": "kube-token"})
     code, err, elapsed = timed(
         gitops, "sync", "--flux-kustomization", "flux-system/apps", "--kubeconfig", config,
         "--network-timeout", "1s", "--max-attempts", "2",
@@ -130,3 +135,16 @@ def test_argocd_answers_are_read_up_to_a_bound(gitops: CliRunner, tls_material: 
             "web", "--env", "dev", "--ca-file", tls_material.ca_file, "--max-attempts", "1",
         )  # fmt: skip
     assert code == 1 and "answered more than 16 MiB" in err, err
+
+
+def test_a_credential_plugin_that_never_finishes_is_given_up_on(
+    gitops: CliRunner, trickler: HttpPeer, tls_material: TlsMaterial, tmp_path: Path
+) -> None:
+    plugin = {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": "sleep", "args": ["20"]}
+    config = kubeconfig(tmp_path / "kubeconfig", trickler.url, tls_material.ca_file, {"exec": plugin})
+    code, err, elapsed = timed(
+        gitops, "sync", "--flux-kustomization", "flux-system/apps", "--kubeconfig", config,
+        "--network-timeout", "1s", "--max-attempts", "2",
+    )  # fmt: skip
+    assert code == 1 and "credential plugin of kubeconfig" in err and "within 1s" in err, err
+    assert trickler.seen == [] and elapsed < 5, elapsed
