@@ -21,13 +21,14 @@ from bench_deploy import (
     _gitops_argv,
     deploy_context,
 )
-from common import Report, Samples, fmt_s, fmt_samples, log, ratio, run
+from common import Report, Samples, fmt_s, fmt_samples, gitops_ci_python, log, ratio, run
 from manifest_repo import BRANCH
 
 from servers.git_repos import commit_count
 from servers.gitlab_api import GitLabContractServer
 
 VARIANTS = ("seed", "floor-no-checkout", "gitops-ci git", "gitops-ci api")
+API_CLIENT_FLOOR = "import click, ruamel.yaml, ssl, http.client, json"
 WRITERS = 20  # --quick: 10
 
 
@@ -49,10 +50,11 @@ def _api_argv(ctx: Context, gitlab: GitLabContractServer, size: str, app: str, t
 
 def _job(
     ctx: Context, gitlab: GitLabContractServer, variant: str, size: str, app: str
-) -> tuple[float, int, int]:
-    """One deploy: seconds, peak RSS, and the requests it made to the server it wrote through."""
+) -> tuple[float, int, int, float]:
+    """One deploy: seconds, peak RSS, the requests it made to the server it wrote through, and the seconds
+    the GitLab contract server spent answering them."""
     tag, workdir = ctx.new_tag(), _fresh_workdir(ctx)
-    calls, requests = len(gitlab.calls), len(ctx.server.requests)
+    calls, requests, busy = len(gitlab.calls), len(ctx.server.requests), gitlab.api.busy_seconds
     try:
         if variant == "gitops-ci api":
             result = run(_api_argv(ctx, gitlab, size, app, tag), env=ctx.gitops_env(), cwd=workdir)
@@ -64,13 +66,15 @@ def _job(
         shutil.rmtree(workdir, ignore_errors=True)
     _check_landed(ctx, size, app, tag)
     made = len(gitlab.calls) - calls if variant == "gitops-ci api" else len(ctx.server.requests) - requests
-    return seconds, rss, made
+    return seconds, rss, made, gitlab.api.busy_seconds - busy
 
 
 def sequential(ctx: Context, gitlab: GitLabContractServer, quick: bool) -> Report:
     rounds, seed_rounds = (3, 1) if quick else (7, 2)
     samples = {(v, s): Samples() for v in VARIANTS for s in ctx.specs}
     made: dict[tuple[str, str], list[int]] = {key: [] for key in samples}
+    served: dict[str, list[float]] = {size: [] for size in ctx.specs}  # the API deploys' server time
+    floor = Samples()  # the API client's imports alone
     apps = itertools.count(11)
     log(f"deploy-api: {rounds} interleaved rounds of {', '.join(VARIANTS)} on both repos")
     for number in range(rounds):
@@ -80,9 +84,13 @@ def sequential(ctx: Context, gitlab: GitLabContractServer, quick: bool) -> Repor
                 if variant == "seed" and number >= seed_rounds:
                     continue
                 app = ctx.specs[size].app((next(apps) * 41) % ctx.specs[size].apps)
-                seconds, rss, requests = _job(ctx, gitlab, variant, size, app)
+                seconds, rss, requests, busy = _job(ctx, gitlab, variant, size, app)
                 samples[(variant, size)].add(seconds, rss)
                 made[(variant, size)].append(requests)
+                if variant == "gitops-ci api":
+                    served[size].append(busy)
+        imports = run([gitops_ci_python(), "-c", API_CLIENT_FLOOR], env=ctx.gitops_env())
+        floor.add(imports.seconds, imports.max_rss_kib)
     report = Report("deploy: --transport api vs --transport git vs the plain-git floor vs the seed job")
     for variant in VARIANTS:
         for size in ctx.specs:
@@ -94,6 +102,7 @@ def sequential(ctx: Context, gitlab: GitLabContractServer, quick: bool) -> Repor
     def med(variant: str, size: str) -> float:
         return samples[(variant, size)].median
 
+    _reachable(report, ctx, samples, served, floor)
     api_requests = max(made[("gitops-ci api", s)] for s in ctx.specs)
     report.target("api requests per uncontended deploy (max)", max(api_requests), "<=", 3)
     report.target(
@@ -117,7 +126,29 @@ def sequential(ctx: Context, gitlab: GitLabContractServer, quick: bool) -> Repor
             f"{ratio(med('gitops-ci api', size), med('floor-no-checkout', size)):.2f}",
         )
     report.data = {f"{v}/{s}": {**samples[(v, s)].summary(), "requests": made[(v, s)]} for v, s in samples}
+    report.data["api server seconds"] = served
+    report.data["api client floor"] = floor.summary()
     return report
+
+
+def _reachable(
+    report: Report,
+    ctx: Context,
+    samples: dict[tuple[str, str], Samples],
+    served: dict[str, list[float]],
+    floor: Samples,
+) -> None:
+    """What the API deploy is made of: the server's answering time and the client's own, against the
+    client's dependency floor (the interpreter importing click, ruamel.yaml, ssl, http.client, json)."""
+    report.row("  api client floor: python importing its dependencies", fmt_samples(floor))
+    for size in ctx.specs:
+        server = statistics.median(served[size])
+        client = samples[("gitops-ci api", size)].median - server
+        shares = f"{fmt_s(server)} / {fmt_s(client)}"
+        report.row(f"  api {size}: server answering / the rest (client)", shares)
+    git = samples[("gitops-ci git", "big")].median
+    best = floor.median + statistics.median(served["big"])
+    report.row("  api / git (big) with a client at its floor (floor + server) / git", f"{best / git:.2f}")
 
 
 def concurrent(ctx: Context, gitlab: GitLabContractServer, quick: bool) -> Report:

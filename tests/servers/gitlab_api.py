@@ -22,6 +22,7 @@ import re
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.message import Message
@@ -126,6 +127,8 @@ class GitLabApi:
         self.errors: list[str] = []  # unexpected exceptions, for tests to assert on
         self.faults = RepositoryFaults()
         self.scripted: list[Scripted] = []  # the next matching requests misbehave, in order
+        self.busy_seconds = 0.0  # time spent answering (for benchmarks: the server's share of a deploy)
+        self._busy_lock = threading.Lock()
         mr, notes = "/projects/{project}/merge_requests", "/projects/{project}/merge_requests/{iid}/notes"
         self.routes = [
             route("GET", "/user", self.get_user, user_scope=True),
@@ -156,6 +159,10 @@ class GitLabApi:
         ]
 
     # ----- request pipeline -----------------------------------------------------------------
+    def add_busy(self, seconds: float) -> None:
+        with self._busy_lock:
+            self.busy_seconds += seconds
+
     def dispatch(self, method: str, target: str, headers: Message, raw: bytes) -> Reply:
         url = urlsplit(target)
         query: dict[str, Any] = {}
@@ -401,6 +408,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        started = time.perf_counter()
         try:
             status, body, headers = self.api.dispatch(self.command, self.path, self.headers, raw)
         except DropAnswer:  # applied, then the connection closes without an answer
@@ -408,6 +416,8 @@ class _Handler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
+        finally:
+            self.api.add_busy(time.perf_counter() - started)
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
