@@ -53,9 +53,11 @@ def longest_backtick_run(text: str) -> int:
 
 
 def check_note(text: str) -> str:
-    """`text` unchanged, or InternalError (a bug: nothing is posted) when a line could run a quick action."""
+    """`text` unchanged, or InternalError (a bug: nothing is posted) when a line could run a quick action.
+    GitLab runs one only from a `/` in a line's first column (Gitlab::QuickActions::Extractor matches `^/`):
+    an indented `/usr/bin/env` in a diff's context line is content."""
     for number, line in enumerate(_LINE_BREAKS.split(text), 1):
-        if line.lstrip().startswith("/"):
+        if line.startswith("/"):
             raise InternalError(
                 f"line {number} of the note would start a GitLab quick action ({line[:40]!r}); "
                 "nothing was posted: this is a gitops-ci bug"

@@ -8,6 +8,7 @@ they include); build both sides; diff, collect image changes, validate the head;
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from gitops_ci.validate.objects import ManifestFiles
 from gitops_ci.validate.repo import RepoLayout, discover, layout_of
 from gitops_ci.validate.run import check_overlay, closure_findings, guarded_builds, timed
 from gitops_ci.validate.schema import SchemaChecker
+
+_JOB_SECRETS = ("CI_JOB_TOKEN", "GITOPS_TOKEN", "GITLAB_TOKEN", "CI_REGISTRY_PASSWORD", "GITOPS_PASSWORD")
 
 log = logs.get_logger(__name__)
 DEFAULT_MAX_DIFF_LINES = 300
@@ -80,7 +83,7 @@ def review(settings: ReviewSettings) -> ReviewResult:
     changed = checkout.changed_paths(base)
     timings: dict[str, float] = {}
     reviews, unchanged = _render_changes(checkout, base, changed, settings, timings)
-    note = render_note(reviews, unchanged, base=base, head=head, changed_files=len(changed))
+    note = _masked(render_note(reviews, unchanged, base=base, head=head, changed_files=len(changed)))
     action, note_id = "printed", None
     if client is not None and settings.mr is not None:
         action, note_id = _post(client, settings.mr, note, bool(reviews))
@@ -113,6 +116,14 @@ def _render_changes(
         log.info("%d changed files; %d overlays to render", len(changed), len(affected))
         with timed(timings, "build_and_diff_s"):
             return _review_overlays(tool, checkout, base, before, after, affected, settings, timings)
+
+
+def _masked(note: str) -> str:
+    """The note without any token this job holds: a render is repo content, and kustomize reads what the
+    repo points it at inside the checkout (the runner's clone keeps CI_JOB_TOKEN in .git/config)."""
+    for name in _JOB_SECRETS:
+        logs.register_secret(os.environ.get(name))
+    return logs.mask(note)
 
 
 def _post(client: GitLabClient, mr: int, note: str, changes: bool) -> tuple[str, int | None]:

@@ -127,6 +127,8 @@ def offline_environment() -> dict[str, str]:
         "GIT_CONFIG_NOSYSTEM": "1",
         "GIT_CONFIG_GLOBAL": os.devnull,
         "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ALLOW_PROTOCOL": "none",  # a remote reference that slips through fetches nothing, ssh neither
+        "GIT_SSH_COMMAND": "false",
         "NO_PROXY": "",
         "no_proxy": "",
     }

@@ -71,8 +71,8 @@ def _reference_problem(ref: Reference) -> str | None:
         return f"{ref.value!r} is a directory without a kustomization file"
     if ref.kind == "outside":
         return (
-            f"{ref.value!r} resolves outside the repository (through '..' or a symlink); it is not read or "
-            "built: CI and Argo CD only see the repository"
+            f"{ref.value!r} resolves outside the repository's content (through '..', a symlink or into "
+            ".git); it is not read or built: CI and Argo CD only see the repository"
         )
     if ref.kind == "remote":
         return (

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -22,6 +23,7 @@ from gitops_ci.validate import yaml_files as validate_yaml
 
 RefKind = Literal["kustomization", "dir", "file", "missing", "remote", "outside"]
 _SKIP_DIRS = {".git", "node_modules"}
+_SCP_LIKE = re.compile(r"[^/@:]+@[^/:]+:")
 _REMOTE_PREFIXES = ("git@", "git::", "github.com/", "gitlab.com/", "bitbucket.org/", "ssh:", "oci:", "http:")
 # Fields that name other kustomizations (or files) to include, and fields that name files kustomize reads.
 _INCLUDE_FIELDS = ("resources", "bases", "components")
@@ -239,17 +241,15 @@ def _references(layout: RepoLayout, directory: str, data: dict[str, Any]) -> Ite
         for i, value in _strings(data.get(name)):
             if "\n" not in value:  # not an inline patch or plugin config
                 yield _resolve(layout, directory, f"{name}[{i}]", value, includes=name in _PLUGIN_FIELDS)
+            elif name in _PLUGIN_FIELDS:  # an inline builtin generator reads files like configMapGenerator
+                yield from _inline_plugin_files(layout, directory, f"{name}[{i}]", value)
     for name in _PATH_LIST_FIELDS:
         for i, item in _items(data.get(name)):
             if isinstance(item.get("path"), str):
                 yield _resolve(layout, directory, f"{name}[{i}].path", item["path"], includes=False)
     for name in _GENERATOR_FIELDS:
         for i, item in _items(data.get(name)):
-            for key in ("files", "envs"):
-                for j, value in _strings(item.get(key)):
-                    yield _resolve(layout, directory, f"{name}[{i}].{key}[{j}]", value.split("=")[-1], False)
-            if isinstance(item.get("env"), str):
-                yield _resolve(layout, directory, f"{name}[{i}].env", item["env"], includes=False)
+            yield from _generator_files(layout, directory, f"{name}[{i}]", item)
     for i, item in _items(data.get("helmCharts")):
         if isinstance(item.get("valuesFile"), str):
             yield _resolve(layout, directory, f"helmCharts[{i}].valuesFile", item["valuesFile"], False)
@@ -261,13 +261,33 @@ def _references(layout: RepoLayout, directory: str, data: dict[str, Any]) -> Ite
         yield _resolve(layout, directory, "helmGlobals.chartHome", globals_["chartHome"], includes=False)
 
 
+def _generator_files(
+    layout: RepoLayout, directory: str, where: str, item: dict[str, Any]
+) -> Iterator[Reference]:
+    for key in ("files", "envs"):
+        for j, value in _strings(item.get(key)):
+            yield _resolve(layout, directory, f"{where}.{key}[{j}]", value.split("=")[-1], False)
+    if isinstance(item.get("env"), str):
+        yield _resolve(layout, directory, f"{where}.env", item["env"], includes=False)
+
+
+def _inline_plugin_files(layout: RepoLayout, directory: str, where: str, text: str) -> Iterator[Reference]:
+    try:
+        documents = validate_yaml.load_all(text)
+    except validate_yaml.YAMLError:
+        return  # kustomize refuses it as well
+    for document in documents:
+        if isinstance(document, dict):
+            yield from _generator_files(layout, directory, where, document)
+
+
 def _resolve(layout: RepoLayout, directory: str, where: str, value: str, includes: bool) -> Reference:
     if _is_remote(value):
         return Reference(where, value, "", "remote", includes)
     lexical = posixpath.normpath(f"{directory}/{value}")
     joined = layout.resolve(f"{directory}/{value}") if not value.startswith("/") else None
-    if joined is None or joined == ".." or joined.startswith("../"):
-        return Reference(where, value, lexical, "outside", includes)
+    if joined is None or joined == ".." or joined.startswith("../") or ".git" in joined.split("/"):
+        return Reference(where, value, lexical, "outside", includes)  # .git: the clone's config, not content
     kind: RefKind
     if joined in layout.dirs or (joined not in layout.files and (layout.root / joined).is_dir()):
         has_kustomization = any(
@@ -282,7 +302,13 @@ def _resolve(layout: RepoLayout, directory: str, where: str, value: str, include
 
 
 def _is_remote(value: str) -> bool:
-    return "://" in value or value.startswith(_REMOTE_PREFIXES) or "?ref=" in value or "//" in value
+    return (
+        "://" in value
+        or value.startswith(_REMOTE_PREFIXES)
+        or "?ref=" in value
+        or "//" in value
+        or _SCP_LIKE.match(value) is not None  # user@host:path, which kustomize fetches with git over ssh
+    )
 
 
 def _strings(value: Any) -> Iterator[tuple[int, str]]:

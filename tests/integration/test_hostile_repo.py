@@ -85,6 +85,7 @@ def test_validate_and_review_fetch_nothing_remote(gitops: CliRunner, repo: Path,
             f"127.0.0.1:{listener.port}/org/repo//base?ref=main",
             f"git::https://127.0.0.1:{listener.port}/org/repo.git",
             "github.com/kubernetes-sigs/kustomize//examples/helloWorld?ref=v5.0.0",
+            "me@127.0.0.1:org/repo.git",  # scp-like: kustomize would fetch it with git over ssh
         ]
         listing = "".join(f"  - {r}\n" for r in remote)
         commit(repo, {overlay("app0", "dev"): f"resources:\n  - ../../base\n{listing}"})
@@ -168,6 +169,31 @@ def test_paths_leaving_the_repo_are_never_read_or_published(
     assert validated.out.count("error kustomization/outside-repo") == 2
     for text in (validated.out, validated.err, reviewed.out, reviewed.err):
         assert "TOPSECRET" not in text
+
+
+def test_the_job_token_in_the_clones_config_never_reaches_a_note(
+    gitops: CliRunner, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runner's clone keeps CI_JOB_TOKEN in .git/config, which a root kustomization may name: a
+    reference into .git is refused, and a builtin generator file that reads it anyway is masked in the
+    note."""
+    token = "glcbt-64-job-token-of-this-pipeline"
+    monkeypatch.setenv("CI_JOB_TOKEN", token)
+    git(repo, "config", "remote.origin.url", f"https://gitlab-ci-token:{token}@gitlab.example.com/g/m.git")
+    generator = (
+        "apiVersion: builtin\nkind: ConfigMapGenerator\nmetadata: {name: via-plugin}\nfiles: [.git/config]\n"
+    )
+    commit(
+        repo,
+        {"kustomization.yaml": "configMapGenerator:\n  - name: direct\n    files: [.git/config]\n"},
+    )
+    validated = gitops("validate", repo)
+    assert "error kustomization/outside-repo kustomization.yaml" in validated.out
+    (repo / "kustomization.yaml").write_text("generators: [gen.yaml]\n")
+    commit(repo, {"gen.yaml": generator})
+    reviewed = gitops("review", repo, "--base", "main", "--dry-run")
+    assert reviewed.code in (0, 1) and "via-plugin" in reviewed.out
+    assert token not in reviewed.out + reviewed.err and "[MASKED]" in reviewed.out
 
 
 def test_yaml_bombs_are_refused_before_kustomize_expands_them(gitops: CliRunner, repo: Path) -> None:

@@ -50,9 +50,13 @@ def test_code_escapes_control_characters_visibly() -> None:
 
 
 def test_check_note_refuses_a_line_that_starts_a_quick_action() -> None:
-    with pytest.raises(InternalError, match="quick action"):
-        check_note("fine\n /merge\n")
+    for line_break in ("\n", "\r", "\u2028"):
+        with pytest.raises(InternalError, match="quick action"):
+            check_note(f"fine{line_break}/merge\n")
     assert check_note("fine `/merge`\n") == "fine `/merge`\n"
+    # GitLab's extractor matches `^\/` only: an indented path in a diff's context line is content, not a bug
+    indented = "```diff\n     /usr/bin/env true\n+    /merge\n```\n"
+    assert check_note(indented) == indented
 
 
 def hostile_review(value: str) -> OverlayReview:

@@ -116,3 +116,25 @@ def test_references_are_resolved_and_classified(layout: RepoLayout) -> None:
 )
 def test_affected_overlays(layout: RepoLayout, changed: list[str], affected: list[str]) -> None:
     assert layout.affected_overlays(changed) == affected
+
+
+def test_the_clones_git_directory_is_not_content(tmp_path: Path) -> None:
+    """A generator naming .git/config would put the runner's clone URL (CI_JOB_TOKEN) into a render that
+    review posts: any reference into .git is refused like one leaving the repo, inline generators too."""
+    inline = "apiVersion: builtin\nkind: ConfigMapGenerator\nmetadata:\n  name: x\nfiles:\n  - .git/config\n"
+    write(
+        tmp_path,
+        {
+            ".git/config": "[remote]\n  url = https://gitlab-ci-token:glcbt-secret@gitlab/x.git\n",
+            "kustomization.yaml": k(
+                "configMapGenerator:\n  - name: c\n    files: [.git/config, key=sub/../.git/config]\n"
+                f"generators:\n  - |\n{''.join('    ' + line + chr(10) for line in inline.splitlines())}"
+            ),
+        },
+    )
+    refs = {r.field: (r.kind, r.target) for r in discover(tmp_path).kustomizations["."].references}
+    assert refs == {
+        "configMapGenerator[0].files[0]": ("outside", ".git/config"),
+        "configMapGenerator[0].files[1]": ("outside", ".git/config"),
+        "generators[0].files[0]": ("outside", ".git/config"),
+    }
