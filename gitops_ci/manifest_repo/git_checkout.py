@@ -69,12 +69,19 @@ class ReviewCheckout:
         out = self._git("diff", "--name-only", "--no-renames", "-z", *relative, base, "--")
         return [p for p in out.split("\0") if p]
 
-    def list_files(self, rev: str) -> set[str]:
-        """Every file path in the tree of `rev` (no blob is read); none when the directory is absent there."""
+    def list_files(self, rev: str) -> tuple[set[str], dict[str, str]]:
+        """Every file path in the tree of `rev`, and its symbolic links (path -> target as stored: only those
+        blobs are read); none when the directory is absent there."""
         if self._try("rev-parse", "--verify", "--quiet", self._tree(rev)) is None:
-            return set()
-        out = self._git("ls-tree", "-r", "-z", "--name-only", self._tree(rev))
-        return {p for p in out.split("\0") if p}
+            return set(), {}
+        files, links = set(), {}
+        for record in filter(None, self._git("ls-tree", "-r", "-z", self._tree(rev)).split("\0")):
+            meta, path = record.split("\t", 1)
+            files.add(path)
+            mode, _, sha = meta.split()
+            if mode == "120000":
+                links[path] = self._git("cat-file", "blob", sha)
+        return files, links
 
     def read_file(self, rev: str, path: str) -> str:
         return self._git("cat-file", "blob", f"{self._tree(rev)}/{path}" if self._scope else f"{rev}:{path}")

@@ -72,7 +72,13 @@ class RenderedDiff:
 
 
 def render_from_output(output: str) -> Render:
-    docs = tuple(d for d in validate_yaml.load_all(output) if isinstance(d, dict))
+    """A build's output as the review shows it; a render YAML refuses to read (nested past the bound, an
+    alias bomb) is a failed render, as validate reports it, not a crash."""
+    try:
+        docs = tuple(d for d in validate_yaml.load_all(output) if isinstance(d, dict))
+    except validate_yaml.YAMLError as err:
+        reason = validate_yaml.describe_error(err)
+        return Render(True, False, error=f"its output is not readable YAML ({reason})")
     return Render(True, True, redact_secrets(output), "", docs)
 
 

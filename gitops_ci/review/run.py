@@ -104,13 +104,15 @@ def _render_changes(
             after = discover(checkout.root)
             # The base tree differs from the head only in the changed paths: list it, read only those.
             changed_paths = set(changed)
+            files, links = checkout.list_files(base)  # a base symlink is followed only inside the repo
             before = layout_of(
                 Path(scratch) / "base",
-                checkout.list_files(base),
+                files,
                 None,
                 lambda path: checkout.read_file(base, path),
                 reuse=after,
                 unchanged=lambda path: path not in changed_paths,
+                links=links,
             )
             affected = sorted(set(after.affected_overlays(changed)) | set(before.affected_overlays(changed)))
         log.info("%d changed files; %d overlays to render", len(changed), len(affected))

@@ -171,6 +171,27 @@ def test_paths_leaving_the_repo_are_never_read_or_published(
         assert "TOPSECRET" not in text
 
 
+def test_a_symlink_in_the_base_tree_is_not_followed_out_of_the_repo(
+    gitops: CliRunner, repo: Path, tmp_path: Path
+) -> None:
+    """The merge request's target branch can be hostile too: its tree is exported for the base build."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "kustomization.yaml").write_text("resources: [cm.yaml]\n")
+    (outside / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {k: TOPSECRET}\n"
+    )
+    git(repo, "checkout", "-q", "main")
+    dev = overlay("app0", "dev")
+    with_link = (repo / dev).read_text().replace("resources:\n", "resources:\n  - ext\n")
+    commit(repo, {dev: with_link, "kustomize/app0/overlays/dev/ext": Symlink(str(outside))})
+    git(repo, "checkout", "-q", "-B", "change")
+    commit(repo, {dev: with_link.replace("  - ext\n", "")})
+    reviewed = gitops("review", repo, "--base", "main", "--dry-run")
+    assert "kustomize/app0/overlays/dev" in reviewed.out
+    assert "TOPSECRET" not in reviewed.out + reviewed.err
+
+
 def test_the_job_token_in_the_clones_config_never_reaches_a_note(
     gitops: CliRunner, repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -189,3 +189,10 @@ def test_a_note_with_nothing_changed() -> None:
     note = render_note([], [], base="a" * 40, head="b" * 40, changed_files=1)
     assert is_review_note(note) and "changes no overlay's rendered manifests" in note
     assert not is_review_note("> " + note)
+
+
+def test_a_render_nested_past_the_bound_is_a_failed_render_not_a_crash() -> None:
+    nested = "[" * 150 + "]" * 150
+    deep = f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: deep}}\ndata:\n  k: {nested}\n"
+    render = render_from_output(deep)
+    assert render.present and not render.ok and "not readable YAML" in render.error

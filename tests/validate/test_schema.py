@@ -183,6 +183,23 @@ def test_crd_schemas_with_dollar_and_x_kubernetes_keys(checker: SchemaChecker) -
     assert issues_of(checker, crd) == []
 
 
+def test_a_secrets_values_are_never_quoted_in_an_issue(checker: SchemaChecker) -> None:
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "pins", "labels": {"tier": 7}},
+        "stringData": {"pin": 48151623, "flag": True},
+        "data": {"key": 314159},
+    }
+    messages = {format_path(i.path): i.message for i in checker.check(secret) or []}
+    assert messages == {
+        "metadata.labels.tier": "expected string, got number 7",  # not the secret: shown as ever
+        "stringData.pin": "expected string, got number",
+        "stringData.flag": "expected string, got boolean",
+        "data.key": "expected string (base64), got number",
+    }
+
+
 def test_issues_per_object_are_capped(checker: SchemaChecker) -> None:
     obj = copy.deepcopy(DEPLOYMENT)
     obj["metadata"].update({f"unknown{i}": i for i in range(80)})
