@@ -17,7 +17,10 @@ from gitops_ci.validate.findings import Finding, Severity
 
 MARKER = "<!-- gitops-ci:review -->"
 NOTE_BUDGET = 900_000
+NOTE_LIMIT = 1_000_000  # GitLab refuses a longer note
 MAX_FINDINGS_SHOWN = 20
+MAX_IMAGES_SHOWN = 50
+LEFT_OUT = "… left out: this note reached GitLab's size limit; `gitops-ci review --dry-run` shows everything."
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,8 @@ def render_note(
             section = _section(review, with_diff=True)
             if len(section) > budget:
                 section = _section(review, with_diff=False)
+            if len(section) > budget:
+                section = f"#### {code(review.app)} / {code(review.env)}: {LEFT_OUT}"
             budget -= len(section)
             out += ["", section]
     if unchanged:
@@ -79,7 +84,15 @@ def render_note(
         f"<sub>gitops-ci renders each overlay at the merge base and at `{head[:8]}`; "
         "re-runs edit this note.</sub>",
     ]
-    return check_note("\n".join(out) + "\n")
+    return check_note(_within_limit("\n".join(out) + "\n"))
+
+
+def _within_limit(note: str) -> str:
+    """The note cut at a line before GitLab's limit (a table of thousands of overlays can pass it alone)."""
+    if len(note) <= NOTE_LIMIT:
+        return note
+    kept = note[: NOTE_LIMIT - len(LEFT_OUT) - 8].rpartition("\n")[0]
+    return f"{kept}\n\n{LEFT_OUT}\n"
 
 
 def _row(r: OverlayReview) -> str:
@@ -97,8 +110,11 @@ def _section(r: OverlayReview, *, with_diff: bool) -> str:
     if r.images:
         lines.append("**Images**")
         lines += [
-            f"- {code(c.workload)} {code(c.container)}: {_ref(c.before)} → {_ref(c.after)}" for c in r.images
+            f"- {code(c.workload)} {code(c.container)}: {_ref(c.before)} → {_ref(c.after)}"
+            for c in r.images[:MAX_IMAGES_SHOWN]
         ]
+        if len(r.images) > MAX_IMAGES_SHOWN:
+            lines.append(f"- … and {len(r.images) - MAX_IMAGES_SHOWN} more")
         lines.append("")
     lines.append(f"**Validation**: {_verdict(r)}")
     lines += [f"- {_finding(f)}" for f in (r.errors + r.warnings)[:MAX_FINDINGS_SHOWN]]

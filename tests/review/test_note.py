@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from gitops_ci.review.diff import Render, diff_renders, image_changes, redact_secrets, render_from_output
+from gitops_ci.review.diff import (
+    ImageChange,
+    Render,
+    diff_renders,
+    image_changes,
+    redact_secrets,
+    render_from_output,
+)
 from gitops_ci.review.note import (
     MARKER,
     NOTE_BUDGET,
+    NOTE_LIMIT,
     OverlayReview,
     app_and_env,
     is_review_note,
@@ -183,6 +191,19 @@ def test_note_stays_under_gitlabs_limit() -> None:
     assert len(note) < NOTE_BUDGET + 10_000
     assert "left out, this note reached GitLab's size limit" in note
     assert note.count("```diff") == 2
+
+
+def test_a_note_of_thousands_of_image_changes_stays_under_gitlabs_limit() -> None:
+    """Without diffs a section still lists images and a row per overlay: both are bounded, then the note."""
+    images = [ImageChange(f"Deployment/w{i}", f"c{i}", f"r/i:{i}", f"r/i:{i + 1}") for i in range(2000)]
+    empty = Render(True, True, "", "", ())
+    diff = diff_renders("x", empty, empty, 10)
+    reviews = [
+        OverlayReview(f"apps/app{i}/prod", f"app{i}", "prod", empty, empty, diff, images) for i in range(3000)
+    ]
+    note = render_note(reviews, [], base="a" * 40, head="b" * 40, changed_files=3000)
+    assert len(note) <= NOTE_LIMIT and note.startswith(MARKER)
+    assert "- … and 1950 more" in note and note.rstrip().endswith("shows everything.")
 
 
 def test_a_note_with_nothing_changed() -> None:
