@@ -13,6 +13,7 @@ import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from gitops_ci.review.markdown import one_line
@@ -20,6 +21,8 @@ from gitops_ci.validate import yaml_files as validate_yaml
 from gitops_ci.validate.objects import Document, object_id
 
 MAX_LINE_CHARS = 500
+MAX_DIFF_INPUT = 40_000  # lines between the common head and tail, both sides
+_HUNK = re.compile(r"^@@ -(\d+)(,\d+)? \+(\d+)(,\d+)? @@")
 _DOC_SPLIT = re.compile(r"^---[ \t]*\n", re.MULTILINE)
 _CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 
@@ -108,7 +111,7 @@ def _redacted(value: Any) -> str:
 def diff_renders(overlay: str, before: Render, after: Render, max_lines: int) -> RenderedDiff:
     old, new = before.text.splitlines(keepends=True), after.text.splitlines(keepends=True)
     name = one_line(overlay)
-    lines = list(difflib.unified_diff(old, new, f"a/{name} (target)", f"b/{name} (merge request)", n=3))
+    lines = unified_diff(old, new, f"a/{name} (target)", f"b/{name} (merge request)")
     added = sum(1 for line in lines if line.startswith("+") and not line.startswith("+++"))
     removed = sum(1 for line in lines if line.startswith("-") and not line.startswith("---"))
     shown = [_cut(line) for line in lines[:max_lines]]
@@ -116,6 +119,33 @@ def diff_renders(overlay: str, before: Render, after: Render, max_lines: int) ->
     return RenderedDiff(
         "".join(shown), added, removed, len(lines), max(0, len(lines) - max_lines), changed, gained, lost
     )
+
+
+def unified_diff(old: list[str], new: list[str], a: str, b: str) -> list[str]:
+    """difflib's unified diff (3 lines of context) of what lies between the renders' common head and tail, so
+    one changed line in a render of 100,000 costs what it costs in a short one; past MAX_DIFF_INPUT lines of
+    difference difflib's matching would take minutes, and the middle is shown replaced as a whole."""
+    head, limit = 0, min(len(old), len(new))
+    while head < limit and old[head] == new[head]:
+        head += 1
+    tail = 0
+    while tail < limit - head and old[-1 - tail] == new[-1 - tail]:
+        tail += 1
+    start, keep = max(0, head - 3), max(0, tail - 3)
+    old_mid, new_mid = old[start : len(old) - keep], new[start : len(new) - keep]
+    if len(old_mid) + len(new_mid) > MAX_DIFF_INPUT:
+        removed, added = old_mid[head - start : len(old_mid) - (tail - keep)], new_mid[head - start :]
+        added = added[: len(added) - (tail - keep)]
+        header = f"@@ -{head + 1},{len(removed)} +{head + 1},{len(added)} @@\n"
+        return [f"--- {a}\n", f"+++ {b}\n", header, *("-" + x for x in removed), *("+" + x for x in added)]
+    lines = list(difflib.unified_diff(old_mid, new_mid, a, b, n=3))
+    shifted = partial(_shifted, by=start)  # hunk headers count from the slice: move them to where it starts
+    return [_HUNK.sub(shifted, line, count=1) for line in lines]
+
+
+def _shifted(match: re.Match[str], *, by: int) -> str:
+    old_at, old_len, new_at, new_len = match.groups()
+    return f"@@ -{int(old_at) + by}{old_len or ''} +{int(new_at) + by}{new_len or ''} @@"
 
 
 def _cut(line: str) -> str:

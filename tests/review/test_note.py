@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+import random
+import time
+
 import pytest
 
 from gitops_ci.review.diff import (
@@ -11,6 +15,7 @@ from gitops_ci.review.diff import (
     image_changes,
     redact_secrets,
     render_from_output,
+    unified_diff,
 )
 from gitops_ci.review.note import (
     MARKER,
@@ -217,3 +222,42 @@ def test_a_render_nested_past_the_bound_is_a_failed_render_not_a_crash() -> None
     deep = f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: deep}}\ndata:\n  k: {nested}\n"
     render = render_from_output(deep)
     assert render.present and not render.ok and "not readable YAML" in render.error
+
+
+def patched(old: list[str], diff: list[str]) -> list[str]:
+    """`old` with a unified diff applied, hunk by hunk, checking every context and removed line."""
+    out, at = [], 0
+    for line in diff[2:]:
+        if line.startswith("@@"):
+            start = int(line.split()[1].lstrip("-").split(",")[0])
+            skip_to = start - 1 if ",0 " not in line.split("+")[0] else start
+            out += old[at:skip_to]
+            at = skip_to
+        elif line.startswith(("-", " ")):
+            assert old[at] == line[1:], (old[at], line)
+            out += [old[at]] if line.startswith(" ") else []
+            at += 1
+        else:
+            out.append(line[1:])
+    return out + old[at:]
+
+
+def test_the_diff_takes_the_old_render_to_the_new_and_marks_what_changed() -> None:
+    rng = random.Random(7)
+    for _ in range(300):
+        old = [f"{rng.choice('abcd')}\n" for _ in range(rng.randint(0, 30))]
+        new = [line if rng.random() < 0.8 else f"{rng.choice('abce')}\n" for line in old]
+        new[rng.randint(0, len(new)) : rng.randint(0, len(new))] = ["x\n"] * rng.randint(0, 3)
+        diff = unified_diff(old, new, "a", "b")
+        assert patched(old, diff) == new and (diff == []) == (old == new)
+        plain = list(difflib.unified_diff(old, new, "a", "b", n=3))
+        assert len(diff) <= len(plain) + 6  # as short as difflib's, give or take its choice among equals
+
+
+def test_one_changed_line_in_a_huge_render_is_found_at_once() -> None:
+    old = [f"  line{i}: {i}\n" for i in range(200_000)]
+    new = [*old[:150_000], "  line150000: changed\n", *old[150_001:]]
+    started = time.perf_counter()
+    lines = unified_diff(old, new, "a", "b")
+    assert time.perf_counter() - started < 2
+    assert lines[2] == "@@ -149998,7 +149998,7 @@\n" and "-  line150000: 150000\n" in lines
