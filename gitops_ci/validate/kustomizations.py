@@ -22,7 +22,8 @@ from gitops_ci.validate.findings import (
     Severity,
 )
 from gitops_ci.validate.objects import ManifestFiles
-from gitops_ci.validate.repo import Kustomization, Reference, RepoLayout
+from gitops_ci.validate.references import Reference
+from gitops_ci.validate.repo import Kustomization, RepoLayout
 
 _INCLUDE_PREFIXES = ("resources[", "bases[", "components[")
 _DATA_FIELDS = ("configMapGenerator", "secretGenerator", "helmCharts", "helmGlobals")  # read as bytes

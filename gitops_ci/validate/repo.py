@@ -10,36 +10,18 @@ from __future__ import annotations
 
 import os
 import posixpath
-import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from gitops_ci.images.editor import KUSTOMIZATION_NAMES
 from gitops_ci.manifest_repo import paths as repo_paths
 from gitops_ci.validate import yaml_files as validate_yaml
+from gitops_ci.validate.references import Reference, references_of
 
-RefKind = Literal["kustomization", "dir", "file", "missing", "remote", "outside"]
 _SKIP_DIRS = {".git", "node_modules"}
-_SCP_LIKE = re.compile(r"[^/@:]+@[^/:]+:")
-_REMOTE_PREFIXES = ("git@", "git::", "github.com/", "gitlab.com/", "bitbucket.org/", "ssh:", "oci:", "http:")
-# Fields that name other kustomizations (or files) to include, and fields that name files kustomize reads.
-_INCLUDE_FIELDS = ("resources", "bases", "components")
-_FILE_LIST_FIELDS = ("patchesStrategicMerge", "crds", "configurations")
-_PLUGIN_FIELDS = ("transformers", "generators", "validators")  # files, or kustomizations built for plugins
-_GENERATOR_FIELDS = ("configMapGenerator", "secretGenerator")
-_PATH_LIST_FIELDS = ("patches", "patchesJson6902", "replacements")
-
-
-@dataclass(frozen=True)
-class Reference:
-    field: str  # where the kustomization names it: `resources[2]`
-    value: str  # as written
-    target: str  # repo-relative path it resolves to ("" for remote)
-    kind: RefKind
-    includes: bool  # names a kustomization to build as part of this one (resources, components, plugins)
 
 
 @dataclass
@@ -197,7 +179,7 @@ def layout_of(
         if known is not None and known.file == file and unchanged(file):
             k = Kustomization(directory, file, known.text, known.data, known.error)
             if k.data is not None:
-                k.references = list(_references(layout, directory, k.data))
+                k.references = list(references_of(layout, directory, k.data))
         else:
             k = _read(layout, directory, file, read)
         layout.kustomizations[directory] = k
@@ -229,96 +211,8 @@ def _read(layout: RepoLayout, directory: str, file: str, read: Callable[[str], s
     if not isinstance(data, dict):
         return Kustomization(directory, file, text, None, "the top level is not a mapping")
     k = Kustomization(directory, file, text, data)
-    k.references = list(_references(layout, directory, data))
+    k.references = list(references_of(layout, directory, data))
     return k
-
-
-def _references(layout: RepoLayout, directory: str, data: dict[str, Any]) -> Iterator[Reference]:
-    for name in _INCLUDE_FIELDS:
-        for i, value in _strings(data.get(name)):
-            yield _resolve(layout, directory, f"{name}[{i}]", value, includes=True)
-    for name in (*_FILE_LIST_FIELDS, *_PLUGIN_FIELDS):
-        for i, value in _strings(data.get(name)):
-            if "\n" not in value:  # not an inline patch or plugin config
-                yield _resolve(layout, directory, f"{name}[{i}]", value, includes=name in _PLUGIN_FIELDS)
-            elif name in _PLUGIN_FIELDS:  # an inline builtin generator reads files like configMapGenerator
-                yield from _inline_plugin_files(layout, directory, f"{name}[{i}]", value)
-    for name in _PATH_LIST_FIELDS:
-        for i, item in _items(data.get(name)):
-            if isinstance(item.get("path"), str):
-                yield _resolve(layout, directory, f"{name}[{i}].path", item["path"], includes=False)
-    for name in _GENERATOR_FIELDS:
-        for i, item in _items(data.get(name)):
-            yield from _generator_files(layout, directory, f"{name}[{i}]", item)
-    for i, item in _items(data.get("helmCharts")):
-        if isinstance(item.get("valuesFile"), str):
-            yield _resolve(layout, directory, f"helmCharts[{i}].valuesFile", item["valuesFile"], False)
-    openapi = data.get("openapi")
-    if isinstance(openapi, dict) and isinstance(openapi.get("path"), str):
-        yield _resolve(layout, directory, "openapi.path", openapi["path"], includes=False)
-    globals_ = data.get("helmGlobals")
-    if isinstance(globals_, dict) and isinstance(globals_.get("chartHome"), str):
-        yield _resolve(layout, directory, "helmGlobals.chartHome", globals_["chartHome"], includes=False)
-
-
-def _generator_files(
-    layout: RepoLayout, directory: str, where: str, item: dict[str, Any]
-) -> Iterator[Reference]:
-    for key in ("files", "envs"):
-        for j, value in _strings(item.get(key)):
-            yield _resolve(layout, directory, f"{where}.{key}[{j}]", value.split("=")[-1], False)
-    if isinstance(item.get("env"), str):
-        yield _resolve(layout, directory, f"{where}.env", item["env"], includes=False)
-
-
-def _inline_plugin_files(layout: RepoLayout, directory: str, where: str, text: str) -> Iterator[Reference]:
-    try:
-        documents = validate_yaml.load_all(text)
-    except validate_yaml.YAMLError:
-        return  # kustomize refuses it as well
-    for document in documents:
-        if isinstance(document, dict):
-            yield from _generator_files(layout, directory, where, document)
-
-
-def _resolve(layout: RepoLayout, directory: str, where: str, value: str, includes: bool) -> Reference:
-    if _is_remote(value):
-        return Reference(where, value, "", "remote", includes)
-    lexical = posixpath.normpath(f"{directory}/{value}")
-    joined = layout.resolve(f"{directory}/{value}") if not value.startswith("/") else None
-    if joined is None or joined == ".." or joined.startswith("../") or ".git" in joined.split("/"):
-        return Reference(where, value, lexical, "outside", includes)  # .git: the clone's config, not content
-    kind: RefKind
-    if joined in layout.dirs or (joined not in layout.files and (layout.root / joined).is_dir()):
-        has_kustomization = any(
-            f"{joined}/{n}".removeprefix("./") in layout.files for n in KUSTOMIZATION_NAMES
-        )
-        kind = "kustomization" if has_kustomization and includes else "dir"
-    elif joined in layout.files or (layout.root / joined).is_file():
-        kind = "file"
-    else:
-        kind = "missing"
-    return Reference(where, value, joined, kind, includes)
-
-
-def _is_remote(value: str) -> bool:
-    return (
-        "://" in value
-        or value.startswith(_REMOTE_PREFIXES)
-        or "?ref=" in value
-        or "//" in value
-        or _SCP_LIKE.match(value) is not None  # user@host:path, which kustomize fetches with git over ssh
-    )
-
-
-def _strings(value: Any) -> Iterator[tuple[int, str]]:
-    if isinstance(value, list):
-        yield from ((i, v) for i, v in enumerate(value) if isinstance(v, str))
-
-
-def _items(value: Any) -> Iterator[tuple[int, dict[str, Any]]]:
-    if isinstance(value, list):
-        yield from ((i, v) for i, v in enumerate(value) if isinstance(v, dict))
 
 
 def _join(rel: str, name: str) -> str:
