@@ -13,6 +13,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import YAMLError as RuamelYAMLError
 from ruamel.yaml.nodes import Node, ScalarNode
 from ruamel.yaml.resolver import VersionedResolver
 
@@ -133,4 +134,5 @@ def describe_yaml_error(err: MarkedYAMLError, source: str) -> str:
     return f"{source}:{mark.line + 1}:{mark.column + 1}: {problem}"
 
 
+AnyYAMLError = RuamelYAMLError  # ruamel's base: MarkedYAMLError, and ReaderError for a control character
 YAMLError = MarkedYAMLError

@@ -51,16 +51,14 @@ class Conventions:
         if len(set(names)) != len(names):
             raise ConfigurationError("a --cluster name is given twice; name each cluster once")
         for cluster in self.clusters:
-            url = urlsplit(cluster.server)
-            if (
-                url.scheme != "https"
-                or not url.hostname
-                or any(c.isspace() or not c.isprintable() for c in cluster.server)
-            ):
+            if cluster.name == "default":  # Argo CD's own AppProject, which every root Application uses
                 raise ConfigurationError(
-                    f"--cluster {cluster.name}={cluster.server[:100]!r}: the API server must be an https:// "
-                    "URL (no spaces or control characters)"
+                    "--cluster default: Argo CD's default project has that name; pick another"
                 )
+            problem = _server_problem(cluster.server)
+            if problem is not None:
+                shown = cluster.server.rpartition("@")[2][:100]  # never its credentials
+                raise ConfigurationError(f"--cluster {cluster.name}={shown!r}: the API server {problem}")
         for env in self.environments:
             check_label(env.name, "--env name")
             if env.cluster not in names:
@@ -100,9 +98,27 @@ class Conventions:
         return render(self.app_name_template, "app_name_template", app=app, env=env)
 
 
+def _server_problem(server: str) -> str | None:
+    """What is wrong with an API server URL that goes into every Application and AppProject of its cluster."""
+    if any(c.isspace() or not c.isprintable() for c in server):
+        return "must be an https:// URL (no spaces or control characters)"
+    try:
+        url = urlsplit(server)
+        url.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        return "is not a URL"
+    if url.scheme != "https" or not url.hostname:
+        return "must be an https:// URL (no spaces or control characters)"
+    if url.username is not None or url.query or url.fragment:
+        return "must not carry credentials, a query or a fragment: it is written into the repo"
+    if any(c in "*?[]{}!" for c in server.replace(f"[{url.hostname}]", "")):
+        return "must not contain glob characters: Argo CD matches an AppProject's destinations as globs"
+    return None
+
+
 def check_label(value: str, option: str) -> str:
     """A DNS-1123 label: what Kubernetes, Argo CD and the GitLab agent accept as a name."""
-    valid = 0 < len(value) <= DNS_LABEL_MAX and value[0].isalnum() and value[-1].isalnum()
+    valid = 0 < len(value) <= DNS_LABEL_MAX and value.isascii() and value[0].isalnum() and value[-1].isalnum()
     if not valid or any(not (c.islower() or c.isdigit() or c == "-") for c in value):
         raise ConfigurationError(
             f"{option} {value[:70]!r} is not a DNS-1123 label: lowercase letters, digits and '-', starting "
@@ -150,7 +166,14 @@ def parse_conventions(text: str) -> Conventions:
             agent=str(agent["name"]) if agent.get("name") else None,
             ci_access_groups=tuple(str(g) for g in agent.get("ci_access_groups") or ()),
         )
-    except (KeyError, TypeError, AttributeError, ValueError, ConfigurationError, yamlconf.YAMLError) as err:
+    except (
+        KeyError,
+        TypeError,
+        AttributeError,
+        ValueError,
+        ConfigurationError,
+        yamlconf.AnyYAMLError,
+    ) as err:
         said = " ".join(str(err).split())[:300]
         raise KustomizationError(
             f"{SETTINGS_FILE}: not gitops-ci settings ({said}); fix it or run init again"

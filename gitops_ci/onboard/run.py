@@ -162,6 +162,9 @@ def _check_names(repo: ManifestRepo, conventions: Conventions, settings: NewAppS
             f"({', '.join(sorted(names.values()))}); put {{env}} in it"
         )
     for env, name in names.items():
+        if name in {f"{c.name}-root" for c in conventions.clusters}:  # it would replace the root's spec
+            raise ConfigurationError(f"{name} names a cluster's root Application; pick another --app")
+        check_label(name, "the Application name (app_name_template)")
         own = conventions.cluster_of(env)
         for cluster in conventions.clusters:
             if cluster != own and repo.read(f"{manifests.apps_dir(cluster)}/{name}.yaml") is not None:

@@ -191,6 +191,7 @@ def test_deploy_and_promote_take_their_defaults_from_gitops_ci_yaml(
         (("--app", "Web_1", "--env", "dev"), "is not a DNS-1123 label"),
         (("--app", "web", "--env", "qa"), "--env qa is not an environment of this repo"),
         (("--app", "web", "--env", "dev", "--image", "registry.example.com/shop/web"), "no tag"),
+        (("--app", "cluster-root", "--env", "dev"), "dev-cluster-root names a cluster's root Application"),
     ],
 )
 def test_refusals_write_nothing(run: Run, empty: Path, args: tuple[str, ...], fragment: str) -> None:

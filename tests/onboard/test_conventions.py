@@ -36,6 +36,13 @@ def conventions(server: str = "https://dev.k8s.example.com", groups: tuple[str, 
         ("https://dev.k8s.example.com", ("platform\nid: evil",), "not a GitLab group path"),
         ("https://dev.k8s.example.com", ("../other",), "not a GitLab group path"),
         ("https://dev.k8s.example.com", ("platform/ teams",), "not a GitLab group path"),
+        ("https://*", (), "glob characters"),  # Argo CD matches destinations as globs: every cluster
+        ("https://k8s-?.example.com", (), "a query"),  # `?` ends the host: a query, refused as well
+        ("https://k8s-{a,b}.example.com", (), "glob characters"),
+        ("https://admin:s3cr3t@dev.k8s.example.com", (), "credentials"),
+        ("https://dev.k8s.example.com/?token=abc", (), "credentials, a query"),
+        ("https://[x", (), "is not a URL"),
+        ("https://dev.k8s.example.com:port", (), "is not a URL"),
     ],
 )
 def test_init_refuses_values_that_would_bend_the_yaml_it_writes(
@@ -43,7 +50,19 @@ def test_init_refuses_values_that_would_bend_the_yaml_it_writes(
 ) -> None:
     with pytest.raises(ConfigurationError, match=fragment) as refused:
         conventions(server, groups)
-    assert "\n" not in str(refused.value)
+    assert "\n" not in str(refused.value) and "s3cr3t" not in str(refused.value)
+
+
+def test_an_ipv6_api_server_and_names_outside_dns_labels() -> None:
+    assert conventions("https://[fd00::1]:6443").clusters[0].server == "https://[fd00::1]:6443"
+    for name in ("café", "ａｂ", "x²", "default"):
+        with pytest.raises(ConfigurationError, match=r"DNS-1123|default project"):
+            Conventions(
+                repo_url="https://gitlab.example.com/platform/manifests.git",
+                branch="main",
+                clusters=(Cluster(name, "https://dev.k8s.example.com"),),
+                environments=(Environment("dev", name),),
+            )
 
 
 def test_what_init_writes_reads_back_the_same() -> None:
@@ -87,6 +106,7 @@ BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
         BOMB + "repo_url: *i\n",
         "engine: evil\n",
         "- a list\n",
+        "repo_url: \x07\n",  # ruamel's ReaderError, not a MarkedYAMLError
     ],
 )
 def test_a_hostile_settings_file_is_bad_input_in_one_line(text: str) -> None:
