@@ -69,6 +69,8 @@ class Conventions:
             raise ConfigurationError("an --env is given twice; name each environment once")
         if self.agent is not None:
             check_label(self.agent, "--agent")
+        elif self.ci_access_groups:  # the groups go into the agent's configuration: without one, nowhere
+            raise ConfigurationError("--ci-access-group needs --agent: the agent is what grants the access")
         for group in self.ci_access_groups:
             if not _GROUP.fullmatch(group):
                 raise ConfigurationError(

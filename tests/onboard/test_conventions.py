@@ -53,6 +53,17 @@ def test_init_refuses_values_that_would_bend_the_yaml_it_writes(
     assert "\n" not in str(refused.value) and "s3cr3t" not in str(refused.value)
 
 
+def test_ci_access_groups_need_an_agent() -> None:
+    with pytest.raises(ConfigurationError, match="needs --agent"):
+        Conventions(
+            repo_url="https://gitlab.example.com/platform/manifests.git",
+            branch="main",
+            clusters=(Cluster("dev-cluster", "https://dev.k8s.example.com"),),
+            environments=(Environment("dev", "dev-cluster"),),
+            ci_access_groups=("platform",),
+        )
+
+
 def test_an_ipv6_api_server_and_names_outside_dns_labels() -> None:
     assert conventions("https://[fd00::1]:6443").clusters[0].server == "https://[fd00::1]:6443"
     for name in ("café", "ａｂ", "x²", "default"):
