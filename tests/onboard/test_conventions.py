@@ -16,13 +16,19 @@ from gitops_ci.onboard.conventions import (
 )
 
 
-def conventions(server: str = "https://dev.k8s.example.com", groups: tuple[str, ...] = ()) -> Conventions:
+def conventions(
+    server: str = "https://dev.k8s.example.com",
+    groups: tuple[str, ...] = (),
+    *,
+    cluster: str = "dev-cluster",
+    agent: bool = True,
+) -> Conventions:
     return Conventions(
         repo_url="https://gitlab.example.com/platform/manifests.git",
         branch="main",
-        clusters=(Cluster("dev-cluster", server),),
-        environments=(Environment("dev", "dev-cluster"),),
-        agent="ci" if groups else None,
+        clusters=(Cluster(cluster, server),),
+        environments=(Environment("dev", cluster),),
+        agent="ci" if groups and agent else None,
         ci_access_groups=groups,
     )
 
@@ -55,25 +61,14 @@ def test_init_refuses_values_that_would_bend_the_yaml_it_writes(
 
 def test_ci_access_groups_need_an_agent() -> None:
     with pytest.raises(ConfigurationError, match="needs --agent"):
-        Conventions(
-            repo_url="https://gitlab.example.com/platform/manifests.git",
-            branch="main",
-            clusters=(Cluster("dev-cluster", "https://dev.k8s.example.com"),),
-            environments=(Environment("dev", "dev-cluster"),),
-            ci_access_groups=("platform",),
-        )
+        conventions(groups=("platform",), agent=False)
 
 
 def test_an_ipv6_api_server_and_names_outside_dns_labels() -> None:
     assert conventions("https://[fd00::1]:6443").clusters[0].server == "https://[fd00::1]:6443"
     for name in ("café", "ａｂ", "x²", "default"):
         with pytest.raises(ConfigurationError, match=r"DNS-1123|default project"):
-            Conventions(
-                repo_url="https://gitlab.example.com/platform/manifests.git",
-                branch="main",
-                clusters=(Cluster(name, "https://dev.k8s.example.com"),),
-                environments=(Environment("dev", name),),
-            )
+            conventions(cluster=name)
 
 
 def test_what_init_writes_reads_back_the_same() -> None:
