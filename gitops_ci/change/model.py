@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Literal
 from gitops_ci.change.settings import DEFAULT_PATH_TEMPLATE, RepoSettings
 from gitops_ci.manifest_repo.port import ManifestRepo
 
-if TYPE_CHECKING:  # types only: the YAML editor is imported while the clone runs (runner.run_change)
+if TYPE_CHECKING:  # types only: the YAML editor is imported while the repo opens (runner.run_change)
     from gitops_ci.images.files import OverlayEdit
     from gitops_ci.images.reference import ImageUpdate
 

@@ -30,6 +30,7 @@ from gitops_ci.change.model import (
 )
 from gitops_ci.change.settings import RepoSettings
 from gitops_ci.errors import ConfigurationError, GitopsCiError, OperationalError
+from gitops_ci.manifest_repo import meanwhile
 from gitops_ci.manifest_repo.port import ManifestRepo
 from gitops_ci.retry import SYSTEM_CLOCK, Clock, sleep_before_retry
 
@@ -54,13 +55,14 @@ def run_change(change: Change, follow: FollowUp | None = None, clock: Clock = SY
     from gitops_ci.manifest_repo.open import open_repo
 
     settings = change.settings
+    names = follow.settings.app_name_template if follow is not None else None
+    wants_names = follow is not None and names is None
+    read = change.reads_defaults or wants_names
+    meanwhile.import_later(*(steps.DEFAULTS_IMPORTS if read else ()), *steps.PLAN_IMPORTS)
     with (
         workspace(settings.workdir) as directory,
         open_repo(settings, change.sparse_paths, directory, clock) as repo,
     ):
-        names = follow.settings.app_name_template if follow is not None else None
-        wants_names = follow is not None and names is None
-        read = change.reads_defaults or wants_names
         defaults = settings.retried(lambda: steps.repo_defaults(repo, read), "reading gitops-ci.yaml", clock)
         # What the change and its follow-ups use, options first: the report and the dotenv say the same.
         defaults = replace(

@@ -17,6 +17,10 @@ from gitops_ci.errors import KustomizationError, PushRejectedError, RetryableErr
 from gitops_ci.manifest_repo.port import ManifestRepo
 from gitops_ci.naming import SETTINGS_FILE
 
+# What reading gitops-ci.yaml and planning import: the runner has them imported while the repo opens.
+DEFAULTS_IMPORTS = ("gitops_ci.onboard.conventions",)
+PLAN_IMPORTS = ("gitops_ci.images.files", "gitops_ci.images.kustomize_verify")
+
 
 def repo_defaults(repo: ManifestRepo, read: bool = True) -> RepoDefaults:
     """The defaults the repo's gitops-ci.yaml records (written by `init`), else the built-in ones."""

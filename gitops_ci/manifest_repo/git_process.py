@@ -10,6 +10,8 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from gitops_ci.manifest_repo import meanwhile
+
 
 class GitFailure(Exception):
     """git exited non-zero (or was killed at its timeout); `stderr` and `stdout` as text."""
@@ -37,6 +39,11 @@ def run_git(
         stderr=subprocess.PIPE,
         start_new_session=True,  # its own process group: a timeout kills git's helpers too
     )
+    try:
+        meanwhile.while_waiting()
+    except BaseException:
+        _kill(process)
+        raise
     try:
         out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

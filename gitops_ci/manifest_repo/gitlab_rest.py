@@ -23,6 +23,7 @@ from urllib.parse import SplitResult, quote, unquote, urlencode, urlsplit
 from gitops_ci import logs
 from gitops_ci.deadline import AnswerTooSlow, answer_within
 from gitops_ci.errors import AuthError, ConfigurationError, OperationalError, RetryableError
+from gitops_ci.manifest_repo import meanwhile
 from gitops_ci.manifest_repo.gitlab_connection import GitLabConnection
 
 log = logs.get_logger(__name__)
@@ -101,6 +102,7 @@ class GitLabRest:
                 with answer_within(self.connection.timeout):
                     connection = self._connection()
                     connection.request(method, target, body, headers)
+                    meanwhile.while_waiting()
                     response = connection.getresponse()
                     data = response.read(MAX_ANSWER_BYTES + 1)
             except (AnswerTooSlow, OSError, http.client.HTTPException) as err:
