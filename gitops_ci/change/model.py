@@ -57,6 +57,8 @@ class EnvironmentChange:
 
 @dataclass(frozen=True, kw_only=True)
 class MergeRequestResult:
+    """What happened to one environment's merge request."""
+
     app: str
     environment: str
     source_branch: str
@@ -71,6 +73,8 @@ class MergeRequestResult:
 
 @dataclass(frozen=True, kw_only=True)
 class DeployResult:
+    """What a change did: pushed (the commit), up to date, a dry run, or merge requests."""
+
     status: ChangeStatus
     repo_url: str
     branch: str

@@ -194,6 +194,8 @@ def _until_landed(
 
 @dataclass(frozen=True, kw_only=True)
 class FilesResult:
+    """What writing files (onboarding) did: the files written in one commit, or why none."""
+
     status: ChangeStatus
     repo_url: str
     branch: str

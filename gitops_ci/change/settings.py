@@ -36,6 +36,8 @@ _TRAILER_SOURCES = (
 
 @dataclass(frozen=True, kw_only=True)
 class MergeRequestOptions:
+    """How merge-request mode names, labels and merges the merge request of each environment."""
+
     branch_template: str = DEFAULT_MR_BRANCH
     title_template: str = DEFAULT_MR_TITLE
     labels: tuple[str, ...] = ()
@@ -101,6 +103,8 @@ class RepoSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class DeploySettings:
+    """A deploy: the app, its environments and images, on the manifest repo of `repo`."""
+
     repo: RepoSettings
     app: str
     environments: tuple[str, ...]

@@ -86,6 +86,8 @@ PushStatus = Literal["landed", "lost-race", "failed"]
 
 @dataclass(frozen=True, kw_only=True)
 class PushOutcome:
+    """A push: landed (the SHA), lost a race with another push, or failed (maybe landed)."""
+
     status: PushStatus
     reason: str = ""
     commit: str | None = None  # the SHA that landed

@@ -42,6 +42,8 @@ class EntryChange:
 
 @dataclass(frozen=True)
 class EditResult:
+    """The edited text and what changed in it (no change: the text as it was)."""
+
     text: str
     changes: tuple[EntryChange, ...]
 

@@ -14,6 +14,8 @@ from gitops_ci.images.reference import MANAGED_FIELDS
 
 @dataclass
 class Entry:
+    """One item of `images:`: its mapping node, position and fields."""
+
     node: MappingNode
     index: int
     fields: dict[str, tuple[ScalarNode, Node]] = field(default_factory=dict)
@@ -28,6 +30,8 @@ class Entry:
 
 @dataclass
 class Document:
+    """A parsed kustomization: its root mapping and its `images:` list, if any."""
+
     text: str
     source: str
     root: MappingNode | None

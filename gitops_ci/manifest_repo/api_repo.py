@@ -39,12 +39,16 @@ Failure = Literal["none", "branch-race", "file-changed", "unknown"]
 
 @dataclass(frozen=True)
 class _Read:
+    """A file as read from the branch, and the last commit that changed it."""
+
     text: str
     last_commit_id: str
 
 
 @dataclass(frozen=True)
 class _Pending:
+    """A commit to make when published: GitLab makes it."""
+
     files: Mapping[str, str]
     message: str
     author: Identity

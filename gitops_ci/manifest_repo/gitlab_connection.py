@@ -15,6 +15,8 @@ SCOPES_HINT = "a project or group access token with the api and write_repository
 
 @dataclass(frozen=True)
 class GitLabConnection:
+    """GitLab's URL, the project, the token (never in repr) and the bounds of each exchange."""
+
     url: str
     project_path: str
     token: str = field(repr=False)

@@ -36,6 +36,8 @@ API_SCOPE_HINT = (
 
 @dataclass(frozen=True)
 class Answer:
+    """A status, the JSON body and the headers (title-cased) of one answer."""
+
     status: int
     body: Any
     headers: dict[str, str]

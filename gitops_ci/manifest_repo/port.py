@@ -16,6 +16,8 @@ from gitops_ci.errors import KustomizationError
 
 @dataclass(frozen=True)
 class Identity:
+    """A git author or committer."""
+
     name: str
     email: str
 
