@@ -77,7 +77,7 @@ def init(settings: InitSettings, clock: Clock = SYSTEM_CLOCK) -> OnboardResult:
         existing = repo.read(SETTINGS_FILE)
         conventions = settings.conventions(repo.branch)
         if existing is not None:
-            _check_compatible(parse_conventions(existing), conventions)
+            _check_compatible(parse_conventions(existing), conventions, settings)
         files = {SETTINGS_FILE: render_conventions(conventions), **manifests.agent_config(conventions)}
         for cluster in conventions.clusters:
             make = (
@@ -171,7 +171,22 @@ def _check_names(repo: ManifestRepo, conventions: Conventions, settings: NewAppS
                 raise ConfigurationError(f"{name} already names an Application of cluster {cluster.name}")
 
 
-def _check_compatible(existing: Conventions, wanted: Conventions) -> None:
+def _check_compatible(existing: Conventions, wanted: Conventions, settings: InitSettings) -> None:
+    """init never changes an existing gitops-ci.yaml, so what it would add must agree with it."""
+    given = {
+        "--engine": (wanted.engine, existing.engine),
+        "--path-template": (settings.repo.path_template, existing.path_template),
+        "--agent": (settings.agent, existing.agent),
+        "--ci-access-group": (settings.ci_access_groups or None, existing.ci_access_groups or None),
+    }
+    for option, (value, recorded) in given.items():
+        if value is not None and value != recorded:
+            shown = ", ".join(value) if isinstance(value, tuple) else value
+            was = ", ".join(recorded) if isinstance(recorded, tuple) else recorded
+            raise ConfigurationError(
+                f"{option} {shown} disagrees with {SETTINGS_FILE}, which says {was or 'none'}; init never "
+                f"changes an existing {SETTINGS_FILE}: give what it says, or change it first"
+            )
     for env in wanted.environments:
         if env not in existing.environments:
             raise ConfigurationError(

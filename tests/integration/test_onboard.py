@@ -203,6 +203,25 @@ def test_refusals_write_nothing(run: Run, empty: Path, args: tuple[str, ...], fr
     assert rev_parse(empty, "main") == head
 
 
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("--engine", "flux"), "--engine flux disagrees with gitops-ci.yaml, which says argocd"),
+        (("--path-template", "apps/{app}/{env}"), "which says kustomize/{app}/overlays/{env}"),
+        (("--agent", "other"), "--agent other disagrees with gitops-ci.yaml, which says ci"),
+        (("--agent", "ci", "--ci-access-group", "ops"), "--ci-access-group ops disagrees"),
+    ],
+)
+def test_init_again_must_agree_with_gitops_ci_yaml(
+    run: Run, empty: Path, args: tuple[str, ...], fragment: str
+) -> None:
+    assert run("init", *CLUSTERS, *ENVS, "--agent", "ci", "--ci-access-group", "platform").code == 0
+    head = rev_parse(empty, "main")
+    result = run("init", *CLUSTERS, *ENVS, *args)
+    assert result.code == 2 and fragment in result.err, result.err
+    assert rev_parse(empty, "main") == head
+
+
 def test_an_existing_app_needs_update_to_gain_environments(run: Run, empty: Path) -> None:
     assert run("init", *CLUSTERS, *ENVS).code == 0
     assert run("new-app", "--app", "web", "--env", "dev", "--image", IMAGE).code == 0
