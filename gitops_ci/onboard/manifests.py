@@ -86,6 +86,13 @@ def flux_cluster_files(c: Conventions, cluster: Cluster) -> dict[str, str]:
     }
 
 
+def reserved_names(c: Conventions) -> set[str]:
+    """Names a child may not take: a root's (the child's spec would replace it) and the AppProject's file."""
+    if c.engine == "flux":
+        return {"apps"}  # the root Kustomization, in the children's namespace
+    return {f"{cluster.name}-root" for cluster in c.clusters} | {"project"}  # apps/project.yaml
+
+
 def agent_config(c: Conventions) -> dict[str, str]:
     if not c.agent:
         return {}

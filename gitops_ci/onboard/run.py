@@ -162,8 +162,8 @@ def _check_names(repo: ManifestRepo, conventions: Conventions, settings: NewAppS
             f"({', '.join(sorted(names.values()))}); put {{env}} in it"
         )
     for env, name in names.items():
-        if name in {f"{c.name}-root" for c in conventions.clusters}:  # it would replace the root's spec
-            raise ConfigurationError(f"{name} names a cluster's root Application; pick another --app")
+        if name in manifests.reserved_names(conventions):
+            raise ConfigurationError(f"{name} names a cluster's root or project; pick another --app")
         check_label(name, "the Application name (app_name_template)")
         own = conventions.cluster_of(env)
         for cluster in conventions.clusters:

@@ -191,7 +191,7 @@ def test_deploy_and_promote_take_their_defaults_from_gitops_ci_yaml(
         (("--app", "Web_1", "--env", "dev"), "is not a DNS-1123 label"),
         (("--app", "web", "--env", "qa"), "--env qa is not an environment of this repo"),
         (("--app", "web", "--env", "dev", "--image", "registry.example.com/shop/web"), "no tag"),
-        (("--app", "cluster-root", "--env", "dev"), "dev-cluster-root names a cluster's root Application"),
+        (("--app", "cluster-root", "--env", "dev"), "dev-cluster-root names a cluster's root or project"),
     ],
 )
 def test_refusals_write_nothing(run: Run, empty: Path, args: tuple[str, ...], fragment: str) -> None:
@@ -244,6 +244,22 @@ def test_an_application_name_shared_by_two_clusters_is_refused(run: Run, empty: 
     commit_files(empty, "main", {"gitops-ci.yaml": settings}, "one name for every environment")
     result = run("new-app", "--app", "web", "--env", "dev", "--env", "prod", "--image", IMAGE)
     assert result.code == 2 and "gives two environments the same name" in result.err, result.err
+
+
+@pytest.mark.parametrize(("engine", "app"), [("argocd", "project"), ("flux", "apps")])
+def test_a_child_may_not_take_the_name_of_a_root_or_project(
+    run: Run, empty: Path, engine: str, app: str
+) -> None:
+    """With app_name_template {app}, `project` would be the AppProject's file and `apps` Flux's root."""
+    assert run("init", *CLUSTERS, *ENVS, "--engine", engine).code == 0
+    settings = read_blob(empty, "main", "gitops-ci.yaml").replace(
+        'app_name_template: "{env}-{app}"', 'app_name_template: "{app}"'
+    )
+    commit_files(empty, "main", {"gitops-ci.yaml": settings}, "Application names without the environment")
+    head = rev_parse(empty, "main")
+    result = run("new-app", "--app", app, "--env", "dev", "--image", f"registry.example.com/shop/{app}:1.0")
+    assert result.code == 2 and f"{app} names a cluster's root or project" in result.err, result.err
+    assert rev_parse(empty, "main") == head
 
 
 def test_flux_layout_follows_its_schemas(run: Run, empty: Path, tmp_path: Path) -> None:
