@@ -12,7 +12,7 @@ from gitops_ci.change.settings import (
     DeploySettings,
     commit_message,
     image_updates,
-    overlay_path,
+    overlay_paths,
 )
 from gitops_ci.retry import SYSTEM_CLOCK, Clock
 
@@ -39,7 +39,7 @@ def deploy_change(settings: DeploySettings) -> Change:
     images = [u.reference() for u in updates]
 
     def targets(template: str) -> list[Target]:
-        paths = {env: overlay_path(template, settings.app, env) for env in settings.environments}
+        paths = overlay_paths(template, settings.app, settings.environments)
         return [Target(app=settings.app, environment=e, path=p, updates=updates) for e, p in paths.items()]
 
     def message(changes: Sequence[EnvironmentChange]) -> str:

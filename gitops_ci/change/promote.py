@@ -17,6 +17,7 @@ from gitops_ci.change.settings import (
     RepoSettings,
     commit_message,
     overlay_path,
+    overlay_paths,
     plain_repo_path,
 )
 from gitops_ci.errors import ConfigurationError, ImageArgumentError, KustomizationError
@@ -167,8 +168,8 @@ def _check_entry(entry: dict[str, str], path: str) -> None:
 def _targets(
     repo: ManifestRepo, settings: PromoteSettings, app: str, template: str, environment: str
 ) -> list[Target]:
-    source = overlay_path(template, app, environment)
-    target_paths = {env: overlay_path(template, app, env) for env in settings.targets}
+    paths = overlay_paths(template, app, [environment, *settings.targets])
+    source, target_paths = paths.pop(environment), paths
     if not settings.all_apps:
         repo.include([source, *target_paths.values()])
     if settings.all_apps and not all(repo.listing(p) for p in (source, *target_paths.values())):

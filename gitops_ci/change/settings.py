@@ -163,6 +163,21 @@ def overlay_path(template: str, app: str, env: str) -> str:
     return plain_repo_path(render(template, "--path-template", app=app, env=env))
 
 
+def overlay_paths(template: str, app: str, environments: Sequence[str]) -> dict[str, str]:
+    """Each environment's overlay; two environments sharing one would make a deploy of one change both."""
+    paths: dict[str, str] = {}
+    for env in environments:
+        path = overlay_path(template, app, env)
+        shared = next((other for other, taken in paths.items() if taken == path and other != env), None)
+        if shared is not None:
+            raise ConfigurationError(
+                f"the path template {template[:120]!r} gives environments {shared} and {env} one overlay "
+                f"({path}); put {{env}} in --path-template or in gitops-ci.yaml's path_template"
+            )
+        paths[env] = path
+    return paths
+
+
 def plain_repo_path(raw: str) -> str:
     """A directory inside the repo named by --path-template (or gitops-ci.yaml's path_template): refuses
     anything that would leave the repo, and any directory name that is not plain (it reaches git's

@@ -79,6 +79,11 @@ class Conventions:
                 )
         render(self.app_name_template, "app_name_template", app="app", env="env")
         overlay_path(self.path_template, "app", "env")
+        if "{app}" not in self.path_template or "{env}" not in self.path_template:
+            raise ConfigurationError(
+                f"path_template {self.path_template[:120]!r} needs {{app}} and {{env}}: one overlay per app "
+                "and environment (e.g. kustomize/{app}/overlays/{env})"
+            )
         if self.engine not in ("argocd", "flux"):
             raise ConfigurationError(f"engine {self.engine[:40]!r} is not argocd or flux")
         # Written into every Application and printed in the one command a person runs by hand: the repo's

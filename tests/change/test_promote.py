@@ -9,7 +9,7 @@ from gitops_ci.change.model import RepoDefaults
 from gitops_ci.change.promote import PromoteSettings, promote_change
 from gitops_ci.change.runner import land
 from gitops_ci.change.settings import RepoSettings
-from gitops_ci.errors import KustomizationError
+from gitops_ci.errors import ConfigurationError, KustomizationError
 from gitops_ci.manifest_repo.memory import InMemoryManifestRepo
 from manifests import manifest_files, overlay
 
@@ -53,3 +53,10 @@ def test_a_source_entry_that_is_not_an_image_is_refused() -> None:
     settings = PromoteSettings(repo=REPO, app="web", source="staging", targets=("prod",))
     with pytest.raises(KustomizationError, match="fix the source overlay first"):
         promote_change(settings).planner(repo, RepoDefaults())
+
+
+def test_a_path_template_that_gives_two_environments_one_overlay_is_refused() -> None:
+    repo = InMemoryManifestRepo(manifest_files(["web"]))
+    settings = PromoteSettings(repo=REPO, app="web", source="staging", targets=("prod",))
+    with pytest.raises(ConfigurationError, match="gives environments staging and prod one overlay"):
+        promote_change(settings).planner(repo, RepoDefaults(path_template="kustomize/{app}/overlays/live"))

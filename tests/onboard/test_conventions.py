@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -119,3 +120,15 @@ def test_a_hostile_settings_file_is_bad_input_in_one_line(text: str) -> None:
     with pytest.raises(UsageError, match=r"^gitops-ci\.yaml: ") as refused:
         parse_conventions(text)
     assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("template", ["kustomize/{app}/overlays/live", "kustomize/web/overlays/{env}"])
+def test_a_path_template_needs_app_and_env(template: str) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape("needs {app} and {env}")):
+        Conventions(
+            repo_url="https://gitlab.example.com/platform/manifests.git",
+            branch="main",
+            clusters=(Cluster("dev-cluster", "https://dev.k8s.example.com"),),
+            environments=(Environment("dev", "dev-cluster"),),
+            path_template=template,
+        )
