@@ -59,8 +59,14 @@ class Conventions:
             if problem is not None:
                 shown = cluster.server.rpartition("@")[2][:100]  # never its credentials
                 raise ConfigurationError(f"--cluster {cluster.name}={shown!r}: the API server {problem}")
+        system = {"default", "flux-system", self.argocd_namespace}
         for env in self.environments:
             check_label(env.name, "--env name")
+            if env.name in system or env.name.startswith("kube-"):  # the environment's apps go there
+                raise ConfigurationError(
+                    f"--env {env.name}: an environment's name is its namespace, and {env.name} is the "
+                    "cluster's or the GitOps engine's own; pick another"
+                )
             if env.cluster not in names:
                 raise ConfigurationError(
                     f"--env {env.name}={env.cluster}: no --cluster {env.cluster}; define it first"

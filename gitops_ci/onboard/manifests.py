@@ -184,6 +184,16 @@ def _kustomization(**fields: Any) -> dict[str, Any]:
     return {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", **fields}
 
 
+def namespace(c: Conventions, env: str) -> dict[str, str]:
+    """Flux creates no namespace (Argo CD does, CreateNamespace=true): the cluster's root Kustomization
+    applies one per environment, beside the children (a dot in its name: never a child's, a label)."""
+    if c.engine != "flux":
+        return {}
+    document = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": env}}
+    comment = f"The namespace of environment {env}, where its apps' overlays put them."
+    return {f"{apps_dir(c.cluster_of(env))}/{env}.namespace.yaml": to_yaml(document, comment)}
+
+
 def _image(app: str, image: ImageUpdate) -> dict[str, str]:
     return {"name": app, **image.apply({})}
 

@@ -108,6 +108,7 @@ def new_app(settings: NewAppSettings, clock: Clock = SYSTEM_CLOCK) -> OnboardRes
             overlay = render(conventions.path_template, "path_template", app=settings.app, env=env)
             files |= manifests.overlay_file(overlay, base, settings.app, env, image, settings.replicas)
             files |= dict([manifests.child(conventions, settings.app, env, overlay)])
+            files |= manifests.namespace(conventions, env)
         _check_names(repo, conventions, settings)
         missing = {path: text for path, text in files.items() if repo.read(path) is None}
         if missing and repo.listing(base) is not None and not settings.update:

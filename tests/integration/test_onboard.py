@@ -262,7 +262,7 @@ def test_a_child_may_not_take_the_name_of_a_root_or_project(
     assert rev_parse(empty, "main") == head
 
 
-def test_flux_layout_follows_its_schemas(run: Run, empty: Path, tmp_path: Path) -> None:
+def test_flux_layout_follows_its_schemas(run: Run, gitops: CliRunner, empty: Path, tmp_path: Path) -> None:
     result = run(
         "init", *CLUSTERS, *ENVS, "--engine", "flux", "--agent", "ci", "--ci-access-group", "platform"
     )
@@ -274,6 +274,12 @@ def test_flux_layout_follows_its_schemas(run: Run, empty: Path, tmp_path: Path) 
     assert agent["flux"] == {"webhook_receiver_url": "http://webhook-receiver.flux-system.svc.cluster.local"}
     child = YAML(typ="safe").load((checkout / "clusters/dev-cluster/apps/dev-web.yaml").read_text())
     assert child["spec"]["path"] == "./kustomize/web/overlays/dev" and child["spec"]["prune"] is True
+    # Flux creates no namespace: the cluster's root Kustomization applies the environment's, once
+    namespace = YAML(typ="safe").load((checkout / "clusters/dev-cluster/apps/dev.namespace.yaml").read_text())
+    assert namespace == {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dev"}}
+    second = run("new-app", "--app", "api", "--env", "dev", "--image", "registry.example.com/shop/api:1.0")
+    assert second.code == 0 and "clusters/dev-cluster/apps/dev.namespace.yaml" not in second.out, second.err
+    assert gitops("validate", str(files_of(empty, tmp_path))).code == 0
 
 
 def test_onboarding_through_gitlabs_api(gitlab_api: GitLabContractServer, gitops: CliRunner, tmp_path: Path,

@@ -132,3 +132,14 @@ def test_a_path_template_needs_app_and_env(template: str) -> None:
             environments=(Environment("dev", "dev-cluster"),),
             path_template=template,
         )
+
+
+@pytest.mark.parametrize("name", ["default", "kube-system", "kube-public", "flux-system", "argocd"])
+def test_an_environment_may_not_be_a_system_namespace(name: str) -> None:
+    with pytest.raises(ConfigurationError, match=f"--env {name}: an environment's name is its namespace"):
+        Conventions(
+            repo_url="https://gitlab.example.com/platform/manifests.git",
+            branch="main",
+            clusters=(Cluster("dev-cluster", "https://dev.k8s.example.com"),),
+            environments=(Environment(name, "dev-cluster"),),
+        )
