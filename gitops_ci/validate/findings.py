@@ -40,6 +40,7 @@ ARGOCD_NAME_COLLISION = "argocd/app-name-collision"
 MISSING_APPLICATION = "layout/missing-application"
 ORPHAN_APPLICATION = "layout/orphan-application"
 WRONG_PROJECT = "layout/wrong-cluster"
+FOREIGN_OBJECT = "layout/foreign-object"
 
 
 @dataclass(frozen=True)

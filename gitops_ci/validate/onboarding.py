@@ -20,6 +20,7 @@ from gitops_ci.validate.findings import (
     Severity,
 )
 from gitops_ci.validate.objects import ManifestFiles
+from gitops_ci.validate.root_objects import foreign_objects
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,8 @@ def layout_rules(files: ManifestFiles) -> list[Finding]:
     except GitopsCiError as err:
         return [Finding(Severity.ERROR, KUSTOMIZATION_INVALID, SETTINGS_FILE, str(err))]
     children = _children(files, conventions)
-    return _missing(files, conventions, children) + _misplaced(files, conventions, children)
+    found = _missing(files, conventions, children) + _misplaced(files, conventions, children)
+    return found + foreign_objects(files, conventions)
 
 
 def _children(files: ManifestFiles, conventions: Conventions) -> list[_Child]:

@@ -334,6 +334,55 @@ def test_validate_checks_the_layout_init_made(
     ]
 
 
+def foreign(gitops: CliRunner, checkout: Path) -> list[tuple[str, str]]:
+    result = gitops("validate", str(checkout), "--format", "json")
+    assert result.code == 1, result.out
+    found = json.loads(result.out)["findings"]
+    return sorted((f["file"], f["object"]) for f in found if f["rule"] == "layout/foreign-object")
+
+
+def test_what_a_root_applies_is_only_what_init_and_new_app_write(
+    run: Run, gitops: CliRunner, empty: Path, tmp_path: Path
+) -> None:
+    assert run("init", *CLUSTERS, *ENVS).code == 0
+    assert run("new-app", "--app", "web", "--env", "dev", "--image", IMAGE).code == 0
+    checkout = files_of(empty, tmp_path)
+    apps = checkout / "clusters/dev-cluster/apps"
+    (apps / "escalate.yaml").write_text(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: mine\n"
+        "roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\n"
+        "subjects: [{kind: User, name: me}]\n"
+    )
+    project = (apps / "project.yaml").read_text()
+    (apps / "project.yaml").write_text(project.replace("https://dev.k8s.example.com", "'*'"))
+    child = (apps / "dev-web.yaml").read_text()
+    (apps / "dev-web.yaml").write_text(child.replace("group/manifests.git", "evil/other.git"))
+    assert foreign(gitops, checkout) == [
+        ("clusters/dev-cluster/apps/dev-web.yaml", "Application/dev-web"),
+        ("clusters/dev-cluster/apps/escalate.yaml", "ClusterRoleBinding/mine"),
+        ("clusters/dev-cluster/apps/project.yaml", "AppProject/dev-cluster"),
+    ]
+
+
+def test_what_a_flux_root_applies_is_only_what_init_and_new_app_write(
+    run: Run, gitops: CliRunner, empty: Path, tmp_path: Path
+) -> None:
+    assert run("init", *CLUSTERS, *ENVS, "--engine", "flux").code == 0
+    assert run("new-app", "--app", "web", "--env", "dev", "--image", IMAGE).code == 0
+    checkout = files_of(empty, tmp_path)
+    apps = checkout / "clusters/dev-cluster/apps"
+    child = (apps / "dev-web.yaml").read_text()
+    (apps / "dev-web.yaml").write_text(child.replace("name: manifests", "name: elsewhere"))
+    (apps / "source.json").write_text(
+        json.dumps({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+                    "metadata": {"name": "elsewhere"}, "spec": {"url": "https://evil.example.com/x.git"}})
+    )  # fmt: skip
+    assert foreign(gitops, checkout) == [
+        ("clusters/dev-cluster/apps/dev-web.yaml", "Kustomization/dev-web"),
+        ("clusters/dev-cluster/apps/source.json", "GitRepository/elsewhere"),
+    ]
+
+
 def test_new_app_as_a_merge_request(
     git_server: GitHttpServer,
     gitlab_api: GitLabContractServer,

@@ -1,0 +1,81 @@
+"""What may live in clusters/<cluster>/apps/ of a repo laid out by `gitops-ci init`.
+
+Each cluster's root (an Argo CD Application in the default project, a Flux Kustomization) applies that
+directory with the engine's own rights, so a merge request that adds a ClusterRoleBinding there, widens the
+cluster's AppProject or points a child at another repo or cluster would reach the cluster unconfined. Only
+what init and new-app write belongs there, in the shape they write it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from gitops_ci.onboard.conventions import Cluster, Conventions
+from gitops_ci.onboard.manifests import FLUX_NAMESPACE, SOURCE_NAME, apps_dir
+from gitops_ci.validate.findings import FOREIGN_OBJECT, Finding, Severity
+from gitops_ci.validate.objects import ManifestFiles
+
+_ALLOWED = {
+    "argocd": {("argoproj.io", "Application"), ("argoproj.io", "AppProject")},
+    "flux": {("kustomize.toolkit.fluxcd.io", "Kustomization"), ("", "Namespace")},
+}
+_NAMES = {
+    "argocd": "Argo CD Applications and the cluster's AppProject",
+    "flux": "Flux Kustomizations and Namespaces",
+}
+_MANIFESTS = (".yaml", ".yml", ".json")  # what Argo CD's directory source and Flux's generator read
+
+
+def foreign_objects(files: ManifestFiles, conventions: Conventions) -> list[Finding]:
+    out = []
+    for cluster in conventions.clusters:
+        prefix = f"{apps_dir(cluster)}/"
+        for path in sorted(f for f in files.layout.files if f.startswith(prefix) and f.endswith(_MANIFESTS)):
+            for doc in files.documents(path):
+                for problem in _problems(doc, conventions, cluster):
+                    name = str(_mapping(doc.get("metadata")).get("name", ""))
+                    shown = f"{str(doc.get('kind', 'object'))[:60]}/{name[:60]}"
+                    out.append(Finding(Severity.ERROR, FOREIGN_OBJECT, path, problem, object=shown))
+    return out
+
+
+def _problems(doc: dict[str, Any], c: Conventions, cluster: Cluster) -> Iterator[str]:
+    group, kind = str(doc.get("apiVersion", "")).rpartition("/")[0], str(doc.get("kind", ""))
+    spec = _mapping(doc.get("spec"))
+    if (group, kind) not in _ALLOWED[c.engine]:
+        yield (
+            f"the root of {cluster.name} applies {apps_dir(cluster)}/ with {c.engine}'s own rights: only "
+            f"{_NAMES[c.engine]} belong there, not a {kind[:60] or 'kindless object'}"
+        )
+    elif kind == "Application":
+        source = _mapping(spec.get("source"))
+        if "sources" in spec or source.get("repoURL") != c.repo_url:
+            yield f"an Application here must take its one source from {c.repo_url}"
+    elif kind == "AppProject":
+        yield from _project_problems(spec, c, cluster)
+    elif kind == "Kustomization":
+        ref = _mapping(spec.get("sourceRef"))
+        source = (ref.get("kind"), ref.get("name"), ref.get("namespace", FLUX_NAMESPACE))
+        if source != ("GitRepository", SOURCE_NAME, FLUX_NAMESPACE) or "kubeConfig" in spec:
+            yield f"a Kustomization here must reconcile GitRepository {SOURCE_NAME} (this repo), here"
+
+
+def _project_problems(spec: dict[str, Any], c: Conventions, cluster: Cluster) -> Iterator[str]:
+    destinations, whitelist = spec.get("destinations"), spec.get("clusterResourceWhitelist") or []
+    confined = isinstance(destinations, list) and all(
+        _mapping(d).get("server") == cluster.server and "name" not in _mapping(d) for d in destinations
+    )
+    if spec.get("sourceRepos") != [c.repo_url] or not confined:
+        yield (
+            f"the AppProject of {cluster.name} must keep {c.repo_url} as its only source and "
+            f"{cluster.server} as its only destination"
+        )
+    if not isinstance(whitelist, list) or any(
+        _mapping(w) != {"group": "", "kind": "Namespace"} for w in whitelist
+    ):
+        yield "the AppProject may allow only Namespace among cluster-scoped kinds"
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
