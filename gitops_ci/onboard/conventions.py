@@ -51,9 +51,10 @@ class Conventions:
         if len(set(names)) != len(names):
             raise ConfigurationError("a --cluster name is given twice; name each cluster once")
         for cluster in self.clusters:
-            if cluster.name == "default":  # Argo CD's own AppProject, which every root Application uses
+            if cluster.name == "default" or cluster.name.endswith("-root"):  # AppProject names init takes
                 raise ConfigurationError(
-                    "--cluster default: Argo CD's default project has that name; pick another"
+                    f"--cluster {cluster.name}: Argo CD's default project and the roots' projects "
+                    "(<cluster>-root) take such names; pick another"
                 )
             problem = _server_problem(cluster.server)
             if problem is not None:

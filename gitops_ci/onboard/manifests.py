@@ -36,7 +36,7 @@ def argocd_cluster_files(c: Conventions, cluster: Cluster) -> dict[str, str]:
             "finalizers": [FINALIZER],
         },
         "spec": {
-            "project": "default",
+            "project": f"{cluster.name}-root",
             "source": {"repoURL": c.repo_url, "targetRevision": c.branch, "path": apps_dir(cluster)},
             "destination": {"server": IN_CLUSTER, "namespace": c.argocd_namespace},
             "syncPolicy": {"automated": {"prune": True, "selfHeal": True}},
@@ -53,10 +53,26 @@ def argocd_cluster_files(c: Conventions, cluster: Cluster) -> dict[str, str]:
             "clusterResourceWhitelist": [{"group": "", "kind": "Namespace"}],
         },
     }
+    # The root's own project: what a merge into apps/ can make it apply is Applications and AppProjects in
+    # Argo CD's namespace, not any object anywhere (Argo CD's default project allows everything).
+    root_project = {
+        "apiVersion": ARGOCD_API,
+        "kind": "AppProject",
+        "metadata": {"name": f"{cluster.name}-root", "namespace": c.argocd_namespace},
+        "spec": {
+            "description": f"The root of {cluster.name}: the Applications in {apps_dir(cluster)}/ only",
+            "sourceRepos": [c.repo_url],
+            "destinations": [{"server": IN_CLUSTER, "namespace": c.argocd_namespace}],
+            "clusterResourceWhitelist": [],
+            "namespaceResourceWhitelist": [
+                {"group": "argoproj.io", "kind": "Application"},
+                {"group": "argoproj.io", "kind": "AppProject"},
+            ],
+        },
+    }
+    comment = _root_comment(cluster, "kubectl apply -n argocd -f")
     return {
-        f"clusters/{cluster.name}/root.yaml": to_yaml(
-            root, _root_comment(cluster, "kubectl apply -n argocd -f")
-        ),
+        f"clusters/{cluster.name}/root.yaml": to_yaml(root_project, comment) + "---\n" + to_yaml(root),
         f"{apps_dir(cluster)}/project.yaml": to_yaml(
             project, "Keeps every app of this cluster on this cluster."
         ),

@@ -73,15 +73,16 @@ def schema_errors(checkout: Path) -> list[str]:
     errors, checked = [], 0
     for path in sorted(checkout.rglob("*.yaml")):
         relative = path.relative_to(checkout).as_posix()
-        data = YAML(typ="safe").load(path.read_text())
-        if relative.startswith(".gitlab/agents/"):
-            schema = schemas["gitlab-agent-config"]
-        elif relative.startswith("clusters/") and data.get("kind") in kinds:
-            schema = schemas[kinds[data["kind"]]]
-        else:
-            continue
-        checked += 1
-        errors += [f"{relative}: {e.message}" for e in jsonschema.Draft7Validator(schema).iter_errors(data)]
+        for data in YAML(typ="safe").load_all(path.read_text()):
+            if relative.startswith(".gitlab/agents/"):
+                schema = schemas["gitlab-agent-config"]
+            elif relative.startswith("clusters/") and data.get("kind") in kinds:
+                schema = schemas[kinds[data["kind"]]]
+            else:
+                continue
+            checked += 1
+            validator = jsonschema.Draft7Validator(schema)
+            errors += [f"{relative}: {e.message}" for e in validator.iter_errors(data)]
     assert checked, "no object was checked"
     return errors
 
@@ -107,6 +108,17 @@ def test_init_lays_out_an_empty_repo_once(run: Run, empty: Path, tmp_path: Path)
     ]
     project = YAML(typ="safe").load((checkout / "clusters/prod-cluster/apps/project.yaml").read_text())
     assert project["spec"]["destinations"] == [{"server": "https://prod.k8s.example.com", "namespace": "*"}]
+    # the root may apply only Applications and AppProjects in Argo CD's namespace, nothing cluster-wide
+    root_project, root = YAML(typ="safe").load_all((checkout / "clusters/prod-cluster/root.yaml").read_text())
+    assert root["spec"]["project"] == root_project["metadata"]["name"] == "prod-cluster-root"
+    assert root_project["spec"]["clusterResourceWhitelist"] == []
+    assert root_project["spec"]["destinations"] == [
+        {"server": "https://kubernetes.default.svc", "namespace": "argocd"}
+    ]
+    assert {k["kind"] for k in root_project["spec"]["namespaceResourceWhitelist"]} == {
+        "Application",
+        "AppProject",
+    }
     assert schema_errors(checkout) == []
     again = run("init", *CLUSTERS, *ENVS, "--agent", "ci", "--ci-access-group", "platform")
     assert (

@@ -67,7 +67,7 @@ def test_ci_access_groups_need_an_agent() -> None:
 
 def test_an_ipv6_api_server_and_names_outside_dns_labels() -> None:
     assert conventions("https://[fd00::1]:6443").clusters[0].server == "https://[fd00::1]:6443"
-    for name in ("café", "ａｂ", "x²", "default"):
+    for name in ("café", "ａｂ", "x²", "default", "prod-root"):
         with pytest.raises(ConfigurationError, match=r"DNS-1123|default project"):
             conventions(cluster=name)
 
