@@ -56,8 +56,8 @@ def _problems(doc: dict[str, Any], c: Conventions, cluster: Cluster) -> Iterator
         yield from _project_problems(spec, c, cluster)
     elif kind == "Kustomization":
         ref = _mapping(spec.get("sourceRef"))
-        source = (ref.get("kind"), ref.get("name"), ref.get("namespace", FLUX_NAMESPACE))
-        if source != ("GitRepository", SOURCE_NAME, FLUX_NAMESPACE) or "kubeConfig" in spec:
+        origin = (ref.get("kind"), ref.get("name"), ref.get("namespace", FLUX_NAMESPACE))
+        if origin != ("GitRepository", SOURCE_NAME, FLUX_NAMESPACE) or "kubeConfig" in spec:
             yield f"a Kustomization here must reconcile GitRepository {SOURCE_NAME} (this repo), here"
 
 
