@@ -26,7 +26,7 @@ from gitops_ci.review.note import OverlayReview, app_and_env, is_review_note, re
 from gitops_ci.validate.build import DEFAULT_TIMEOUT, BuildResult, KustomizeTool, find_tool
 from gitops_ci.validate.findings import unique_sorted
 from gitops_ci.validate.objects import ManifestFiles
-from gitops_ci.validate.repo import RepoLayout, discover, layout_of
+from gitops_ci.validate.repo import RepoLayout, layout_of
 from gitops_ci.validate.run import check_overlay, closure_findings, guarded_builds, timed
 from gitops_ci.validate.schema import SchemaChecker
 
@@ -82,7 +82,7 @@ def review(settings: ReviewSettings) -> ReviewResult:
     base = checkout.merge_base(checkout.commit(settings.base), head)
     changed = checkout.changed_paths(base)
     timings: dict[str, float] = {}
-    reviews, unchanged = _render_changes(checkout, base, changed, settings, timings)
+    reviews, unchanged = _render_changes(checkout, base, head, changed, settings, timings)
     note = _masked(render_note(reviews, unchanged, base=base, head=head, changed_files=len(changed)))
     action, note_id = "printed", None
     if client is not None and settings.mr is not None:
@@ -94,6 +94,7 @@ def review(settings: ReviewSettings) -> ReviewResult:
 def _render_changes(
     checkout: ReviewCheckout,
     base: str,
+    head: str,
     changed: list[str],
     settings: ReviewSettings,
     timings: dict[str, float],
@@ -101,7 +102,13 @@ def _render_changes(
     tool = find_tool(settings.kustomize, settings.build_options, settings.build_timeout)
     with tempfile.TemporaryDirectory(prefix="gitops-ci-review-") as scratch:
         with timed(timings, "discover_s"):
-            after = discover(checkout.root)
+            # The head as committed: a file of the job's checkout that the merge request does not hold (an
+            # earlier job's artifact, a cache) is no reference target, so no build reads it into the note.
+            head_files, head_links = checkout.list_files(head)
+            root = checkout.root
+            after = layout_of(
+                root, head_files, None, lambda p: (root / p).read_bytes().decode(), links=head_links
+            )
             # The base tree differs from the head only in the changed paths: list it, read only those.
             changed_paths = set(changed)
             files, links = checkout.list_files(base)  # a base symlink is followed only inside the repo

@@ -31,6 +31,7 @@ class Tree(Protocol):
     root: Path
     files: set[str]
     dirs: set[str]
+    walked: bool  # files and dirs come from a walk that skipped some directories (look those up on disk)
 
     def resolve(self, path: str) -> str | None: ...
 
@@ -99,12 +100,13 @@ def _resolve(layout: Tree, directory: str, where: str, value: str, includes: boo
     if joined is None or joined == ".." or joined.startswith("../") or ".git" in joined.split("/"):
         return Reference(where, value, lexical, "outside", includes)  # .git: the clone's config, not content
     kind: RefKind
-    if joined in layout.dirs or (joined not in layout.files and (layout.root / joined).is_dir()):
+    on_disk = layout.root / joined if layout.walked else None
+    if joined in layout.dirs or (joined not in layout.files and on_disk is not None and on_disk.is_dir()):
         has_kustomization = any(
             f"{joined}/{n}".removeprefix("./") in layout.files for n in KUSTOMIZATION_NAMES
         )
         kind = "kustomization" if has_kustomization and includes else "dir"
-    elif joined in layout.files or (layout.root / joined).is_file():
+    elif joined in layout.files or (on_disk is not None and on_disk.is_file()):
         kind = "file"
     else:
         kind = "missing"

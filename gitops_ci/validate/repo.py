@@ -49,6 +49,9 @@ class RepoLayout:
     dirs: set[str]
     duplicates: dict[str, list[str]] = field(default_factory=dict)  # dir -> kustomization files (>1)
     links: dict[str, str] = field(default_factory=dict)  # symlink path -> its target, as stored
+    # From a walk that skipped .git and node_modules: a path it skipped is looked up on disk. A tree given by
+    # git (a review) is complete: a file it does not hold is missing, whatever the checkout has besides.
+    walked: bool = False
 
     def resolve(self, path: str) -> str | None:
         """`path` with the repo's symlinks followed; None when it leaves the repo."""
@@ -144,7 +147,11 @@ def discover(root: Path) -> RepoLayout:
             files.add(link)
         elif target in dirs:
             dirs.add(link)
-    return layout_of(root, files, dirs, lambda path: (root / path).read_bytes().decode("utf-8"), links=links)
+
+    def read(path: str) -> str:
+        return (root / path).read_bytes().decode("utf-8")
+
+    return layout_of(root, files, dirs, read, links=links, walked=True)
 
 
 def layout_of(
@@ -156,6 +163,7 @@ def layout_of(
     reuse: RepoLayout | None = None,
     unchanged: Callable[[str], bool] = lambda path: False,
     links: dict[str, str] | None = None,
+    walked: bool = False,
 ) -> RepoLayout:
     """The layout of a tree given as its file list (`dirs` default to the files' parents) and a reader.
 
@@ -172,7 +180,7 @@ def layout_of(
     for candidates in found.values():
         candidates.sort(key=lambda f: KUSTOMIZATION_NAMES.index(f.rpartition("/")[2]))
     duplicates = {d: f for d, f in found.items() if len(f) > 1}
-    layout = RepoLayout(root, {}, files, dirs, duplicates, dict(links or {}))
+    layout = RepoLayout(root, {}, files, dirs, duplicates, dict(links or {}), walked)
     for directory, kustomization_files in sorted(found.items()):
         file = kustomization_files[0]
         known = reuse.kustomizations.get(directory) if reuse is not None else None

@@ -220,6 +220,22 @@ def test_secret_values_stay_out_of_the_note(gitops: CliRunner, repo: Path) -> No
     assert "<redacted sha256:" in result.out
 
 
+def test_a_file_the_merge_request_does_not_hold_is_never_read(gitops: CliRunner, repo: Path) -> None:
+    """The job's checkout may hold more than the merge request (an earlier job's artifact, a cache): only
+    committed files are reference targets, so the render cannot carry an untracked file into the note."""
+    dev = overlay("app0", "dev")
+    generated = (
+        manifest_files(["app0"])[dev] + "configMapGenerator:\n  - name: leak\n    envs: [deploy.env]\n"
+    )
+    commit(repo, {dev: generated})
+    write(repo, {"kustomize/app0/overlays/dev/deploy.env": "DEPLOY_TOKEN=artifact-of-another-job\n"})
+    assert "deploy.env" not in git(repo, "ls-files")
+    result = review(gitops, repo)
+    assert result.code == 1 and "artifact-of-another-job" not in result.out + result.err
+    assert "| `app0` | `dev` | — | — | ❌ does not build: " in result.out
+    assert f"- error `kustomization/missing-reference` `{dev}:" in result.out
+
+
 def test_the_base_comes_from_gitlabs_variable(
     gitops: CliRunner, repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
