@@ -6,6 +6,7 @@ build of the overlays that include it fails with kustomize's less direct message
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -150,11 +151,16 @@ def build_blocker(files: ManifestFiles, directory: str) -> str | None:
         return problem
     for d in layout.closure(directory):
         for ref in layout.kustomizations[d].references:
-            if ref.kind == "file" and not ref.field.startswith(_DATA_FIELDS):
+            if ref.kind == "file" and not ref.field.startswith(_DATA_FIELDS) and not _plugin_data(ref.field):
                 files.documents(ref.target)
                 if ref.target in files.refused:
                     return f"{ref.target} is not built: {files.refused[ref.target]}"
     return None
+
+
+def _plugin_data(field: str) -> bool:
+    """A file a builtin generator's config reads as data (`generators[0].files[1]`), not as YAML."""
+    return re.search(r"\.(files|envs)\[\d+\]$|\.env$", field) is not None
 
 
 def blocking_problem(layout: RepoLayout, directory: str) -> str | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -45,17 +45,29 @@ class Reference:
     includes: bool  # names a kustomization to build as part of this one (resources, components, plugins)
 
 
-def references_of(layout: Tree, directory: str, data: dict[str, Any]) -> Iterator[Reference]:
-    """Every path or URL the kustomization `data` in `directory` names, resolved."""
+def references_of(
+    layout: Tree, directory: str, data: dict[str, Any], read: Callable[[str], str] | None = None
+) -> Iterator[Reference]:
+    """Every path or URL the kustomization `data` in `directory` names, resolved; with `read`, also the
+    files that the builtin plugins configured in its plugin files read."""
     for name in _INCLUDE_FIELDS:
         for i, value in _strings(data.get(name)):
             yield _resolve(layout, directory, f"{name}[{i}]", value, includes=True)
     for name in (*_FILE_LIST_FIELDS, *_PLUGIN_FIELDS):
         for i, value in _strings(data.get(name)):
-            if "\n" not in value:  # not an inline patch or plugin config
-                yield _resolve(layout, directory, f"{name}[{i}]", value, includes=name in _PLUGIN_FIELDS)
-            elif name in _PLUGIN_FIELDS:  # an inline builtin generator reads files like configMapGenerator
-                yield from _inline_plugin_files(layout, directory, f"{name}[{i}]", value)
+            where = f"{name}[{i}]"
+            if "\n" in value:  # an inline patch, or an inline plugin config that reads files as generators do
+                if name in _PLUGIN_FIELDS:
+                    yield from _plugin_files(layout, directory, where, value)
+                continue
+            found = _resolve(layout, directory, where, value, includes=name in _PLUGIN_FIELDS)
+            yield found
+            if name in _PLUGIN_FIELDS and found.kind == "file" and read is not None:
+                try:
+                    text = read(found.target)
+                except (OSError, UnicodeDecodeError):
+                    continue  # kustomize fails to read it as well
+                yield from _plugin_files(layout, directory, where, text)
     for name in _PATH_LIST_FIELDS:
         for i, item in _items(data.get(name)):
             if isinstance(item.get("path"), str):
@@ -82,7 +94,9 @@ def _generator_files(layout: Tree, directory: str, where: str, item: dict[str, A
         yield _resolve(layout, directory, f"{where}.env", item["env"], includes=False)
 
 
-def _inline_plugin_files(layout: Tree, directory: str, where: str, text: str) -> Iterator[Reference]:
+def _plugin_files(layout: Tree, directory: str, where: str, text: str) -> Iterator[Reference]:
+    """The files builtin plugin configs in `text` read (resolved against the kustomization, as kustomize
+    does)."""
     try:
         documents = validate_yaml.load_all(text)
     except validate_yaml.YAMLError:

@@ -187,7 +187,7 @@ def layout_of(
         if known is not None and known.file == file and unchanged(file):
             k = Kustomization(directory, file, known.text, known.data, known.error)
             if k.data is not None:
-                k.references = list(references_of(layout, directory, k.data))
+                k.references = list(references_of(layout, directory, k.data, read))
         else:
             k = _read(layout, directory, file, read)
         layout.kustomizations[directory] = k
@@ -219,7 +219,7 @@ def _read(layout: RepoLayout, directory: str, file: str, read: Callable[[str], s
     if not isinstance(data, dict):
         return Kustomization(directory, file, text, None, "the top level is not a mapping")
     k = Kustomization(directory, file, text, data)
-    k.references = list(references_of(layout, directory, data))
+    k.references = list(references_of(layout, directory, data, read))
     return k
 
 

@@ -196,8 +196,8 @@ def test_the_job_token_in_the_clones_config_never_reaches_a_note(
     gitops: CliRunner, repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The runner's clone keeps CI_JOB_TOKEN in .git/config, which a root kustomization may name: a
-    reference into .git is refused, and a builtin generator file that reads it anyway is masked in the
-    note."""
+    reference into .git is refused, also from a builtin generator's config file, and a note is masked for
+    the job's tokens whatever put them there."""
     token = "glcbt-64-job-token-of-this-pipeline"
     monkeypatch.setenv("CI_JOB_TOKEN", token)
     git(repo, "config", "remote.origin.url", f"https://gitlab-ci-token:{token}@gitlab.example.com/g/m.git")
@@ -213,7 +213,12 @@ def test_the_job_token_in_the_clones_config_never_reaches_a_note(
     (repo / "kustomization.yaml").write_text("generators: [gen.yaml]\n")
     commit(repo, {"gen.yaml": generator})
     reviewed = gitops("review", repo, "--base", "main", "--dry-run")
-    assert reviewed.code in (0, 1) and "via-plugin" in reviewed.out
+    assert reviewed.code == 1 and "generators[0].files[0]" in reviewed.out and "outside-repo" in reviewed.out
+    assert token not in reviewed.out + reviewed.err
+    leaked = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: pasted}\ndata: {url: " + token + "}\n"
+    commit(repo, {"kustomization.yaml": "resources: [pasted.yaml]\n", "pasted.yaml": leaked})
+    reviewed = gitops("review", repo, "--base", "main", "--dry-run")
+    assert reviewed.code in (0, 1) and "pasted" in reviewed.out
     assert token not in reviewed.out + reviewed.err and "[MASKED]" in reviewed.out
 
 

@@ -138,3 +138,28 @@ def test_the_clones_git_directory_is_not_content(tmp_path: Path) -> None:
         "configMapGenerator[0].files[1]": ("outside", ".git/config"),
         "generators[0].files[0]": ("outside", ".git/config"),
     }
+
+
+def test_the_files_a_generator_config_file_reads_are_references(tmp_path: Path) -> None:
+    """`generators: [gen.yaml]` names a builtin plugin's config, whose `files:` kustomize reads relative to
+    the kustomization: each is resolved like configMapGenerator's own (no way around the .git refusal)."""
+    write(
+        tmp_path,
+        {
+            "overlay/kustomization.yaml": k("generators: [gen.yaml, missing.yaml]\n"),
+            "overlay/gen.yaml": (
+                "apiVersion: builtin\nkind: ConfigMapGenerator\nmetadata: {name: x}\n"
+                "files: [app.env, ../.git/config, gone.env]\nenvs: [app.env]\n"
+            ),
+            "overlay/app.env": "A=1\n",
+        },
+    )
+    refs = {r.field: (r.kind, r.target) for r in discover(tmp_path).kustomizations["overlay"].references}
+    assert refs == {
+        "generators[0]": ("file", "overlay/gen.yaml"),
+        "generators[0].files[0]": ("file", "overlay/app.env"),
+        "generators[0].files[1]": ("outside", ".git/config"),
+        "generators[0].files[2]": ("missing", "overlay/gone.env"),
+        "generators[0].envs[0]": ("file", "overlay/app.env"),
+        "generators[1]": ("missing", "overlay/missing.yaml"),
+    }
