@@ -116,6 +116,10 @@ class GitLabApiRepo:
         }
         if branch != self.branch:  # a merge request's branch: one commit on the target's tip, replacing it
             body |= {"start_branch": self.branch, "force": True}
+        if lease is not None and (self.branch_tip(branch) or "") != lease:
+            # GitLab's force has no compare-and-swap: the lease is checked just before (one GET), so only a
+            # push in the moment between the two is replaced
+            raise PushRejectedError(f"{branch} moved since it was read: another push is on it")
         self._failure = "unknown"
         self._sent = {path: self._reads.get(path) for path in pending.files}
         answer = self.rest.post("/repository/commits", body, what=f"committing to {branch}")

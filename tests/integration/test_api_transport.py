@@ -355,3 +355,32 @@ def test_an_unknown_project_without_branch_is_bad_input(run: Run, gitlab_api: Gi
     args = ("--repo-url", missing, "--app", "app0", "--env", "dev", "--image", image)
     result = run("deploy", *args, branch=False)
     assert result.code == 2 and "group/missing" in result.err, result.err
+
+
+def test_a_merge_request_branch_that_moved_is_not_replaced(
+    bare: Path, gitlab_api: GitLabContractServer
+) -> None:
+    """GitLab's force has no lease: the adapter checks the branch just before its POST, so a push it did not
+    see (a person's fixup, another job) is a lost race, not overwritten."""
+    from gitops_ci.errors import PushRejectedError
+    from gitops_ci.manifest_repo.api_repo import GitLabApiRepo
+    from gitops_ci.manifest_repo.gitlab_connection import GitLabConnection
+    from gitops_ci.manifest_repo.gitlab_rest import GitLabRest
+    from gitops_ci.manifest_repo.port import Identity
+
+    seen = commit_files(bare, "gitops/app0/dev", {"note.txt": "the branch as we read it\n"}, "ours")
+    fixup = commit_files(bare, "gitops/app0/dev", {"note.txt": "a person's fixup\n"}, "theirs")
+    connection = GitLabConnection(gitlab_api.url, "group/manifests", TOKEN, "GITOPS_TOKEN")
+    repo = GitLabApiRepo(GitLabRest(connection), f"{gitlab_api.url}/group/manifests.git", "main")
+    path = overlay("app0", "dev")
+    text = (repo.read(path) or "").replace('"1.0.0"', '"9.9.9"')
+    bot = Identity("gitops-ci", "gitops-ci@example.com")
+    with pytest.raises(PushRejectedError, match="moved since it was read"):
+        repo.publish(repo.commit({path: text}, "[skip ci] update", bot, bot), "gitops/app0/dev", lease=seen)
+    assert rev_parse(bare, "gitops/app0/dev") == fixup and posts(gitlab_api) == 0
+    landed = repo.publish(
+        repo.commit({path: text}, "[skip ci] update", bot, bot), "gitops/app0/dev", lease=fixup
+    )
+    assert rev_parse(bare, "gitops/app0/dev") == landed and rev_parse(bare, "gitops/app0/dev~1") == rev_parse(
+        bare, "main"
+    )
