@@ -72,3 +72,15 @@ def test_a_module_is_imported_while_a_request_is_out(modules: Path, tls_material
         answer = GitLabRest(connection).get("/repository/files/x", {"ref": "main"}, what="reading x")
     assert answer.status == 200 and len(peer.seen) == 1
     assert sys.modules["request_probe"].loaded and meanwhile._later == []
+
+
+def test_a_deadline_during_the_imports_waits_for_them(modules: Path) -> None:
+    """An import cut in half by the exchange's deadline would leave its package broken for the rest of the
+    process: the deadline fires once the imports are done."""
+    from gitops_ci.deadline import AnswerTooSlow, answer_within
+
+    (modules / "slow_probe.py").write_text("import time\ntime.sleep(0.3)\ncomplete = True\n")
+    meanwhile.import_later("slow_probe")
+    with pytest.raises(AnswerTooSlow), answer_within(0.05):
+        meanwhile.while_waiting()
+    assert sys.modules["slow_probe"].complete
