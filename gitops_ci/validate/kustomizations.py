@@ -27,6 +27,7 @@ from gitops_ci.validate.references import Reference
 from gitops_ci.validate.repo import Kustomization, RepoLayout
 
 _INCLUDE_PREFIXES = ("resources[", "bases[", "components[")
+_PLUGIN_ENTRY = re.compile(r"(generators|transformers|validators)\[\d+\]")
 _DATA_FIELDS = ("configMapGenerator", "secretGenerator", "helmCharts", "helmGlobals")  # read as bytes
 _RULES = {"outside": OUTSIDE_REFERENCE, "remote": REMOTE_REFERENCE}
 _BLOCKING = {
@@ -69,7 +70,7 @@ def _reference_findings(k: Kustomization) -> Iterator[Finding]:
 def _reference_problem(ref: Reference) -> str | None:
     if ref.kind == "missing":
         return f"{ref.value!r} does not exist (resolves to {ref.target})"
-    if ref.kind == "dir" and ref.field.startswith(_INCLUDE_PREFIXES):
+    if ref.kind == "dir" and (ref.field.startswith(_INCLUDE_PREFIXES) or _PLUGIN_ENTRY.fullmatch(ref.field)):
         return f"{ref.value!r} is a directory without a kustomization file"
     if ref.kind == "outside":
         return (
@@ -160,7 +161,7 @@ def build_blocker(files: ManifestFiles, directory: str) -> str | None:
 
 def _plugin_data(field: str) -> bool:
     """A file a builtin generator's config reads as data (`generators[0].files[1]`), not as YAML."""
-    return re.search(r"\.(files|envs)\[\d+\]$|\.env$", field) is not None
+    return re.search(r"\.(files|envs)\[\d+\]$|\.(env|valuesFile|chartHome)$", field) is not None
 
 
 def blocking_problem(layout: RepoLayout, directory: str) -> str | None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from gitops_ci.errors import GitopsCiError
 from gitops_ci.images.editor import KUSTOMIZATION_NAMES
 from gitops_ci.validate import yaml_files as validate_yaml
 
@@ -62,12 +63,9 @@ def references_of(
                 continue
             found = _resolve(layout, directory, where, value, includes=name in _PLUGIN_FIELDS)
             yield found
-            if name in _PLUGIN_FIELDS and found.kind == "file" and read is not None:
-                try:
-                    text = read(found.target)
-                except (OSError, UnicodeDecodeError):
-                    continue  # kustomize fails to read it as well
-                yield from _plugin_files(layout, directory, where, text)
+            if name in _PLUGIN_FIELDS and read is not None:
+                for config in _plugin_configs(layout, found):
+                    yield from _plugin_files(layout, directory, where, _text(read, config))
     for name in _PATH_LIST_FIELDS:
         for i, item in _items(data.get(name)):
             if isinstance(item.get("path"), str):
@@ -87,11 +85,35 @@ def references_of(
 
 
 def _generator_files(layout: Tree, directory: str, where: str, item: dict[str, Any]) -> Iterator[Reference]:
-    for key in ("files", "envs"):
+    """The files a generator (or a builtin plugin's config) reads: ConfigMap/SecretGenerator's files, envs
+    and env, and the patch, values and chart paths of the builtin transformers and Helm inflator."""
+    for key in ("files", "envs", "paths"):
         for j, value in _strings(item.get(key)):
             yield _resolve(layout, directory, f"{where}.{key}[{j}]", value.split("=")[-1], False)
-    if isinstance(item.get("env"), str):
-        yield _resolve(layout, directory, f"{where}.env", item["env"], includes=False)
+    for key in ("env", "path", "valuesFile", "chartHome"):
+        if isinstance(item.get(key), str):
+            yield _resolve(layout, directory, f"{where}.{key}", item[key], includes=False)
+    for j, replacement in _items(item.get("replacements")):
+        if isinstance(replacement.get("path"), str):
+            yield _resolve(layout, directory, f"{where}.replacements[{j}].path", replacement["path"], False)
+
+
+def _plugin_configs(layout: Tree, found: Reference) -> list[str]:
+    """The plugin config files a plugin field's entry names: a file, or every YAML file under a
+    kustomization that makes them (a superset of its resources: each is read against the outer root)."""
+    if found.kind == "file":
+        return [found.target]
+    if found.kind != "kustomization":
+        return []
+    prefix = f"{found.target}/".removeprefix("./")
+    return sorted(f for f in layout.files if f.startswith(prefix) and f.endswith((".yaml", ".yml", ".json")))
+
+
+def _text(read: Callable[[str], str], path: str) -> str:
+    try:
+        return read(path)
+    except (OSError, UnicodeDecodeError, GitopsCiError):  # kustomize fails to read it as well
+        return ""
 
 
 def _plugin_files(layout: Tree, directory: str, where: str, text: str) -> Iterator[Reference]:

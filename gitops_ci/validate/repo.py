@@ -12,7 +12,7 @@ import os
 import posixpath
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +181,7 @@ def layout_of(
         candidates.sort(key=lambda f: KUSTOMIZATION_NAMES.index(f.rpartition("/")[2]))
     duplicates = {d: f for d, f in found.items() if len(f) > 1}
     layout = RepoLayout(root, {}, files, dirs, duplicates, dict(links or {}), walked)
+    read = cache(read)  # a plugin config several kustomizations name is read once
     for directory, kustomization_files in sorted(found.items()):
         file = kustomization_files[0]
         known = reuse.kustomizations.get(directory) if reuse is not None else None

@@ -236,6 +236,48 @@ def test_a_file_the_merge_request_does_not_hold_is_never_read(gitops: CliRunner,
     assert f"- error `kustomization/missing-reference` `{dev}:" in result.out
 
 
+PATCH = "apiVersion: builtin\nkind: PatchTransformer\nmetadata: {name: p}\npath: untracked.yaml\n"
+LABEL = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: app0, labels: {leaked: UNTRACKED}}\n"
+GENERATOR = "apiVersion: builtin\nkind: ConfigMapGenerator\nmetadata: {name: leak}\nenvs: [untracked.env]\n"
+
+
+@pytest.mark.parametrize(
+    ("field", "committed", "untracked"),
+    [
+        # a builtin transformer's config names the untracked patch
+        ("transformers: [t.yaml]", {"t.yaml": PATCH}, {"untracked.yaml": LABEL}),
+        # a plugin directory whose kustomization is untracked
+        (
+            "transformers: [tdir]",
+            {"tdir/t.yaml": PATCH},
+            {"tdir/kustomization.yaml": "resources: [t.yaml]\n", "untracked.yaml": LABEL},
+        ),
+        # a kustomization of generator configs: their files resolve against the overlay
+        (
+            "generators: [gendir]",
+            {"gendir/kustomization.yaml": "resources: [gen.yaml]\n", "gendir/gen.yaml": GENERATOR},
+            {"untracked.env": "LEAKED=UNTRACKED\n"},
+        ),
+    ],
+)
+def test_no_plugin_config_reads_an_untracked_file(
+    gitops: CliRunner, repo: Path, field: str, committed: dict[str, str], untracked: dict[str, str]
+) -> None:
+    dev = overlay("app0", "dev")
+    where = "kustomize/app0/overlays/dev"
+    commit(
+        repo,
+        {
+            dev: manifest_files(["app0"])[dev] + field + "\n",
+            **{f"{where}/{p}": t for p, t in committed.items()},
+        },
+    )
+    write(repo, {f"{where}/{p}": t for p, t in untracked.items()})
+    result = review(gitops, repo)
+    assert result.code == 1 and "UNTRACKED" not in result.out + result.err, result.out
+    assert "| `app0` | `dev` | — | — | ❌ does not build: " in result.out
+
+
 def test_the_base_comes_from_gitlabs_variable(
     gitops: CliRunner, repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
