@@ -19,8 +19,8 @@ from gitops_ci.onboard.run import InitSettings, NewAppSettings, OnboardResult, i
               help="A cluster and its API server URL (repeatable).")  # fmt: skip
 @click.option("--env", "environments", multiple=True, required=True, metavar="ENV=CLUSTER",
               help="An environment and its cluster, in promotion order (repeatable).")  # fmt: skip
-@click.option("--engine", type=click.Choice(["argocd", "flux"]), default="argocd", show_default=True,
-              envvar="GITOPS_ENGINE", help="What pulls the repo into the clusters.")  # fmt: skip
+@click.option("--engine", type=click.Choice(["argocd", "flux"]), envvar="GITOPS_ENGINE",
+              help="What pulls the repo into clusters [default: gitops-ci.yaml's, or argocd].")  # fmt: skip
 @click.option(
     "--agent", envvar="GITOPS_AGENT", help="GitLab agent name: writes .gitlab/agents/<name>/config.yaml."
 )
@@ -30,7 +30,7 @@ from gitops_ci.onboard.run import InitSettings, NewAppSettings, OnboardResult, i
 def init_command(
     clusters: tuple[str, ...],
     environments: tuple[str, ...],
-    engine: str,
+    engine: str | None,
     agent: str | None,
     groups: tuple[str, ...],
     output_format: str,

@@ -51,23 +51,16 @@ class Conventions:
         if len(set(names)) != len(names):
             raise ConfigurationError("a --cluster name is given twice; name each cluster once")
         for cluster in self.clusters:
-            if cluster.name == "default" or cluster.name.endswith("-root"):  # AppProject names init takes
+            if cluster.name == "default":  # Argo CD's own AppProject
                 raise ConfigurationError(
-                    f"--cluster {cluster.name}: Argo CD's default project and the roots' projects "
-                    "(<cluster>-root) take such names; pick another"
+                    "--cluster default: Argo CD's default project has that name; pick another"
                 )
             problem = _server_problem(cluster.server)
             if problem is not None:
                 shown = cluster.server.rpartition("@")[2][:100]  # never its credentials
                 raise ConfigurationError(f"--cluster {cluster.name}={shown!r}: the API server {problem}")
-        system = {"default", "flux-system", self.argocd_namespace}
         for env in self.environments:
             check_label(env.name, "--env name")
-            if env.name in system or env.name.startswith("kube-"):  # the environment's apps go there
-                raise ConfigurationError(
-                    f"--env {env.name}: an environment's name is its namespace, and {env.name} is the "
-                    "cluster's or the GitOps engine's own; pick another"
-                )
             if env.cluster not in names:
                 raise ConfigurationError(
                     f"--env {env.name}={env.cluster}: no --cluster {env.cluster}; define it first"
@@ -86,11 +79,6 @@ class Conventions:
                 )
         render(self.app_name_template, "app_name_template", app="app", env="env")
         overlay_path(self.path_template, "app", "env")
-        if "{app}" not in self.path_template or "{env}" not in self.path_template:
-            raise ConfigurationError(
-                f"path_template {self.path_template[:120]!r} needs {{app}} and {{env}}: one overlay per app "
-                "and environment (e.g. kustomize/{app}/overlays/{env})"
-            )
         if self.engine not in ("argocd", "flux"):
             raise ConfigurationError(f"engine {self.engine[:40]!r} is not argocd or flux")
         # Written into every Application and printed in the one command a person runs by hand: the repo's
@@ -98,6 +86,28 @@ class Conventions:
         check_repo_url(self.repo_url)
         check_ref_name(self.branch, "branch")
         check_label(self.argocd_namespace, "argocd_namespace")
+
+    def check_new(self) -> None:
+        """What init refuses to write, beyond what every gitops-ci.yaml must be (a file written by an older
+        version stays readable): names that Argo CD, Flux or the cluster take, and a template that does not
+        give each app and environment an overlay of its own."""
+        for cluster in self.clusters:
+            if cluster.name.endswith("-root"):  # <cluster>-root is the root's AppProject
+                raise ConfigurationError(
+                    f"--cluster {cluster.name}: the roots' AppProjects are named <cluster>-root; pick another"
+                )
+        system = {"default", "flux-system", self.argocd_namespace}
+        for env in self.environments:
+            if env.name in system or env.name.startswith("kube-"):  # the environment's apps go there
+                raise ConfigurationError(
+                    f"--env {env.name}: an environment's name is its namespace, and {env.name} is the "
+                    "cluster's or the GitOps engine's own; pick another"
+                )
+        if "{app}" not in self.path_template or "{env}" not in self.path_template:
+            raise ConfigurationError(
+                f"--path-template {self.path_template[:120]!r} needs {{app}} and {{env}}: one overlay per "
+                "app and environment (e.g. kustomize/{app}/overlays/{env})"
+            )
 
     def cluster_of(self, env: str) -> Cluster:
         found = next((e for e in self.environments if e.name == env), None)

@@ -28,21 +28,23 @@ class InitSettings:
     repo: RepoSettings
     clusters: tuple[Cluster, ...]
     environments: tuple[Environment, ...]
-    engine: Engine = "argocd"
+    engine: Engine | None = None  # None: what gitops-ci.yaml says, else argocd
     agent: str | None = None
     ci_access_groups: tuple[str, ...] = ()
 
-    def conventions(self, branch: str) -> Conventions:
-        return Conventions(
+    def conventions(self, branch: str, engine: Engine | None = None) -> Conventions:
+        conventions = Conventions(
             repo_url=self.repo.repo_url,
             branch=branch,
-            engine=self.engine,
+            engine=self.engine or engine or "argocd",
             clusters=self.clusters,
             environments=self.environments,
             agent=self.agent,
             ci_access_groups=self.ci_access_groups,
             **({"path_template": self.repo.path_template} if self.repo.path_template else {}),
         )
+        conventions.check_new()
+        return conventions
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,13 +73,15 @@ class OnboardResult:
 
 
 def init(settings: InitSettings, clock: Clock = SYSTEM_CLOCK) -> OnboardResult:
-    settings.conventions("main")  # bad input fails before any clone
+    planned = [settings.conventions("main")]  # bad input fails before any clone
 
     def plan(repo: ManifestRepo) -> dict[str, str]:
-        existing = repo.read(SETTINGS_FILE)
-        conventions = settings.conventions(repo.branch)
+        text = repo.read(SETTINGS_FILE)
+        existing = parse_conventions(text) if text is not None else None
+        conventions = settings.conventions(repo.branch, existing.engine if existing else None)
+        planned.append(conventions)
         if existing is not None:
-            _check_compatible(parse_conventions(existing), conventions, settings)
+            _check_compatible(existing, conventions, settings)
         files = {SETTINGS_FILE: render_conventions(conventions), **manifests.agent_config(conventions)}
         for cluster in conventions.clusters:
             make = (
@@ -91,7 +95,7 @@ def init(settings: InitSettings, clock: Clock = SYSTEM_CLOCK) -> OnboardResult:
     clusters = ", ".join(c.name for c in settings.clusters)
     message = f"gitops-ci init: clusters {clusters}"
     result = _write(settings.repo, ("clusters", ".gitlab"), plan, message, "gitops/init", clock)
-    return OnboardResult(result, _apply_commands(settings))
+    return OnboardResult(result, _apply_commands(planned[-1]))
 
 
 def new_app(settings: NewAppSettings, clock: Clock = SYSTEM_CLOCK) -> OnboardResult:
@@ -108,7 +112,6 @@ def new_app(settings: NewAppSettings, clock: Clock = SYSTEM_CLOCK) -> OnboardRes
             overlay = render(conventions.path_template, "path_template", app=settings.app, env=env)
             files |= manifests.overlay_file(overlay, base, settings.app, env, image, settings.replicas)
             files |= dict([manifests.child(conventions, settings.app, env, overlay)])
-            files |= manifests.namespace(conventions, env)
         _check_names(repo, conventions, settings)
         missing = {path: text for path, text in files.items() if repo.read(path) is None}
         if missing and repo.listing(base) is not None and not settings.update:
@@ -116,7 +119,11 @@ def new_app(settings: NewAppSettings, clock: Clock = SYSTEM_CLOCK) -> OnboardRes
                 f"app {settings.app} already exists in {base}; pass --update to add only the missing "
                 "environments"
             )
-        return missing
+        # the environments' namespaces are the cluster's, not the app's (a repo made before they were)
+        namespaces = {
+            p: t for env in settings.environments for p, t in manifests.namespace(conventions, env).items()
+        }
+        return missing | {path: text for path, text in namespaces.items() if repo.read(path) is None}
 
     app_dir = _base_of("kustomize/{app}/overlays/{env}", settings.app).rsplit("/", 1)[0]
     message = f"gitops-ci new-app {settings.app}: {', '.join(settings.environments)}"
@@ -175,7 +182,7 @@ def _check_names(repo: ManifestRepo, conventions: Conventions, settings: NewAppS
 def _check_compatible(existing: Conventions, wanted: Conventions, settings: InitSettings) -> None:
     """init never changes an existing gitops-ci.yaml, so what it would add must agree with it."""
     given = {
-        "--engine": (wanted.engine, existing.engine),
+        "--engine": (settings.engine, existing.engine),
         "--path-template": (settings.repo.path_template, existing.path_template),
         "--agent": (settings.agent, existing.agent),
         "--ci-access-group": (settings.ci_access_groups or None, existing.ci_access_groups or None),
@@ -199,8 +206,9 @@ def _check_compatible(existing: Conventions, wanted: Conventions, settings: Init
             raise ConfigurationError(f"{SETTINGS_FILE} exists without cluster {cluster.name}; add it there")
 
 
-def _apply_commands(settings: InitSettings) -> tuple[str, ...]:
-    if settings.engine == "flux":
+def _apply_commands(conventions: Conventions) -> tuple[str, ...]:
+    if conventions.engine == "flux":
         return tuple(f"kubectl apply -f clusters/{c.name}/source.yaml -f clusters/{c.name}/apps.yaml"
-                     for c in settings.clusters)  # fmt: skip
-    return tuple(f"kubectl apply -n argocd -f clusters/{c.name}/root.yaml" for c in settings.clusters)
+                     for c in conventions.clusters)  # fmt: skip
+    namespace = conventions.argocd_namespace
+    return tuple(f"kubectl apply -n {namespace} -f clusters/{c.name}/root.yaml" for c in conventions.clusters)

@@ -24,20 +24,36 @@ _NAMES = {
     "argocd": "Argo CD Applications and the cluster's AppProject",
     "flux": "Flux Kustomizations and Namespaces",
 }
-_MANIFESTS = (".yaml", ".yml", ".json")  # what Argo CD's directory source and Flux's generator read
+_KUSTOMIZATION_FILES = {"kustomization.yaml", "kustomization.yml", "Kustomization"}
 
 
 def foreign_objects(files: ManifestFiles, conventions: Conventions) -> list[Finding]:
     out = []
     for cluster in conventions.clusters:
         prefix = f"{apps_dir(cluster)}/"
-        for path in sorted(f for f in files.layout.files if f.startswith(prefix) and f.endswith(_MANIFESTS)):
+        for path in sorted(f for f in files.layout.files if f.startswith(prefix)):
+            problem = _file_problem(path.rpartition("/")[2])
+            if problem is not None:
+                out.append(Finding(Severity.ERROR, FOREIGN_OBJECT, path, problem))
+                continue
+            if not path.endswith(".yaml"):
+                continue
             for doc in files.documents(path):
                 for problem in _problems(doc, conventions, cluster):
                     name = str(_mapping(doc.get("metadata")).get("name", ""))
                     shown = f"{str(doc.get('kind', 'object'))[:60]}/{name[:60]}"
                     out.append(Finding(Severity.ERROR, FOREIGN_OBJECT, path, problem, object=shown))
     return out
+
+
+def _file_problem(name: str) -> str | None:
+    """Argo CD reads .yml, .json and .jsonnet here too, and a kustomization file makes both engines build
+    the directory with kustomize: init and new-app write .yaml files and a README only."""
+    if name in _KUSTOMIZATION_FILES:
+        return "a kustomization file here would make the root build this directory with kustomize"
+    if not name.endswith(".yaml") and name != "README.md":
+        return "only the .yaml files init and new-app write belong here (Argo CD reads .yml, .json, .jsonnet)"
+    return None
 
 
 def _problems(doc: dict[str, Any], c: Conventions, cluster: Cluster) -> Iterator[str]:
@@ -53,7 +69,7 @@ def _problems(doc: dict[str, Any], c: Conventions, cluster: Cluster) -> Iterator
         if "sources" in spec or source.get("repoURL") != c.repo_url:
             yield f"an Application here must take its one source from {c.repo_url}"
     elif kind == "AppProject":
-        yield from _project_problems(spec, c, cluster)
+        yield from _project_problems(doc, c, cluster)
     elif kind == "Kustomization":
         ref = _mapping(spec.get("sourceRef"))
         origin = (ref.get("kind"), ref.get("name"), ref.get("namespace", FLUX_NAMESPACE))
@@ -61,7 +77,12 @@ def _problems(doc: dict[str, Any], c: Conventions, cluster: Cluster) -> Iterator
             yield f"a Kustomization here must reconcile GitRepository {SOURCE_NAME} (this repo), here"
 
 
-def _project_problems(spec: dict[str, Any], c: Conventions, cluster: Cluster) -> Iterator[str]:
+def _project_problems(doc: dict[str, Any], c: Conventions, cluster: Cluster) -> Iterator[str]:
+    spec = _mapping(doc.get("spec"))
+    if _mapping(doc.get("metadata")).get("name") != cluster.name:
+        yield f"the one AppProject here is {cluster.name}'s own (a root's, or another, would widen it)"
+    if "roles" in spec or "sourceNamespaces" in spec:
+        yield "the AppProject grants no roles and no Applications outside Argo CD's namespace"
     destinations, whitelist = spec.get("destinations"), spec.get("clusterResourceWhitelist") or []
     confined = isinstance(destinations, list) and all(
         _mapping(d).get("server") == cluster.server and "name" not in _mapping(d) for d in destinations

@@ -291,6 +291,16 @@ def test_flux_layout_follows_its_schemas(run: Run, gitops: CliRunner, empty: Pat
     assert namespace == {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dev"}}
     second = run("new-app", "--app", "api", "--env", "dev", "--image", "registry.example.com/shop/api:1.0")
     assert second.code == 0 and "clusters/dev-cluster/apps/dev.namespace.yaml" not in second.out, second.err
+    # a repo made before namespaces were written: a re-run adds the namespace, not "the app exists"
+    commit_files(empty, "main", {"clusters/dev-cluster/apps/dev.namespace.yaml": None}, "an older layout")
+    again = run("new-app", "--app", "web", "--env", "dev", "--image", IMAGE)
+    assert again.code == 0 and json.loads(again.out)["files"] == [
+        "clusters/dev-cluster/apps/dev.namespace.yaml"
+    ]
+    # init again without --engine takes the repo's engine
+    reinit = run("init", *CLUSTERS, *ENVS, "--agent", "ci", "--ci-access-group", "platform")
+    assert reinit.code == 0 and json.loads(reinit.out)["status"] == "up-to-date", reinit.err
+    assert json.loads(reinit.out)["apply"][0].startswith("kubectl apply -f clusters/dev-cluster/source.yaml")
     assert gitops("validate", str(files_of(empty, tmp_path))).code == 0
 
 
@@ -369,10 +379,17 @@ def test_what_a_root_applies_is_only_what_init_and_new_app_write(
     (apps / "project.yaml").write_text(project.replace("https://dev.k8s.example.com", "'*'"))
     child = (apps / "dev-web.yaml").read_text()
     (apps / "dev-web.yaml").write_text(child.replace("group/manifests.git", "evil/other.git"))
+    (apps / "unchecked.yml").write_text(child.replace("project: dev-cluster", "project: default"))
+    (apps / "root-project.yaml").write_text(
+        project.replace("name: dev-cluster\n", "name: dev-cluster-root\n") + "  roles: [{name: all}]\n"
+    )
     assert foreign(gitops, checkout) == [
         ("clusters/dev-cluster/apps/dev-web.yaml", "Application/dev-web"),
         ("clusters/dev-cluster/apps/escalate.yaml", "ClusterRoleBinding/mine"),
         ("clusters/dev-cluster/apps/project.yaml", "AppProject/dev-cluster"),
+        ("clusters/dev-cluster/apps/root-project.yaml", "AppProject/dev-cluster-root"),
+        ("clusters/dev-cluster/apps/root-project.yaml", "AppProject/dev-cluster-root"),
+        ("clusters/dev-cluster/apps/unchecked.yml", ""),
     ]
 
 
@@ -389,9 +406,11 @@ def test_what_a_flux_root_applies_is_only_what_init_and_new_app_write(
         json.dumps({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
                     "metadata": {"name": "elsewhere"}, "spec": {"url": "https://evil.example.com/x.git"}})
     )  # fmt: skip
+    (apps / "Kustomization").write_text("resources: [crb.txt]\n")
     assert foreign(gitops, checkout) == [
+        ("clusters/dev-cluster/apps/Kustomization", ""),
         ("clusters/dev-cluster/apps/dev-web.yaml", "Kustomization/dev-web"),
-        ("clusters/dev-cluster/apps/source.json", "GitRepository/elsewhere"),
+        ("clusters/dev-cluster/apps/source.json", ""),
     ]
 
 

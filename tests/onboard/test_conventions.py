@@ -67,9 +67,11 @@ def test_ci_access_groups_need_an_agent() -> None:
 
 def test_an_ipv6_api_server_and_names_outside_dns_labels() -> None:
     assert conventions("https://[fd00::1]:6443").clusters[0].server == "https://[fd00::1]:6443"
-    for name in ("café", "ａｂ", "x²", "default", "prod-root"):
+    for name in ("café", "ａｂ", "x²", "default"):
         with pytest.raises(ConfigurationError, match=r"DNS-1123|default project"):
             conventions(cluster=name)
+    with pytest.raises(ConfigurationError, match="AppProjects are named <cluster>-root"):
+        conventions(cluster="prod-root").check_new()
 
 
 def test_what_init_writes_reads_back_the_same() -> None:
@@ -124,22 +126,26 @@ def test_a_hostile_settings_file_is_bad_input_in_one_line(text: str) -> None:
 
 @pytest.mark.parametrize("template", ["kustomize/{app}/overlays/live", "kustomize/web/overlays/{env}"])
 def test_a_path_template_needs_app_and_env(template: str) -> None:
+    written = Conventions(
+        repo_url="https://gitlab.example.com/platform/manifests.git",
+        branch="main",
+        clusters=(Cluster("dev-cluster", "https://dev.k8s.example.com"),),
+        environments=(Environment("dev", "dev-cluster"),),
+        path_template=template,
+    )
     with pytest.raises(ConfigurationError, match=re.escape("needs {app} and {env}")):
-        Conventions(
-            repo_url="https://gitlab.example.com/platform/manifests.git",
-            branch="main",
-            clusters=(Cluster("dev-cluster", "https://dev.k8s.example.com"),),
-            environments=(Environment("dev", "dev-cluster"),),
-            path_template=template,
-        )
+        written.check_new()
+    assert parse_conventions(render_conventions(written)) == written  # an older version's file still reads
 
 
 @pytest.mark.parametrize("name", ["default", "kube-system", "kube-public", "flux-system", "argocd"])
 def test_an_environment_may_not_be_a_system_namespace(name: str) -> None:
+    written = Conventions(
+        repo_url="https://gitlab.example.com/platform/manifests.git",
+        branch="main",
+        clusters=(Cluster("dev-cluster", "https://dev.k8s.example.com"),),
+        environments=(Environment(name, "dev-cluster"),),
+    )
     with pytest.raises(ConfigurationError, match=f"--env {name}: an environment's name is its namespace"):
-        Conventions(
-            repo_url="https://gitlab.example.com/platform/manifests.git",
-            branch="main",
-            clusters=(Cluster("dev-cluster", "https://dev.k8s.example.com"),),
-            environments=(Environment(name, "dev-cluster"),),
-        )
+        written.check_new()
+    assert parse_conventions(render_conventions(written)) == written  # an older version's file still reads
