@@ -20,7 +20,7 @@ from gitops_ci.validate.findings import (
     Severity,
 )
 from gitops_ci.validate.objects import ManifestFiles
-from gitops_ci.validate.root_objects import foreign_objects
+from gitops_ci.validate.root_objects import foreign_objects, mapping_of
 
 
 @dataclass(frozen=True)
@@ -55,12 +55,10 @@ def _children(files: ManifestFiles, conventions: Conventions) -> list[_Child]:
 
 
 def _child(cluster: str, path: str, doc: dict[str, Any]) -> _Child | None:
-    spec = doc.get("spec") if isinstance(doc.get("spec"), dict) else {}
-    metadata = doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
-    name, api = str((metadata or {}).get("name", "")), str(doc.get("apiVersion", ""))
-    spec = spec or {}
+    spec, metadata = mapping_of(doc.get("spec")), mapping_of(doc.get("metadata"))
+    name, api = str(metadata.get("name", "")), str(doc.get("apiVersion", ""))
     if doc.get("kind") == "Application" and api.startswith("argoproj.io/"):
-        source, destination = spec.get("source") or {}, spec.get("destination") or {}
+        source, destination = mapping_of(spec.get("source")), mapping_of(spec.get("destination"))
         project, server = str(spec.get("project", "")), str(destination.get("server", ""))
         return _Child(cluster, path, name, str(source.get("path", "")), project, server)
     if doc.get("kind") == "Kustomization" and api.startswith("kustomize.toolkit.fluxcd.io/"):

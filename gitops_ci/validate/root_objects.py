@@ -40,7 +40,7 @@ def foreign_objects(files: ManifestFiles, conventions: Conventions) -> list[Find
                 continue
             for doc in files.documents(path):
                 for problem in _problems(doc, conventions, cluster):
-                    name = str(_mapping(doc.get("metadata")).get("name", ""))
+                    name = str(mapping_of(doc.get("metadata")).get("name", ""))
                     shown = f"{str(doc.get('kind', 'object'))[:60]}/{name[:60]}"
                     out.append(Finding(Severity.ERROR, FOREIGN_OBJECT, path, problem, object=shown))
     return out
@@ -58,34 +58,34 @@ def _file_problem(name: str) -> str | None:
 
 def _problems(doc: dict[str, Any], c: Conventions, cluster: Cluster) -> Iterator[str]:
     group, kind = str(doc.get("apiVersion", "")).rpartition("/")[0], str(doc.get("kind", ""))
-    spec = _mapping(doc.get("spec"))
+    spec = mapping_of(doc.get("spec"))
     if (group, kind) not in _ALLOWED[c.engine]:
         yield (
             f"the root of {cluster.name} applies {apps_dir(cluster)}/ with {c.engine}'s own rights: only "
             f"{_NAMES[c.engine]} belong there, not a {kind[:60] or 'kindless object'}"
         )
     elif kind == "Application":
-        source = _mapping(spec.get("source"))
+        source = mapping_of(spec.get("source"))
         if "sources" in spec or source.get("repoURL") != c.repo_url:
             yield f"an Application here must take its one source from {c.repo_url}"
     elif kind == "AppProject":
         yield from _project_problems(doc, c, cluster)
     elif kind == "Kustomization":
-        ref = _mapping(spec.get("sourceRef"))
+        ref = mapping_of(spec.get("sourceRef"))
         origin = (ref.get("kind"), ref.get("name"), ref.get("namespace", FLUX_NAMESPACE))
         if origin != ("GitRepository", SOURCE_NAME, FLUX_NAMESPACE) or "kubeConfig" in spec:
             yield f"a Kustomization here must reconcile GitRepository {SOURCE_NAME} (this repo), here"
 
 
 def _project_problems(doc: dict[str, Any], c: Conventions, cluster: Cluster) -> Iterator[str]:
-    spec = _mapping(doc.get("spec"))
-    if _mapping(doc.get("metadata")).get("name") != cluster.name:
+    spec = mapping_of(doc.get("spec"))
+    if mapping_of(doc.get("metadata")).get("name") != cluster.name:
         yield f"the one AppProject here is {cluster.name}'s own (a root's, or another, would widen it)"
     if "roles" in spec or "sourceNamespaces" in spec:
         yield "the AppProject grants no roles and no Applications outside Argo CD's namespace"
     destinations, whitelist = spec.get("destinations"), spec.get("clusterResourceWhitelist") or []
     confined = isinstance(destinations, list) and all(
-        _mapping(d).get("server") == cluster.server and "name" not in _mapping(d) for d in destinations
+        mapping_of(d).get("server") == cluster.server and "name" not in mapping_of(d) for d in destinations
     )
     if spec.get("sourceRepos") != [c.repo_url] or not confined:
         yield (
@@ -93,10 +93,11 @@ def _project_problems(doc: dict[str, Any], c: Conventions, cluster: Cluster) -> 
             f"{cluster.server} as its only destination"
         )
     if not isinstance(whitelist, list) or any(
-        _mapping(w) != {"group": "", "kind": "Namespace"} for w in whitelist
+        mapping_of(w) != {"group": "", "kind": "Namespace"} for w in whitelist
     ):
         yield "the AppProject may allow only Namespace among cluster-scoped kinds"
 
 
-def _mapping(value: object) -> dict[str, Any]:
+def mapping_of(value: object) -> dict[str, Any]:
+    """`value` when it is a mapping, else an empty one (repo content has any shape)."""
     return value if isinstance(value, dict) else {}

@@ -380,12 +380,15 @@ def test_what_a_root_applies_is_only_what_init_and_new_app_write(
     child = (apps / "dev-web.yaml").read_text()
     (apps / "dev-web.yaml").write_text(child.replace("group/manifests.git", "evil/other.git"))
     (apps / "unchecked.yml").write_text(child.replace("project: dev-cluster", "project: default"))
+    odd = "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: odd}\n"
+    (apps / "odd.yaml").write_text(odd + "spec: {source: x, destination: [y]}\n")  # shapes it may have
     (apps / "root-project.yaml").write_text(
         project.replace("name: dev-cluster\n", "name: dev-cluster-root\n") + "  roles: [{name: all}]\n"
     )
     assert foreign(gitops, checkout) == [
         ("clusters/dev-cluster/apps/dev-web.yaml", "Application/dev-web"),
         ("clusters/dev-cluster/apps/escalate.yaml", "ClusterRoleBinding/mine"),
+        ("clusters/dev-cluster/apps/odd.yaml", "Application/odd"),
         ("clusters/dev-cluster/apps/project.yaml", "AppProject/dev-cluster"),
         ("clusters/dev-cluster/apps/root-project.yaml", "AppProject/dev-cluster-root"),
         ("clusters/dev-cluster/apps/root-project.yaml", "AppProject/dev-cluster-root"),
