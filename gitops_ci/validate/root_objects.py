@@ -1,9 +1,10 @@
 """What may live in clusters/<cluster>/apps/ of a repo laid out by `gitops-ci init`.
 
-Each cluster's root (an Argo CD Application in the default project, a Flux Kustomization) applies that
-directory with the engine's own rights, so a merge request that adds a ClusterRoleBinding there, widens the
-cluster's AppProject or points a child at another repo or cluster would reach the cluster unconfined. Only
-what init and new-app write belongs there, in the shape they write it.
+Each cluster's root (an Argo CD Application, a Flux Kustomization) applies that directory with the engine's
+rights — an Argo CD root laid out before its own AppProject existed, or Flux's kustomize-controller, with
+all of them — so a merge request that adds a ClusterRoleBinding there, widens the cluster's AppProject or
+points a child at another repo or cluster would reach the cluster unconfined. Only what init and new-app
+write belongs there, in the shape they write it.
 """
 
 from __future__ import annotations
