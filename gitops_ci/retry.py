@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from typing import Protocol, TypeVar
@@ -34,8 +35,6 @@ class SystemClock:
         time.sleep(seconds)
 
     def jitter(self, high: float) -> float:
-        import random  # only a retry needs it
-
         return random.uniform(0, high)
 
 

@@ -53,9 +53,20 @@ def argocd_cluster_files(c: Conventions, cluster: Cluster) -> dict[str, str]:
             "clusterResourceWhitelist": [{"group": "", "kind": "Namespace"}],
         },
     }
-    # The root's own project: what a merge into apps/ can make it apply is Applications and AppProjects in
-    # Argo CD's namespace, not any object anywhere (Argo CD's default project allows everything).
-    root_project = {
+    comment = _root_comment(cluster, "kubectl apply -n argocd -f")
+    root_file = to_yaml(_root_project(c, cluster), comment) + "---\n" + to_yaml(root)
+    return {
+        f"clusters/{cluster.name}/root.yaml": root_file,
+        f"{apps_dir(cluster)}/project.yaml": to_yaml(
+            project, "Keeps every app of this cluster on this cluster."
+        ),
+    }
+
+
+def _root_project(c: Conventions, cluster: Cluster) -> dict[str, Any]:
+    """The root's own project: what a merge into apps/ can make it apply is Applications and AppProjects in
+    Argo CD's namespace, not any object anywhere (Argo CD's default project allows everything)."""
+    return {
         "apiVersion": ARGOCD_API,
         "kind": "AppProject",
         "metadata": {"name": f"{cluster.name}-root", "namespace": c.argocd_namespace},
@@ -69,13 +80,6 @@ def argocd_cluster_files(c: Conventions, cluster: Cluster) -> dict[str, str]:
                 {"group": "argoproj.io", "kind": "AppProject"},
             ],
         },
-    }
-    comment = _root_comment(cluster, "kubectl apply -n argocd -f")
-    return {
-        f"clusters/{cluster.name}/root.yaml": to_yaml(root_project, comment) + "---\n" + to_yaml(root),
-        f"{apps_dir(cluster)}/project.yaml": to_yaml(
-            project, "Keeps every app of this cluster on this cluster."
-        ),
     }
 
 

@@ -26,7 +26,7 @@ from gitops_ci.review.note import OverlayReview, app_and_env, is_review_note, re
 from gitops_ci.validate.build import DEFAULT_TIMEOUT, BuildResult, KustomizeTool, find_tool
 from gitops_ci.validate.findings import unique_sorted
 from gitops_ci.validate.objects import ManifestFiles
-from gitops_ci.validate.repo import RepoLayout, layout_of
+from gitops_ci.validate.repo import RepoLayout, disk_reader, layout_of
 from gitops_ci.validate.run import check_overlay, closure_findings, guarded_builds, timed
 from gitops_ci.validate.schema import SchemaChecker
 
@@ -105,10 +105,7 @@ def _render_changes(
             # The head as committed: a file of the job's checkout that the merge request does not hold (an
             # earlier job's artifact, a cache) is no reference target, so no build reads it into the note.
             head_files, head_links = checkout.list_files(head)
-            root = checkout.root
-            after = layout_of(
-                root, head_files, None, lambda p: (root / p).read_bytes().decode(), links=head_links
-            )
+            after = layout_of(checkout.root, head_files, None, disk_reader(checkout.root), links=head_links)
             # The base tree differs from the head only in the changed paths: list it, read only those.
             changed_paths = set(changed)
             files, links = checkout.list_files(base)  # a base symlink is followed only inside the repo

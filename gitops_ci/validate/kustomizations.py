@@ -6,7 +6,6 @@ build of the overlays that include it fails with kustomize's less direct message
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,9 +25,6 @@ from gitops_ci.validate.objects import ManifestFiles
 from gitops_ci.validate.references import Reference
 from gitops_ci.validate.repo import Kustomization, RepoLayout
 
-_INCLUDE_PREFIXES = ("resources[", "bases[", "components[")
-_PLUGIN_ENTRY = re.compile(r"(generators|transformers|validators)\[\d+\]")
-_DATA_FIELDS = ("configMapGenerator", "secretGenerator", "helmCharts", "helmGlobals")  # read as bytes
 _RULES = {"outside": OUTSIDE_REFERENCE, "remote": REMOTE_REFERENCE}
 _BLOCKING = {
     "outside": "leaves the repository",
@@ -70,7 +66,7 @@ def _reference_findings(k: Kustomization) -> Iterator[Finding]:
 def _reference_problem(ref: Reference) -> str | None:
     if ref.kind == "missing":
         return f"{ref.value!r} does not exist (resolves to {ref.target})"
-    if ref.kind == "dir" and (ref.field.startswith(_INCLUDE_PREFIXES) or _PLUGIN_ENTRY.fullmatch(ref.field)):
+    if ref.kind == "dir" and ref.includes:  # resources, bases, components and plugin entries build it
         return f"{ref.value!r} is a directory without a kustomization file"
     if ref.kind == "outside":
         return (
@@ -152,16 +148,11 @@ def build_blocker(files: ManifestFiles, directory: str) -> str | None:
         return problem
     for d in layout.closure(directory):
         for ref in layout.kustomizations[d].references:
-            if ref.kind == "file" and not ref.field.startswith(_DATA_FIELDS) and not _plugin_data(ref.field):
+            if ref.kind == "file" and not ref.data:
                 files.documents(ref.target)
                 if ref.target in files.refused:
                     return f"{ref.target} is not built: {files.refused[ref.target]}"
     return None
-
-
-def _plugin_data(field: str) -> bool:
-    """A file a builtin generator's config reads as data (`generators[0].files[1]`), not as YAML."""
-    return re.search(r"\.(files|envs)\[\d+\]$|\.(env|valuesFile|chartHome)$", field) is not None
 
 
 def blocking_problem(layout: RepoLayout, directory: str) -> str | None:

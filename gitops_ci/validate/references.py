@@ -44,6 +44,7 @@ class Reference:
     target: str  # repo-relative path it resolves to ("" for remote)
     kind: RefKind
     includes: bool  # names a kustomization to build as part of this one (resources, components, plugins)
+    data: bool = False  # read as bytes (a generator's files, Helm's values), never parsed as YAML
 
 
 def references_of(
@@ -59,13 +60,13 @@ def references_of(
             where = f"{name}[{i}]"
             if "\n" in value:  # an inline patch, or an inline plugin config that reads files as generators do
                 if name in _PLUGIN_FIELDS:
-                    yield from _plugin_files(layout, directory, where, value)
+                    yield from _plugin_config_files(layout, directory, where, value)
                 continue
             found = _resolve(layout, directory, where, value, includes=name in _PLUGIN_FIELDS)
             yield found
             if name in _PLUGIN_FIELDS and read is not None:
                 for config in _plugin_configs(layout, found):
-                    yield from _plugin_files(layout, directory, where, _text(read, config))
+                    yield from _plugin_config_files(layout, directory, where, _text(read, config))
     for name in _PATH_LIST_FIELDS:
         for i, item in _items(data.get(name)):
             if isinstance(item.get("path"), str):
@@ -75,24 +76,35 @@ def references_of(
             yield from _generator_files(layout, directory, f"{name}[{i}]", item)
     for i, item in _items(data.get("helmCharts")):
         if isinstance(item.get("valuesFile"), str):
-            yield _resolve(layout, directory, f"helmCharts[{i}].valuesFile", item["valuesFile"], False)
+            yield _resolve(layout, directory, f"helmCharts[{i}].valuesFile", item["valuesFile"], False, True)
     openapi = data.get("openapi")
     if isinstance(openapi, dict) and isinstance(openapi.get("path"), str):
         yield _resolve(layout, directory, "openapi.path", openapi["path"], includes=False)
     globals_ = data.get("helmGlobals")
     if isinstance(globals_, dict) and isinstance(globals_.get("chartHome"), str):
-        yield _resolve(layout, directory, "helmGlobals.chartHome", globals_["chartHome"], includes=False)
+        yield _resolve(layout, directory, "helmGlobals.chartHome", globals_["chartHome"], False, True)
 
 
 def _generator_files(layout: Tree, directory: str, where: str, item: dict[str, Any]) -> Iterator[Reference]:
-    """The files a generator (or a builtin plugin's config) reads: ConfigMap/SecretGenerator's files, envs
-    and env, and the patch, values and chart paths of the builtin transformers and Helm inflator."""
-    for key in ("files", "envs", "paths"):
+    """The files a ConfigMap/SecretGenerator reads as data: its files, envs and env."""
+    for key in ("files", "envs"):
         for j, value in _strings(item.get(key)):
-            yield _resolve(layout, directory, f"{where}.{key}[{j}]", value.split("=")[-1], False)
-    for key in ("env", "path", "valuesFile", "chartHome"):
+            yield _resolve(layout, directory, f"{where}.{key}[{j}]", value.split("=")[-1], False, True)
+    if isinstance(item.get("env"), str):
+        yield _resolve(layout, directory, f"{where}.env", item["env"], False, True)
+
+
+def _config_files(layout: Tree, directory: str, where: str, item: dict[str, Any]) -> Iterator[Reference]:
+    """The files one builtin plugin config reads: a generator's, the Helm inflator's values and charts (as
+    data), the builtin transformers' patches and replacements (as YAML)."""
+    yield from _generator_files(layout, directory, where, item)
+    for key in ("valuesFile", "chartHome"):
         if isinstance(item.get(key), str):
-            yield _resolve(layout, directory, f"{where}.{key}", item[key], includes=False)
+            yield _resolve(layout, directory, f"{where}.{key}", item[key], False, True)
+    for j, value in _strings(item.get("paths")):
+        yield _resolve(layout, directory, f"{where}.paths[{j}]", value, includes=False)
+    if isinstance(item.get("path"), str):
+        yield _resolve(layout, directory, f"{where}.path", item["path"], includes=False)
     for j, replacement in _items(item.get("replacements")):
         if isinstance(replacement.get("path"), str):
             yield _resolve(layout, directory, f"{where}.replacements[{j}].path", replacement["path"], False)
@@ -116,7 +128,7 @@ def _text(read: Callable[[str], str], path: str) -> str:
         return ""
 
 
-def _plugin_files(layout: Tree, directory: str, where: str, text: str) -> Iterator[Reference]:
+def _plugin_config_files(layout: Tree, directory: str, where: str, text: str) -> Iterator[Reference]:
     """The files builtin plugin configs in `text` read (resolved against the kustomization, as kustomize
     does)."""
     try:
@@ -125,16 +137,18 @@ def _plugin_files(layout: Tree, directory: str, where: str, text: str) -> Iterat
         return  # kustomize refuses it as well
     for document in documents:
         if isinstance(document, dict):
-            yield from _generator_files(layout, directory, where, document)
+            yield from _config_files(layout, directory, where, document)
 
 
-def _resolve(layout: Tree, directory: str, where: str, value: str, includes: bool) -> Reference:
+def _resolve(
+    layout: Tree, directory: str, where: str, value: str, includes: bool, data: bool = False
+) -> Reference:
     if _is_remote(value):
-        return Reference(where, value, "", "remote", includes)
+        return Reference(where, value, "", "remote", includes, data)
     lexical = posixpath.normpath(f"{directory}/{value}")
     joined = layout.resolve(f"{directory}/{value}") if not value.startswith("/") else None
     if joined is None or joined == ".." or joined.startswith("../") or ".git" in joined.split("/"):
-        return Reference(where, value, lexical, "outside", includes)  # .git: the clone's config, not content
+        return Reference(where, value, lexical, "outside", includes, data)  # .git: the clone's, not content
     kind: RefKind
     on_disk = layout.root / joined if layout.walked else None
     if joined in layout.dirs or (joined not in layout.files and on_disk is not None and on_disk.is_dir()):
@@ -146,7 +160,7 @@ def _resolve(layout: Tree, directory: str, where: str, value: str, includes: boo
         kind = "file"
     else:
         kind = "missing"
-    return Reference(where, value, joined, kind, includes)
+    return Reference(where, value, joined, kind, includes, data)
 
 
 def _is_remote(value: str) -> bool:

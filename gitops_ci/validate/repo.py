@@ -147,11 +147,16 @@ def discover(root: Path) -> RepoLayout:
             files.add(link)
         elif target in dirs:
             dirs.add(link)
+    return layout_of(root, files, dirs, disk_reader(root), links=links, walked=True)
+
+
+def disk_reader(root: Path) -> Callable[[str], str]:
+    """A reader of repo-relative paths under `root`, as UTF-8 text (for `layout_of`)."""
 
     def read(path: str) -> str:
         return (root / path).read_bytes().decode("utf-8")
 
-    return layout_of(root, files, dirs, read, links=links, walked=True)
+    return read
 
 
 def layout_of(
