@@ -8,14 +8,10 @@ and an unrelated one is simply kept.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from gitops_ci import logs
@@ -29,7 +25,7 @@ from gitops_ci.change.model import (
     RepoDefaults,
 )
 from gitops_ci.change.settings import RepoSettings
-from gitops_ci.errors import ConfigurationError, GitopsCiError, OperationalError
+from gitops_ci.errors import GitopsCiError, OperationalError
 from gitops_ci.manifest_repo import meanwhile
 from gitops_ci.manifest_repo.port import ManifestRepo
 from gitops_ci.retry import SYSTEM_CLOCK, Clock, sleep_before_retry
@@ -59,10 +55,7 @@ def run_change(change: Change, follow: FollowUp | None = None, clock: Clock = SY
     wants_names = follow is not None and names is None
     read = change.reads_defaults or wants_names
     meanwhile.import_later(*(steps.DEFAULTS_IMPORTS if read else ()), *steps.PLAN_IMPORTS)
-    with (
-        workspace(settings.workdir) as directory,
-        open_repo(settings, change.sparse_paths, directory, clock) as repo,
-    ):
+    with open_repo(settings, change.sparse_paths, clock) as repo:
         defaults = settings.retried(lambda: steps.repo_defaults(repo, read), "reading gitops-ci.yaml", clock)
         # What the change and its follow-ups use, options first: the report and the dotenv say the same.
         defaults = replace(
@@ -204,21 +197,3 @@ class FilesResult:
     files: tuple[str, ...]
     attempts: int = 1
     merge_request: MergeRequestResult | None = None
-
-
-@contextlib.contextmanager
-def workspace(workdir: Path | None) -> Iterator[Path]:
-    """`--workdir` keeps the clone; otherwise a temporary directory that is always removed."""
-    if workdir is not None:
-        if workdir.exists() and not workdir.is_dir():
-            raise ConfigurationError(f"--workdir {workdir} is not a directory; give a new or empty directory")
-        if workdir.exists() and any(workdir.iterdir()):
-            raise ConfigurationError(f"--workdir {workdir} is not empty; give a new or empty directory")
-        workdir.mkdir(parents=True, exist_ok=True)
-        yield workdir
-        return
-    directory = Path(tempfile.mkdtemp(prefix="gitops-ci-"))
-    try:
-        yield directory / "manifests"
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)

@@ -1,5 +1,6 @@
 """Opening the manifest repo for a change: credentials resolved once, the adapter chosen by --transport
-(git: a sparse clone, with retries and the signing key; api: GitLab's API, nothing of git imported)."""
+(git: a sparse clone in the workspace, with retries and the signing key; api: GitLab's API, no workspace
+and nothing of git imported)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def _remote(settings: RepoSettings) -> Remote:
 
 @contextlib.contextmanager
 def open_repo(
-    settings: RepoSettings, sparse_paths: Sequence[str], directory: Path, clock: Clock = SYSTEM_CLOCK
+    settings: RepoSettings, sparse_paths: Sequence[str], clock: Clock = SYSTEM_CLOCK
 ) -> Iterator[ManifestRepo]:
     if settings.transport == "api":
         yield _api_repo(settings, clock)
@@ -44,7 +45,7 @@ def open_repo(
     from gitops_ci.manifest_repo.git import GitManifestRepo
 
     remote = _remote(settings)
-    with _signer(settings) as signer:
+    with workspace(settings.workdir) as directory, _signer(settings) as signer:
         with logs.section("clone", f"Cloning {remote.url} (sparse: {', '.join(sparse_paths)})"):
             repo = settings.retried(
                 lambda: GitManifestRepo.clone(
@@ -54,6 +55,27 @@ def open_repo(
                 clock,
             )
         yield repo
+
+
+@contextlib.contextmanager
+def workspace(workdir: Path | None) -> Iterator[Path]:
+    """`--workdir` keeps the clone; otherwise a temporary directory that is always removed."""
+    if workdir is not None:
+        if workdir.exists() and not workdir.is_dir():
+            raise ConfigurationError(f"--workdir {workdir} is not a directory; give a new or empty directory")
+        if workdir.exists() and any(workdir.iterdir()):
+            raise ConfigurationError(f"--workdir {workdir} is not empty; give a new or empty directory")
+        workdir.mkdir(parents=True, exist_ok=True)
+        yield workdir
+        return
+    import shutil
+    import tempfile
+
+    directory = Path(tempfile.mkdtemp(prefix="gitops-ci-"))
+    try:
+        yield directory / "manifests"
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def _signer(settings: RepoSettings) -> contextlib.AbstractContextManager[Signer | None]:
@@ -71,6 +93,11 @@ def _api_repo(settings: RepoSettings, clock: Clock) -> ManifestRepo:
         raise ConfigurationError(
             "--signing-key signs the commits gitops-ci makes with git; with --transport api GitLab makes "
             "them: use --transport git to sign"
+        )
+    if settings.workdir is not None:
+        raise ConfigurationError(
+            f"--workdir {settings.workdir} keeps the clone, and --transport api makes none: drop --workdir "
+            "(GITOPS_WORKDIR) or use --transport git"
         )
     from gitops_ci.manifest_repo.gitlab_rest import GitLabRest
 

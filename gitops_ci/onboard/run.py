@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gitops_ci.change.runner import FilesPlanner, FilesResult, land_files, workspace
+from gitops_ci.change.runner import FilesPlanner, FilesResult, land_files
 from gitops_ci.change.settings import RepoSettings, image_updates
 from gitops_ci.errors import ConfigurationError
 from gitops_ci.manifest_repo.port import ManifestRepo
@@ -143,10 +143,7 @@ def _write(
     from gitops_ci.change.files_merge_request import propose_files
     from gitops_ci.manifest_repo.open import open_repo
 
-    with (
-        workspace(repo_settings.workdir) as directory,
-        open_repo(repo_settings, sparse, directory, clock) as repo,
-    ):
+    with open_repo(repo_settings, sparse, clock) as repo:
         if repo_settings.mode == "merge-request":
             return propose_files(repo, plan, message, repo_settings, source_branch)
         return land_files(repo, plan, message, repo_settings, clock)

@@ -291,6 +291,16 @@ def test_a_runner_without_git_deploys(bare: Path, gitlab_api: GitLabContractServ
     assert 'newTag: "4.0"' in read_blob(bare, "main", overlay("app0", "dev"))
 
 
+def test_a_workdir_is_refused_as_there_is_no_clone_to_keep(
+    run: Run, bare: Path, gitlab_api: GitLabContractServer, tmp_path: Path
+) -> None:
+    kept = tmp_path / "kept"
+    image = "registry.example.com/shop/app0:2.0"
+    result = run("deploy", "--app", "app0", "--env", "dev", "--image", image, "--workdir", kept)
+    assert result.code == 2 and "--transport api makes none" in result.err, result.err
+    assert not kept.exists() and gitlab_api.calls == [] and commit_count(bare, "main") == 1
+
+
 @pytest.mark.parametrize("bypassed", [False, True])
 def test_https_proxy_tunnels_every_request_unless_no_proxy_names_the_host(
     run: Run, bare: Path, gitlab_api: GitLabContractServer, monkeypatch: pytest.MonkeyPatch, bypassed: bool
