@@ -143,6 +143,12 @@ def _lines(text: str) -> list[str]:
 
 
 def _last_line(text: str) -> str:
+    """git's last meaningful line; when it is only `fatal:` (e.g. "failed to write commit object"), the
+    `error:` and `gpg:` lines before it that say why come first."""
     lines = _lines(text)
-    meaningful = [line for line in lines if line.startswith(("fatal:", "error:", "!", "remote:"))]
-    return (meaningful or lines or ["no output"])[-1]
+    meaningful = [line for line in lines if line.startswith(("fatal:", "error:", "gpg:", "!", "remote:"))]
+    last = (meaningful or lines or ["no output"])[-1]
+    if not last.startswith("fatal:"):
+        return last
+    causes = [line for line in meaningful[:-1] if line.startswith(("error:", "gpg:"))]
+    return "; ".join(dict.fromkeys([*causes[-3:], last]))[:500]
