@@ -10,12 +10,15 @@ landed is for the adapter to find out.
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
+import ipaddress
 import json
 import os
 import re
 import ssl
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import SplitResult, quote, unquote, urlencode, urlsplit
@@ -215,16 +218,35 @@ def message_of(body: Any) -> str:
 def _proxy(netloc: str, scheme: str) -> str | None:
     """The proxy urllib would choose from the environment for a URL's `host[:port]`, without importing
     urllib.request for it: a lowercase variable wins (set but empty, it cancels the uppercase one); a NO_PROXY
-    entry matches the host or host:port and their subdomains, `*` every host."""
+    entry matches the host or host:port and their subdomains, `*` every host. An address in a CIDR entry
+    (10.0.0.0/8) is not proxied either, as curl (git's transport) and requests (python-gitlab's) read it."""
     proxy, no_proxy = _variable(f"{scheme}_proxy"), _variable("no_proxy") or ""
     host = netloc.lower()
     hosts = (host, re.sub(r":\d*$", "", host)) if not host.endswith("]") else (host,)
     if no_proxy == "*":
         return None
-    for entry in (e.strip().lstrip(".").lower() for e in no_proxy.split(",")):
+    entries = [e.strip().lstrip(".").lower() for e in no_proxy.split(",")]
+    for entry in entries:
         if entry and any(h == entry or h.endswith(f".{entry}") for h in hosts):
             return None
+    address = _address(re.sub(r":\d*$", "", host).strip("[]"))
+    if address is not None and any(address in network for network in _networks(entries)):
+        return None
     return proxy
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def _networks(entries: list[str]) -> Iterator[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    for entry in entries:
+        if "/" in entry:
+            with contextlib.suppress(ValueError):
+                yield ipaddress.ip_network(entry, strict=False)
 
 
 def _variable(lowercase: str) -> str | None:

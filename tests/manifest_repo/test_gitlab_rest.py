@@ -6,6 +6,7 @@ import base64
 import urllib.request
 
 import pytest
+import requests.utils
 
 from gitops_ci.errors import ConfigurationError
 from gitops_ci.manifest_repo.gitlab_rest import _ascii_host, _proxy, _proxy_address, _proxy_headers
@@ -55,6 +56,33 @@ def test_the_proxy_urllib_would_choose(
     assert _proxy(host, "https") == expected
     chosen = urllib.request.getproxies().get("https")  # what urllib's ProxyHandler does for https://HOST/
     assert (None if chosen and urllib.request.proxy_bypass(host) else chosen) == expected
+
+
+@pytest.mark.parametrize(
+    ("no_proxy", "host", "proxied"),
+    [
+        ("10.0.0.0/8", "10.1.2.3", False),
+        ("example.com, 10.0.0.0/8", "10.1.2.3:8443", False),
+        ("10.0.0.0/8", "11.1.2.3", True),
+        ("192.168.0.0/16", "192.168.7.7", False),
+        ("fd00::/8", "[fd00::1]:443", False),
+        ("10.0.0.0/8", "gitlab.example.com", True),  # a name is never resolved to match a range
+        ("10.0.0.0/33,not/a-range", "10.1.2.3", True),  # unreadable entries match nothing
+    ],
+)
+def test_a_cidr_entry_in_no_proxy_bypasses_the_proxy_for_its_addresses(
+    no_proxy: str, host: str, proxied: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As curl (git's transport, since 7.86) and requests (python-gitlab's) read NO_PROXY: the three
+    clients of one deploy agree on which hosts go through the proxy."""
+    for name in ("https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://p:1")
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    assert _proxy(host, "https") == ("http://p:1" if proxied else None)
+    if not host.startswith("["):  # requests reads IPv4 ranges only
+        bypassed = requests.utils.should_bypass_proxies(f"https://{host}/", no_proxy=no_proxy)
+        assert bypassed is not proxied
 
 
 def test_a_proxy_is_host_and_port_with_or_without_a_scheme() -> None:
