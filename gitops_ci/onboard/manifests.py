@@ -54,7 +54,7 @@ def argocd_cluster_files(c: Conventions, cluster: Cluster) -> dict[str, str]:
         },
     }
     comment = _root_comment(cluster, "kubectl apply -n argocd -f")
-    root_file = to_yaml(_root_project(c, cluster), comment) + "---\n" + to_yaml(root)
+    root_file = to_yaml(root_project(c, cluster), comment) + "---\n" + to_yaml(root)
     return {
         f"clusters/{cluster.name}/root.yaml": root_file,
         f"{apps_dir(cluster)}/project.yaml": to_yaml(
@@ -63,7 +63,7 @@ def argocd_cluster_files(c: Conventions, cluster: Cluster) -> dict[str, str]:
     }
 
 
-def _root_project(c: Conventions, cluster: Cluster) -> dict[str, Any]:
+def root_project(c: Conventions, cluster: Cluster) -> dict[str, Any]:
     """The root's own project: what a merge into apps/ can make it apply is Applications and AppProjects in
     Argo CD's namespace, not any object anywhere (Argo CD's default project allows everything)."""
     return {

@@ -41,6 +41,7 @@ MISSING_APPLICATION = "layout/missing-application"
 ORPHAN_APPLICATION = "layout/orphan-application"
 WRONG_PROJECT = "layout/wrong-cluster"
 FOREIGN_OBJECT = "layout/foreign-object"
+UNCONFINED_ROOT = "layout/unconfined-root"
 
 
 @dataclass(frozen=True)

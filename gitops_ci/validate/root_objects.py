@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from gitops_ci.onboard.conventions import Cluster, Conventions
-from gitops_ci.onboard.manifests import FLUX_NAMESPACE, SOURCE_NAME, apps_dir
-from gitops_ci.validate.findings import FOREIGN_OBJECT, Finding, Severity
+from gitops_ci.onboard.manifests import FLUX_NAMESPACE, SOURCE_NAME, apps_dir, root_project
+from gitops_ci.validate.findings import FOREIGN_OBJECT, UNCONFINED_ROOT, Finding, Severity
 from gitops_ci.validate.objects import ManifestFiles
 
 _ALLOWED = {
@@ -45,6 +45,39 @@ def foreign_objects(files: ManifestFiles, conventions: Conventions) -> list[Find
                     shown = f"{str(doc.get('kind', 'object'))[:60]}/{name[:60]}"
                     out.append(Finding(Severity.ERROR, FOREIGN_OBJECT, path, problem, object=shown))
     return out
+
+
+def unconfined_roots(files: ManifestFiles, c: Conventions) -> list[Finding]:
+    """An Argo CD root.yaml that is not in its own AppProject, in the shape init writes: one laid out by an
+    earlier version (Argo CD's default project allows any object anywhere), or one changed since. It is
+    applied by hand, so a merge does not reach the cluster: a warning that says how to replace it."""
+    if c.engine != "argocd":
+        return []
+    out = []
+    for cluster in c.clusters:
+        path = f"clusters/{cluster.name}/root.yaml"
+        if path not in files.layout.files:
+            continue
+        docs, expected = files.documents(path), root_project(c, cluster)
+        name = expected["metadata"]["name"]
+        roots = [d for d in docs if d.get("kind") == "Application"]
+        if not roots or any(mapping_of(d.get("spec")).get("project") != name for d in roots):
+            problem = f"the root of {cluster.name} is not in its own AppProject {name}"
+        elif not any(_same_project(d, expected) for d in docs if d.get("kind") == "AppProject"):
+            problem = f"the AppProject {name} is not the one init writes (it may let the root apply more)"
+        else:
+            continue
+        fix = f"; delete {path}, run gitops-ci init again and kubectl apply it"
+        out.append(Finding(Severity.WARNING, UNCONFINED_ROOT, path, problem + fix))
+    return out
+
+
+def _same_project(doc: dict[str, Any], expected: dict[str, Any]) -> bool:
+    def rules(spec: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in spec.items() if key != "description"}
+
+    named = mapping_of(doc.get("metadata")).get("name") == expected["metadata"]["name"]
+    return named and rules(mapping_of(doc.get("spec"))) == rules(expected["spec"])
 
 
 def _file_problem(name: str) -> str | None:

@@ -396,6 +396,39 @@ def test_what_a_root_applies_is_only_what_init_and_new_app_write(
     ]
 
 
+def test_a_root_outside_its_own_project_is_a_warning_that_says_how_to_replace_it(
+    run: Run, gitops: CliRunner, empty: Path, tmp_path: Path
+) -> None:
+    assert run("init", *CLUSTERS, *ENVS).code == 0
+    checkout = files_of(empty, tmp_path)
+
+    def unconfined() -> list[tuple[str, str]]:
+        result = gitops("validate", str(checkout), "--format", "json")
+        assert result.code == 0, result.out  # applied by hand: a merge does not reach the cluster
+        found = json.loads(result.out)["findings"]
+        return [(f["file"], f["message"]) for f in found if f["rule"] == "layout/unconfined-root"]
+
+    assert unconfined() == []
+    dev, prod = checkout / "clusters/dev-cluster/root.yaml", checkout / "clusters/prod-cluster/root.yaml"
+    earlier = dev.read_text().split("---\n", 1)[1]  # as an earlier version wrote it: no AppProject of its own
+    dev.write_text(earlier.replace("project: dev-cluster-root", "project: default"))
+    prod.write_text(
+        prod.read_text().replace(
+            "clusterResourceWhitelist: []", "clusterResourceWhitelist: [{group: '*', kind: '*'}]"
+        )
+    )
+    found = unconfined()
+    assert [file for file, _ in found] == [
+        "clusters/dev-cluster/root.yaml",
+        "clusters/prod-cluster/root.yaml",
+    ]
+    assert "not in its own AppProject dev-cluster-root" in found[0][1]
+    assert found[0][1].endswith(
+        "delete clusters/dev-cluster/root.yaml, run gitops-ci init again and kubectl apply it"
+    )
+    assert "not the one init writes" in found[1][1]
+
+
 def test_what_a_flux_root_applies_is_only_what_init_and_new_app_write(
     run: Run, gitops: CliRunner, empty: Path, tmp_path: Path
 ) -> None:
