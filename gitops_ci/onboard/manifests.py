@@ -1,5 +1,6 @@
-"""The files onboarding writes, as text: Argo CD AppProjects, root and child Applications; Flux
-GitRepository and Kustomizations; the GitLab agent's configuration; an app's base and overlays.
+"""The cluster files onboarding writes, as text: Argo CD AppProjects, root and child Applications; Flux
+GitRepository, Kustomizations and the children's account; the GitLab agent's configuration (an app's own
+files: app_files).
 
 Shapes follow the projects' CRDs (argo-cd manifests/crds/{application,appproject}-crd.yaml, Flux
 source-controller and kustomize-controller v1 CRDs) and GitLab's agent configuration (agentcfg.proto, strict:
@@ -8,10 +9,8 @@ unknown keys fail); tests check them against those schemas' subsets.
 
 from __future__ import annotations
 
-import posixpath
 from typing import Any
 
-from gitops_ci.images.reference import ImageUpdate
 from gitops_ci.onboard.conventions import Cluster, Conventions
 from gitops_ci.onboard.emit import to_yaml
 
@@ -20,6 +19,8 @@ IN_CLUSTER = "https://kubernetes.default.svc"  # where Argo CD runs: its Applica
 FINALIZER = "resources-finalizer.argocd.argoproj.io"
 FLUX_NAMESPACE = "flux-system"
 SOURCE_NAME = "manifests"
+RECONCILER = "gitops-ci-reconciler"  # the service account Flux children reconcile as
+RBAC_API = "rbac.authorization.k8s.io"
 
 
 def apps_dir(cluster: Cluster) -> str:
@@ -127,7 +128,8 @@ def child(c: Conventions, app: str, env: str, overlay: str) -> tuple[str, str]:
     """The object that makes the cluster run `overlay`: an Application (Argo CD) or a Kustomization (Flux)."""
     cluster, name = c.cluster_of(env), c.app_name(app, env)
     if c.engine == "flux":
-        return f"{apps_dir(cluster)}/{name}.yaml", to_yaml(_flux_kustomization(name, f"./{overlay}"))
+        child = _flux_kustomization(name, f"./{overlay}", RECONCILER)
+        return f"{apps_dir(cluster)}/{name}.yaml", to_yaml(child)
     application = {
         "apiVersion": ARGOCD_API,
         "kind": "Application",
@@ -145,90 +147,64 @@ def child(c: Conventions, app: str, env: str, overlay: str) -> tuple[str, str]:
     return f"{apps_dir(cluster)}/{name}.yaml", to_yaml(application)
 
 
-def base_files(base: str, app: str, image: ImageUpdate, port: int) -> dict[str, str]:
-    labels = {"app.kubernetes.io/name": app}
-    probe = {"tcpSocket": {"port": "http"}, "periodSeconds": 10}
-    container = {
-        "name": app,
-        "image": app,  # replaced by the images entry below
-        "ports": [{"name": "http", "containerPort": port}],
-        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
-        "readinessProbe": probe,
-        "livenessProbe": {**probe, "initialDelaySeconds": 10},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
-    }
-    pod_security = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
-    deployment = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": app, "labels": labels},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {"securityContext": pod_security, "containers": [container]},
-            },
-        },
-    }
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": app, "labels": labels},
-        "spec": {"selector": labels, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
-    }
-    kustomization = _kustomization(resources=["deployment.yaml", "service.yaml"], images=[_image(app, image)])
-    return {
-        f"{base}/deployment.yaml": to_yaml(deployment),
-        f"{base}/service.yaml": to_yaml(service),
-        f"{base}/kustomization.yaml": to_yaml(kustomization),
-    }
-
-
-def overlay_file(
-    overlay: str, base: str, app: str, env: str, image: ImageUpdate, replicas: int | None
-) -> dict[str, str]:
-    """An overlay holds only what differs: the namespace, the image and, when asked, the replicas."""
-    extra: dict[str, Any] = {"replicas": [{"name": app, "count": replicas}]} if replicas is not None else {}
-    kustomization = _kustomization(
-        namespace=env, resources=[posixpath.relpath(base, overlay)], images=[_image(app, image)], **extra
-    )
-    return {f"{overlay}/kustomization.yaml": to_yaml(kustomization)}
-
-
-def _kustomization(**fields: Any) -> dict[str, Any]:
-    return {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", **fields}
-
-
-def namespace(c: Conventions, env: str) -> dict[str, str]:
-    """Flux creates no namespace (Argo CD does, CreateNamespace=true): the cluster's root Kustomization
-    applies one per environment, beside the children (a dot in its name: never a child's, a label)."""
+def environment_files(c: Conventions, env: str) -> dict[str, str]:
+    """What a Flux cluster needs for an environment, applied by its root Kustomization beside the children
+    (a dot in a file's name: never a child's): the namespace (Flux creates none; Argo CD's children say
+    CreateNamespace=true), and the rights of the children's service account there. The children reconcile
+    as that account, so an overlay can change anything in its environment's namespace and nothing else of
+    the cluster (Argo CD's children: the cluster's AppProject)."""
     if c.engine != "flux":
         return {}
-    document = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": env}}
-    comment = f"The namespace of environment {env}, where its apps' overlays put them."
-    return {f"{apps_dir(c.cluster_of(env))}/{env}.namespace.yaml": to_yaml(document, comment)}
+    directory = apps_dir(c.cluster_of(env))
+    return {
+        f"{directory}/{env}.namespace.yaml": to_yaml(
+            flux_namespace(env), f"The namespace of environment {env}, where its apps' overlays put them."
+        ),
+        f"{directory}/{env}.reconciler.yaml": to_yaml(
+            reconciler_binding(env), f"What the apps of {env} may change: anything in namespace {env} only."
+        ),
+        f"{directory}/reconciler.serviceaccount.yaml": to_yaml(
+            reconciler_account(), "Every app Kustomization of this cluster reconciles as this account."
+        ),
+    }
 
 
-def _image(app: str, image: ImageUpdate) -> dict[str, str]:
-    return {"name": app, **image.apply({})}
+def flux_namespace(env: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": env}}
 
 
-def _flux_kustomization(name: str, path: str) -> dict[str, Any]:
+def reconciler_binding(env: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{RBAC_API}/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": RECONCILER, "namespace": env},
+        "roleRef": {"apiGroup": RBAC_API, "kind": "ClusterRole", "name": "cluster-admin"},
+        "subjects": [{"kind": "ServiceAccount", "name": RECONCILER, "namespace": FLUX_NAMESPACE}],
+    }
+
+
+def reconciler_account() -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": RECONCILER, "namespace": FLUX_NAMESPACE},
+    }
+
+
+def _flux_kustomization(name: str, path: str, account: str | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "interval": "10m",
+        "path": path,
+        "prune": True,
+        "sourceRef": {"kind": "GitRepository", "name": SOURCE_NAME},
+    }
+    if account is not None:
+        spec["serviceAccountName"] = account
     return {
         "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
         "kind": "Kustomization",
         "metadata": {"name": name, "namespace": FLUX_NAMESPACE},
-        "spec": {
-            "interval": "10m",
-            "path": path,
-            "prune": True,
-            "sourceRef": {"kind": "GitRepository", "name": SOURCE_NAME},
-        },
+        "spec": spec,
     }
 
 

@@ -10,7 +10,7 @@ from gitops_ci.change.settings import RepoSettings, image_updates
 from gitops_ci.errors import ConfigurationError
 from gitops_ci.manifest_repo.port import ManifestRepo
 from gitops_ci.naming import SETTINGS_FILE, render
-from gitops_ci.onboard import manifests
+from gitops_ci.onboard import app_files, manifests
 from gitops_ci.onboard.conventions import (
     Cluster,
     Conventions,
@@ -107,10 +107,10 @@ def new_app(settings: NewAppSettings, clock: Clock = SYSTEM_CLOCK) -> OnboardRes
             raise ConfigurationError(f"{repo.url} has no {SETTINGS_FILE}: run gitops-ci init first")
         conventions = parse_conventions(text)
         base = _base_of(conventions.path_template, settings.app)
-        files = manifests.base_files(base, settings.app, image, settings.port)
+        files = app_files.base_files(base, settings.app, image, settings.port)
         for env in settings.environments:
             overlay = render(conventions.path_template, "path_template", app=settings.app, env=env)
-            files |= manifests.overlay_file(overlay, base, settings.app, env, image, settings.replicas)
+            files |= app_files.overlay_file(overlay, base, settings.app, env, image, settings.replicas)
             files |= dict([manifests.child(conventions, settings.app, env, overlay)])
         _check_names(repo, conventions, settings)
         missing = {path: text for path, text in files.items() if repo.read(path) is None}
@@ -119,11 +119,13 @@ def new_app(settings: NewAppSettings, clock: Clock = SYSTEM_CLOCK) -> OnboardRes
                 f"app {settings.app} already exists in {base}; pass --update to add only the missing "
                 "environments"
             )
-        # the environments' namespaces are the cluster's, not the app's (a repo made before they were)
-        namespaces = {
-            p: t for env in settings.environments for p, t in manifests.namespace(conventions, env).items()
+        # an environment's namespace and rights are the cluster's (added to a repo made before they were)
+        shared = {
+            p: t
+            for env in settings.environments
+            for p, t in manifests.environment_files(conventions, env).items()
         }
-        return missing | {path: text for path, text in namespaces.items() if repo.read(path) is None}
+        return missing | {path: text for path, text in shared.items() if repo.read(path) is None}
 
     app_dir = _base_of("kustomize/{app}/overlays/{env}", settings.app).rsplit("/", 1)[0]
     message = f"gitops-ci new-app {settings.app}: {', '.join(settings.environments)}"

@@ -42,6 +42,7 @@ ORPHAN_APPLICATION = "layout/orphan-application"
 WRONG_PROJECT = "layout/wrong-cluster"
 FOREIGN_OBJECT = "layout/foreign-object"
 UNCONFINED_ROOT = "layout/unconfined-root"
+UNCONFINED_CHILD = "layout/unconfined-child"
 
 
 @dataclass(frozen=True)

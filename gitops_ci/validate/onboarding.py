@@ -20,7 +20,12 @@ from gitops_ci.validate.findings import (
     Severity,
 )
 from gitops_ci.validate.objects import ManifestFiles
-from gitops_ci.validate.root_objects import foreign_objects, mapping_of, unconfined_roots
+from gitops_ci.validate.root_objects import (
+    foreign_objects,
+    mapping_of,
+    unconfined_children,
+    unconfined_roots,
+)
 
 
 @dataclass(frozen=True)
@@ -42,7 +47,8 @@ def layout_rules(files: ManifestFiles) -> list[Finding]:
         return [Finding(Severity.ERROR, KUSTOMIZATION_INVALID, SETTINGS_FILE, str(err))]
     children = _children(files, conventions)
     found = _missing(files, conventions, children) + _misplaced(files, conventions, children)
-    return found + foreign_objects(files, conventions) + unconfined_roots(files, conventions)
+    confined = unconfined_roots(files, conventions) + unconfined_children(files, conventions)
+    return found + foreign_objects(files, conventions) + confined
 
 
 def _children(files: ManifestFiles, conventions: Conventions) -> list[_Child]:

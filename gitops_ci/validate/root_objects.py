@@ -13,17 +13,37 @@ from collections.abc import Iterator
 from typing import Any
 
 from gitops_ci.onboard.conventions import Cluster, Conventions
-from gitops_ci.onboard.manifests import FLUX_NAMESPACE, SOURCE_NAME, apps_dir, root_project
-from gitops_ci.validate.findings import FOREIGN_OBJECT, UNCONFINED_ROOT, Finding, Severity
+from gitops_ci.onboard.manifests import (
+    FLUX_NAMESPACE,
+    RECONCILER,
+    SOURCE_NAME,
+    apps_dir,
+    flux_namespace,
+    reconciler_account,
+    reconciler_binding,
+    root_project,
+)
+from gitops_ci.validate.findings import (
+    FOREIGN_OBJECT,
+    UNCONFINED_CHILD,
+    UNCONFINED_ROOT,
+    Finding,
+    Severity,
+)
 from gitops_ci.validate.objects import ManifestFiles
 
 _ALLOWED = {
     "argocd": {("argoproj.io", "Application"), ("argoproj.io", "AppProject")},
-    "flux": {("kustomize.toolkit.fluxcd.io", "Kustomization"), ("", "Namespace")},
+    "flux": {
+        ("kustomize.toolkit.fluxcd.io", "Kustomization"),
+        ("", "Namespace"),
+        ("", "ServiceAccount"),
+        ("rbac.authorization.k8s.io", "RoleBinding"),
+    },
 }
 _NAMES = {
     "argocd": "Argo CD Applications and the cluster's AppProject",
-    "flux": "Flux Kustomizations and Namespaces",
+    "flux": "Flux Kustomizations and the environments' Namespaces and RoleBindings",
 }
 _KUSTOMIZATION_FILES = {"kustomization.yaml", "kustomization.yml", "Kustomization"}
 
@@ -109,6 +129,52 @@ def _problems(doc: dict[str, Any], c: Conventions, cluster: Cluster) -> Iterator
         origin = (ref.get("kind"), ref.get("name"), ref.get("namespace", FLUX_NAMESPACE))
         if origin != ("GitRepository", SOURCE_NAME, FLUX_NAMESPACE) or "kubeConfig" in spec:
             yield f"a Kustomization here must reconcile GitRepository {SOURCE_NAME} (this repo), here"
+        if spec.get("serviceAccountName", RECONCILER) != RECONCILER:
+            yield f"a Kustomization here reconciles as {RECONCILER}, which is confined to its environment"
+    else:
+        yield from _flux_access_problems(doc, kind, c, cluster)
+
+
+def _flux_access_problems(doc: dict[str, Any], kind: str, c: Conventions, cluster: Cluster) -> Iterator[str]:
+    """Namespaces, the children's account and its RoleBindings: exactly as new-app writes them, for this
+    cluster's environments only (a binding in flux-system would let a child write Flux's own objects)."""
+    metadata = mapping_of(doc.get("metadata"))
+    envs = {e.name for e in c.environments if e.cluster == cluster.name}
+    if kind == "ServiceAccount":
+        expected, env = reconciler_account(), None
+    elif kind == "Namespace":
+        env = str(metadata.get("name"))
+        expected = flux_namespace(env)
+    else:
+        env = str(metadata.get("namespace"))
+        expected = reconciler_binding(env)
+    if doc != expected or (env is not None and env not in envs):
+        yield (
+            f"a {kind} here is one new-app writes for an environment of {cluster.name} "
+            f"({', '.join(sorted(envs)) or 'none'}), in that shape"
+        )
+
+
+def unconfined_children(files: ManifestFiles, c: Conventions) -> list[Finding]:
+    """Flux children written before they had a service account reconcile with kustomize-controller's own
+    rights: an overlay they apply can change anything in the cluster. Its own rule, so that a repo laid out
+    by an earlier version can --ignore it until its children are changed."""
+    if c.engine != "flux":
+        return []
+    out = []
+    for cluster in c.clusters:
+        prefix = f"{apps_dir(cluster)}/"
+        for path in sorted(f for f in files.layout.files if f.startswith(prefix) and f.endswith(".yaml")):
+            for doc in files.documents(path):
+                spec, name = mapping_of(doc.get("spec")), mapping_of(doc.get("metadata")).get("name", "")
+                if doc.get("kind") == "Kustomization" and "serviceAccountName" not in spec:
+                    problem = (
+                        f"it reconciles with kustomize-controller's own rights: add serviceAccountName: "
+                        f"{RECONCILER} (new-app writes that account and its RoleBindings)"
+                    )
+                    shown = f"Kustomization/{str(name)[:60]}"
+                    out.append(Finding(Severity.ERROR, UNCONFINED_CHILD, path, problem, object=shown))
+    return out
 
 
 def _project_problems(doc: dict[str, Any], c: Conventions, cluster: Cluster) -> Iterator[str]:

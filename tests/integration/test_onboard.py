@@ -289,6 +289,22 @@ def test_flux_layout_follows_its_schemas(run: Run, gitops: CliRunner, empty: Pat
     # Flux creates no namespace: the cluster's root Kustomization applies the environment's, once
     namespace = YAML(typ="safe").load((checkout / "clusters/dev-cluster/apps/dev.namespace.yaml").read_text())
     assert namespace == {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dev"}}
+    # the children reconcile as an account that may change anything in their environment's namespace only
+    assert child["spec"]["serviceAccountName"] == "gitops-ci-reconciler"
+    account = YAML(typ="safe").load(
+        (checkout / "clusters/dev-cluster/apps/reconciler.serviceaccount.yaml").read_text()
+    )
+    assert account["metadata"] == {"name": "gitops-ci-reconciler", "namespace": "flux-system"}
+    binding = YAML(typ="safe").load((checkout / "clusters/dev-cluster/apps/dev.reconciler.yaml").read_text())
+    assert binding["kind"] == "RoleBinding" and binding["metadata"]["namespace"] == "dev"
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "cluster-admin",
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "gitops-ci-reconciler", "namespace": "flux-system"}
+    ]
     second = run("new-app", "--app", "api", "--env", "dev", "--image", "registry.example.com/shop/api:1.0")
     assert second.code == 0 and "clusters/dev-cluster/apps/dev.namespace.yaml" not in second.out, second.err
     # a repo made before namespaces were written: a re-run adds the namespace, not "the app exists"
@@ -443,11 +459,36 @@ def test_what_a_flux_root_applies_is_only_what_init_and_new_app_write(
                     "metadata": {"name": "elsewhere"}, "spec": {"url": "https://evil.example.com/x.git"}})
     )  # fmt: skip
     (apps / "Kustomization").write_text("resources: [crb.txt]\n")
+    (apps / "admin.yaml").write_text(
+        child.replace("gitops-ci-reconciler", "kustomize-controller").replace("dev-web", "admin")
+    )
+    (apps / "loose.yaml").write_text(
+        child.replace("  serviceAccountName: gitops-ci-reconciler\n", "").replace("dev-web", "loose")
+    )
+    binding = (apps / "dev.reconciler.yaml").read_text()
+    (apps / "flux.reconciler.yaml").write_text(
+        binding.replace("namespace: dev\n", "namespace: flux-system\n")
+    )
+    to_default = (
+        "    name: gitops-ci-reconciler\n    namespace: flux-system",
+        "    name: default\n    namespace: dev",
+    )
+    (apps / "dev.reconciler.yaml").write_text(binding.replace(*to_default))  # grants dev's default account
+    (apps / "kube.namespace.yaml").write_text(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: kube-system}\n"
+    )
     assert foreign(gitops, checkout) == [
         ("clusters/dev-cluster/apps/Kustomization", ""),
+        ("clusters/dev-cluster/apps/admin.yaml", "Kustomization/admin"),
         ("clusters/dev-cluster/apps/dev-web.yaml", "Kustomization/dev-web"),
+        ("clusters/dev-cluster/apps/dev.reconciler.yaml", "RoleBinding/gitops-ci-reconciler"),
+        ("clusters/dev-cluster/apps/flux.reconciler.yaml", "RoleBinding/gitops-ci-reconciler"),
+        ("clusters/dev-cluster/apps/kube.namespace.yaml", "Namespace/kube-system"),
         ("clusters/dev-cluster/apps/source.json", ""),
     ]
+    found = json.loads(gitops("validate", str(checkout), "--format", "json").out)["findings"]
+    unconfined = [(f["file"], f["object"]) for f in found if f["rule"] == "layout/unconfined-child"]
+    assert unconfined == [("clusters/dev-cluster/apps/loose.yaml", "Kustomization/loose")]
 
 
 def test_new_app_as_a_merge_request(
