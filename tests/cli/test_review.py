@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from conftest import CliResult, CliRunner
 from manifests import DEPLOYMENT, manifest_files, overlay
+
+if TYPE_CHECKING:
+    from servers.git_fixtures import GitArgvRecorder
+
+pytest_plugins = ["servers.git_fixtures"]
 
 APPS = ["app0", "app1", "app2"]
 
@@ -276,6 +281,35 @@ def test_no_plugin_config_reads_an_untracked_file(
     result = review(gitops, repo)
     assert result.code == 1 and "UNTRACKED" not in result.out + result.err, result.out
     assert "| `app0` | `dev` | — | — | ❌ does not build: " in result.out
+
+
+def test_the_base_tree_is_read_through_one_git_process(
+    gitops: CliRunner, repo: Path, git_argv_recorder: GitArgvRecorder
+) -> None:
+    """The base side reads every file the merge request changed (thousands, for a change across the repo)
+    through one long-lived `git cat-file --batch`. A name with a line break cannot go through its line
+    protocol, so that one file is read by a process of its own."""
+    files: dict[str, str | None] = {}
+    for app in APPS:
+        dev = overlay(app, "dev")
+        where = dev.rsplit("/", 1)[0]
+        files[dev] = manifest_files([app])[dev] + "generators: [gen.yaml]\n"
+        files[f"{where}/gen.yaml"] = GENERATOR.replace("leak", "settings").replace("untracked.env", "app.env")
+        files[f"{where}/app.env"] = f"APP={app}\n"
+    odd = overlay("app2", "dev").replace("/dev/", "/odd\nname/")
+    files[odd] = manifest_files(["app2"])[overlay("app2", "dev")]
+    commit(repo, files, "generated config")
+    git(repo, "branch", "-f", "main", "HEAD")
+    renamed = {p: t.replace("settings", "settings-v2") for p, t in files.items() if t and "settings" in t}
+    commit(repo, {**renamed, odd: files[odd] + "commonLabels: {tier: web}\n"})
+    git_argv_recorder.clear()
+    result = review(gitops, repo, "--format", "json")
+    assert result.code == 0, result.out + result.err
+    reviewed = sorted((o["app"], o["env"]) for o in as_json(result)["overlays"])
+    assert reviewed == [*((app, "dev") for app in APPS), ("app2", "odd\nname")]
+    reads = [argv[argv.index("cat-file") :] for argv in git_argv_recorder.calls() if "cat-file" in argv]
+    assert [argv[:2] for argv in reads] == [["cat-file", "--batch"], ["cat-file", "blob"]], reads
+    assert reads[1][-1].endswith("odd\nname/kustomization.yaml")
 
 
 def test_the_base_comes_from_gitlabs_variable(
