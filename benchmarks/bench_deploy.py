@@ -570,10 +570,11 @@ def retry_costs(ctx: Context, size: str) -> list[dict[str, Any]]:
 
     trace = workdir / "trace2.json"
 
-    def step(name: str, *args: str, measured: bool = True) -> None:
+    def step(name: str, *args: str, measured: bool = True, extra: dict[str, str] | None = None) -> None:
         trace.unlink(missing_ok=True)
         before = _children_cpu()
-        result = run([g, "-C", str(clone), *args], env={**env, "GIT_TRACE2_EVENT": str(trace)}, check=False)
+        traced = {**env, **(extra or {}), "GIT_TRACE2_EVENT": str(trace)}
+        result = run([g, "-C", str(clone), *args], env=traced, check=False)
         server = max(0.0, _children_cpu() - before - result.cpu_s)
         if measured:
             steps.append(
@@ -606,9 +607,9 @@ def retry_costs(ctx: Context, size: str) -> list[dict[str, Any]]:
             run(_sed_tag(clone / path, ctx.new_tag()), env=env)
             step("add --sparse", "add", "--sparse", "--", path)
             step("commit", "commit", "-q", "--no-verify", "--no-gpg-sign", "-m", "bench")
-            step(
-                "push (rejected)", "push", "--porcelain", "--no-verify", "origin", f"HEAD:refs/heads/{BRANCH}"
-            )
+            push = ["push", "--porcelain", "--no-verify", "origin", f"HEAD:refs/heads/{BRANCH}"]
+            # as gitops-ci pushes: no lazy fetch of the moved tip's trees to learn it does not fast-forward
+            step("push (rejected)", *push, extra={"GIT_NO_LAZY_FETCH": "1"})
             fetch = [
                 "fetch",
                 *depth,
