@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import io
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -136,6 +137,7 @@ def _fail(message: str) -> None:
 
 def run(argv: Sequence[str] | None = None) -> int:
     _Invocation.debug = False
+    _escape_undecodable_output()
     logs.configure()
     try:
         result = cli.main(
@@ -181,3 +183,11 @@ def main() -> None:
     except (OSError, ValueError):  # a closed pipe: nobody is reading anymore
         pass
     os._exit(code)
+
+
+def _escape_undecodable_output() -> None:
+    """A file name git gives as undecodable bytes reaches output as a lone surrogate: it is written as its
+    escape (`\\udcff`, which JSON reads back), not a UnicodeEncodeError on a UTF-8 terminal."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")

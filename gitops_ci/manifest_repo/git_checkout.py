@@ -88,14 +88,18 @@ class ReviewCheckout:
 
     def _blob(self, name: str) -> str:
         """A blob through GitPython's one long-lived `git cat-file --batch` (a review may read thousands of
-        plugin configs and links: no process each). Its protocol is a name per line, so a name with a line
-        break (a hostile file name) gets a process of its own."""
-        if "\n" in name:
+        changed files and links: no process each). Its protocol is a UTF-8 name per line, and git strips a
+        carriage return before the line's end, so a name that is not plain printable text (a hostile file
+        name) gets a process of its own."""
+        if not (name.isprintable() and _encodable(name)):
             return self._git("cat-file", "blob", "--end-of-options", name)
         try:
             _, kind, _, data = self._repo.git.get_object_data(name)
-        except ValueError:
-            raise GitError(f"git cat-file failed: {logs.mask(name)[:300]} is not in the clone") from None
+        except (ValueError, OSError) as err:  # no such object, or the batch process is gone
+            shown = logs.mask(name)[:300]
+            raise GitError(
+                f"git cat-file --batch could not read {shown}: {logs.mask(str(err))[:200]}"
+            ) from None
         kind_name = kind.decode() if isinstance(kind, bytes) else kind  # GitPython 3.1 says str, gives bytes
         if kind_name != "blob":
             raise GitError(f"git cat-file failed: {logs.mask(name)[:300]} is a {kind_name[:20]}, not a file")
@@ -114,7 +118,8 @@ class ReviewCheckout:
                 self._git("checkout-index", "--all", "--force", f"--prefix={destination}/", env=env)
                 return
             listing = Path(scratch) / "paths"
-            listing.write_text("".join(f"{p}\0" for p in paths), encoding="utf-8")
+            # a path git gave as undecodable bytes goes back as those bytes
+            listing.write_text("".join(f"{p}\0" for p in paths), encoding="utf-8", errors="surrogateescape")
             with listing.open("rb") as stdin:
                 self._git(
                     "checkout-index",
@@ -140,3 +145,12 @@ class ReviewCheckout:
             )
         except git.GitCommandError as err:
             raise local_failure(err, args[0]) from None
+
+
+def _encodable(name: str) -> bool:
+    """A name as the batch protocol sends it (UTF-8): not one git gave us as undecodable bytes."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

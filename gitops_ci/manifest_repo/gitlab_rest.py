@@ -219,7 +219,8 @@ def _proxy(netloc: str, scheme: str) -> str | None:
     """The proxy urllib would choose from the environment for a URL's `host[:port]`, without importing
     urllib.request for it: a lowercase variable wins (set but empty, it cancels the uppercase one); a NO_PROXY
     entry matches the host or host:port and their subdomains, `*` every host. An address in a CIDR entry
-    (10.0.0.0/8) is not proxied either, as curl (git's transport) and requests (python-gitlab's) read it."""
+    (10.0.0.0/8, fd00::/8) is not proxied either, as curl (git's transport) reads it; requests
+    (python-gitlab's) reads IPv4 ranges only."""
     proxy, no_proxy = _variable(f"{scheme}_proxy"), _variable("no_proxy") or ""
     host = netloc.lower()
     hosts = (host, re.sub(r":\d*$", "", host)) if not host.endswith("]") else (host,)

@@ -87,6 +87,10 @@ class Conventions:
         check_ref_name(self.branch, "branch")
         check_label(self.argocd_namespace, "argocd_namespace")
 
+    def is_system_namespace(self, name: str) -> bool:
+        """A namespace the cluster or the GitOps engine owns: never an environment's."""
+        return name in {"default", "flux-system", self.argocd_namespace} or name.startswith("kube-")
+
     def check_new(self) -> None:
         """What init refuses to write, beyond what every gitops-ci.yaml must be (a file written by an older
         version stays readable): names that Argo CD, Flux or the cluster take, and a template that does not
@@ -96,9 +100,8 @@ class Conventions:
                 raise ConfigurationError(
                     f"--cluster {cluster.name}: the roots' AppProjects are named <cluster>-root; pick another"
                 )
-        system = {"default", "flux-system", self.argocd_namespace}
         for env in self.environments:
-            if env.name in system or env.name.startswith("kube-"):  # the environment's apps go there
+            if self.is_system_namespace(env.name):  # the environment's apps go there
                 raise ConfigurationError(
                     f"--env {env.name}: an environment's name is its namespace, and {env.name} is the "
                     "cluster's or the GitOps engine's own; pick another"

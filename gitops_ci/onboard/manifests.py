@@ -1,6 +1,6 @@
 """The cluster files onboarding writes, as text: Argo CD AppProjects, root and child Applications; Flux
-GitRepository, Kustomizations and the children's account; the GitLab agent's configuration (an app's own
-files: app_files).
+GitRepository and Kustomizations; the GitLab agent's configuration (an app's own files: app_files; a Flux
+environment's namespace and rights: flux_tenancy).
 
 Shapes follow the projects' CRDs (argo-cd manifests/crds/{application,appproject}-crd.yaml, Flux
 source-controller and kustomize-controller v1 CRDs) and GitLab's agent configuration (agentcfg.proto, strict:
@@ -19,8 +19,6 @@ IN_CLUSTER = "https://kubernetes.default.svc"  # where Argo CD runs: its Applica
 FINALIZER = "resources-finalizer.argocd.argoproj.io"
 FLUX_NAMESPACE = "flux-system"
 SOURCE_NAME = "manifests"
-RECONCILER = "gitops-ci-reconciler"  # the service account Flux children reconcile as
-RBAC_API = "rbac.authorization.k8s.io"
 
 
 def apps_dir(cluster: Cluster) -> str:
@@ -128,7 +126,7 @@ def child(c: Conventions, app: str, env: str, overlay: str) -> tuple[str, str]:
     """The object that makes the cluster run `overlay`: an Application (Argo CD) or a Kustomization (Flux)."""
     cluster, name = c.cluster_of(env), c.app_name(app, env)
     if c.engine == "flux":
-        child = _flux_kustomization(name, f"./{overlay}", RECONCILER)
+        child = _flux_kustomization(name, f"./{overlay}", reconciler_name(env))
         return f"{apps_dir(cluster)}/{name}.yaml", to_yaml(child)
     application = {
         "apiVersion": ARGOCD_API,
@@ -147,48 +145,9 @@ def child(c: Conventions, app: str, env: str, overlay: str) -> tuple[str, str]:
     return f"{apps_dir(cluster)}/{name}.yaml", to_yaml(application)
 
 
-def environment_files(c: Conventions, env: str) -> dict[str, str]:
-    """What a Flux cluster needs for an environment, applied by its root Kustomization beside the children
-    (a dot in a file's name: never a child's): the namespace (Flux creates none; Argo CD's children say
-    CreateNamespace=true), and the rights of the children's service account there. The children reconcile
-    as that account, so an overlay can change anything in its environment's namespace and nothing else of
-    the cluster (Argo CD's children: the cluster's AppProject)."""
-    if c.engine != "flux":
-        return {}
-    directory = apps_dir(c.cluster_of(env))
-    return {
-        f"{directory}/{env}.namespace.yaml": to_yaml(
-            flux_namespace(env), f"The namespace of environment {env}, where its apps' overlays put them."
-        ),
-        f"{directory}/{env}.reconciler.yaml": to_yaml(
-            reconciler_binding(env), f"What the apps of {env} may change: anything in namespace {env} only."
-        ),
-        f"{directory}/reconciler.serviceaccount.yaml": to_yaml(
-            reconciler_account(), "Every app Kustomization of this cluster reconciles as this account."
-        ),
-    }
-
-
-def flux_namespace(env: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": env}}
-
-
-def reconciler_binding(env: str) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{RBAC_API}/v1",
-        "kind": "RoleBinding",
-        "metadata": {"name": RECONCILER, "namespace": env},
-        "roleRef": {"apiGroup": RBAC_API, "kind": "ClusterRole", "name": "cluster-admin"},
-        "subjects": [{"kind": "ServiceAccount", "name": RECONCILER, "namespace": FLUX_NAMESPACE}],
-    }
-
-
-def reconciler_account() -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": {"name": RECONCILER, "namespace": FLUX_NAMESPACE},
-    }
+def reconciler_name(env: str) -> str:
+    """The service account a Flux child of `env` reconciles as (flux_tenancy writes it and its rights)."""
+    return f"gitops-ci-{env}"
 
 
 def _flux_kustomization(name: str, path: str, account: str | None = None) -> dict[str, Any]:
@@ -198,8 +157,8 @@ def _flux_kustomization(name: str, path: str, account: str | None = None) -> dic
         "prune": True,
         "sourceRef": {"kind": "GitRepository", "name": SOURCE_NAME},
     }
-    if account is not None:
-        spec["serviceAccountName"] = account
+    if account is not None:  # a child: it retries a failed apply (its RoleBinding not there yet) sooner
+        spec |= {"retryInterval": "1m", "serviceAccountName": account}
     return {
         "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
         "kind": "Kustomization",

@@ -10,7 +10,7 @@ from gitops_ci.change.settings import RepoSettings, image_updates
 from gitops_ci.errors import ConfigurationError
 from gitops_ci.manifest_repo.port import ManifestRepo
 from gitops_ci.naming import SETTINGS_FILE, render
-from gitops_ci.onboard import app_files, manifests
+from gitops_ci.onboard import app_files, flux_tenancy, manifests
 from gitops_ci.onboard.conventions import (
     Cluster,
     Conventions,
@@ -123,7 +123,7 @@ def new_app(settings: NewAppSettings, clock: Clock = SYSTEM_CLOCK) -> OnboardRes
         shared = {
             p: t
             for env in settings.environments
-            for p, t in manifests.environment_files(conventions, env).items()
+            for p, t in flux_tenancy.environment_files(conventions, env).items()
         }
         return missing | {path: text for path, text in shared.items() if repo.read(path) is None}
 

@@ -43,6 +43,7 @@ WRONG_PROJECT = "layout/wrong-cluster"
 FOREIGN_OBJECT = "layout/foreign-object"
 UNCONFINED_ROOT = "layout/unconfined-root"
 UNCONFINED_CHILD = "layout/unconfined-child"
+ENGINE_OBJECT = "layout/engine-object"
 
 
 @dataclass(frozen=True)

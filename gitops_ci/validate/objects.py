@@ -51,6 +51,7 @@ class ManifestFiles:
         self._texts: dict[str, str] = {}
         self._docs: dict[str, list[Document]] = {}
         self.refused: dict[str, str] = {}  # path -> why its YAML is not read (alias bomb, too deep)
+        self.unreadable: dict[str, str] = {}  # path -> why it has no documents (not UTF-8, not YAML)
 
     def text(self, path: str) -> str:
         if path not in self._texts:
@@ -58,6 +59,7 @@ class ManifestFiles:
                 text = (self.layout.root / path).read_bytes().decode("utf-8")
             except (OSError, UnicodeDecodeError):
                 text = ""
+                self.unreadable[path] = "not readable as UTF-8"
             self._texts[path] = text
         return self._texts[path]
 
@@ -68,7 +70,8 @@ class ManifestFiles:
             except validate_yaml.ShapeError as err:
                 self.refused[path] = str(err)
                 docs = []
-            except validate_yaml.YAMLError:
+            except validate_yaml.YAMLError as err:
+                self.unreadable.setdefault(path, f"not valid YAML ({validate_yaml.describe_error(err)})")
                 docs = []
             self._docs[path] = docs
         return self._docs[path]

@@ -19,13 +19,9 @@ from gitops_ci.validate.findings import (
     Finding,
     Severity,
 )
+from gitops_ci.validate.flux_objects import mapping_of, unconfined_children
 from gitops_ci.validate.objects import ManifestFiles
-from gitops_ci.validate.root_objects import (
-    foreign_objects,
-    mapping_of,
-    unconfined_children,
-    unconfined_roots,
-)
+from gitops_ci.validate.root_objects import foreign_objects, unconfined_roots
 
 
 @dataclass(frozen=True)

@@ -13,23 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from gitops_ci.onboard.conventions import Cluster, Conventions
-from gitops_ci.onboard.manifests import (
-    FLUX_NAMESPACE,
-    RECONCILER,
-    SOURCE_NAME,
-    apps_dir,
-    flux_namespace,
-    reconciler_account,
-    reconciler_binding,
-    root_project,
-)
-from gitops_ci.validate.findings import (
-    FOREIGN_OBJECT,
-    UNCONFINED_CHILD,
-    UNCONFINED_ROOT,
-    Finding,
-    Severity,
-)
+from gitops_ci.onboard.manifests import apps_dir, root_project
+from gitops_ci.validate.findings import FOREIGN_OBJECT, UNCONFINED_ROOT, Finding, Severity
+from gitops_ci.validate.flux_objects import access_problems, child_problems, mapping_of
 from gitops_ci.validate.objects import ManifestFiles
 
 _ALLOWED = {
@@ -43,7 +29,7 @@ _ALLOWED = {
 }
 _NAMES = {
     "argocd": "Argo CD Applications and the cluster's AppProject",
-    "flux": "Flux Kustomizations and the environments' Namespaces and RoleBindings",
+    "flux": "Flux Kustomizations and the environments' Namespaces, accounts and RoleBindings",
 }
 _KUSTOMIZATION_FILES = {"kustomization.yaml", "kustomization.yml", "Kustomization"}
 
@@ -59,8 +45,12 @@ def foreign_objects(files: ManifestFiles, conventions: Conventions) -> list[Find
                 continue
             if not path.endswith(".yaml"):
                 continue
-            for doc in files.documents(path):
-                for problem in _problems(doc, conventions, cluster):
+            docs = files.documents(path)
+            if path in files.refused or path in files.unreadable:  # the engine may read what we cannot
+                why = files.refused.get(path) or files.unreadable[path]
+                out.append(Finding(Severity.ERROR, FOREIGN_OBJECT, path, f"{why}: nothing here is checked"))
+            for doc in docs:
+                for problem in _problems(doc, conventions, cluster, files):
                     name = str(mapping_of(doc.get("metadata")).get("name", ""))
                     shown = f"{str(doc.get('kind', 'object'))[:60]}/{name[:60]}"
                     out.append(Finding(Severity.ERROR, FOREIGN_OBJECT, path, problem, object=shown))
@@ -110,7 +100,7 @@ def _file_problem(name: str) -> str | None:
     return None
 
 
-def _problems(doc: dict[str, Any], c: Conventions, cluster: Cluster) -> Iterator[str]:
+def _problems(doc: dict[str, Any], c: Conventions, cluster: Cluster, files: ManifestFiles) -> Iterator[str]:
     group, kind = str(doc.get("apiVersion", "")).rpartition("/")[0], str(doc.get("kind", ""))
     spec = mapping_of(doc.get("spec"))
     if (group, kind) not in _ALLOWED[c.engine]:
@@ -125,56 +115,9 @@ def _problems(doc: dict[str, Any], c: Conventions, cluster: Cluster) -> Iterator
     elif kind == "AppProject":
         yield from _project_problems(doc, c, cluster)
     elif kind == "Kustomization":
-        ref = mapping_of(spec.get("sourceRef"))
-        origin = (ref.get("kind"), ref.get("name"), ref.get("namespace", FLUX_NAMESPACE))
-        if origin != ("GitRepository", SOURCE_NAME, FLUX_NAMESPACE) or "kubeConfig" in spec:
-            yield f"a Kustomization here must reconcile GitRepository {SOURCE_NAME} (this repo), here"
-        if spec.get("serviceAccountName", RECONCILER) != RECONCILER:
-            yield f"a Kustomization here reconciles as {RECONCILER}, which is confined to its environment"
+        yield from child_problems(doc, c, cluster, files)
     else:
-        yield from _flux_access_problems(doc, kind, c, cluster)
-
-
-def _flux_access_problems(doc: dict[str, Any], kind: str, c: Conventions, cluster: Cluster) -> Iterator[str]:
-    """Namespaces, the children's account and its RoleBindings: exactly as new-app writes them, for this
-    cluster's environments only (a binding in flux-system would let a child write Flux's own objects)."""
-    metadata = mapping_of(doc.get("metadata"))
-    envs = {e.name for e in c.environments if e.cluster == cluster.name}
-    if kind == "ServiceAccount":
-        expected, env = reconciler_account(), None
-    elif kind == "Namespace":
-        env = str(metadata.get("name"))
-        expected = flux_namespace(env)
-    else:
-        env = str(metadata.get("namespace"))
-        expected = reconciler_binding(env)
-    if doc != expected or (env is not None and env not in envs):
-        yield (
-            f"a {kind} here is one new-app writes for an environment of {cluster.name} "
-            f"({', '.join(sorted(envs)) or 'none'}), in that shape"
-        )
-
-
-def unconfined_children(files: ManifestFiles, c: Conventions) -> list[Finding]:
-    """Flux children written before they had a service account reconcile with kustomize-controller's own
-    rights: an overlay they apply can change anything in the cluster. Its own rule, so that a repo laid out
-    by an earlier version can --ignore it until its children are changed."""
-    if c.engine != "flux":
-        return []
-    out = []
-    for cluster in c.clusters:
-        prefix = f"{apps_dir(cluster)}/"
-        for path in sorted(f for f in files.layout.files if f.startswith(prefix) and f.endswith(".yaml")):
-            for doc in files.documents(path):
-                spec, name = mapping_of(doc.get("spec")), mapping_of(doc.get("metadata")).get("name", "")
-                if doc.get("kind") == "Kustomization" and "serviceAccountName" not in spec:
-                    problem = (
-                        f"it reconciles with kustomize-controller's own rights: add serviceAccountName: "
-                        f"{RECONCILER} (new-app writes that account and its RoleBindings)"
-                    )
-                    shown = f"Kustomization/{str(name)[:60]}"
-                    out.append(Finding(Severity.ERROR, UNCONFINED_CHILD, path, problem, object=shown))
-    return out
+        yield from access_problems(doc, kind, c, cluster)
 
 
 def _project_problems(doc: dict[str, Any], c: Conventions, cluster: Cluster) -> Iterator[str]:
@@ -196,8 +139,3 @@ def _project_problems(doc: dict[str, Any], c: Conventions, cluster: Cluster) -> 
         mapping_of(w) != {"group": "", "kind": "Namespace"} for w in whitelist
     ):
         yield "the AppProject may allow only Namespace among cluster-scoped kinds"
-
-
-def mapping_of(value: object) -> dict[str, Any]:
-    """`value` when it is a mapping, else an empty one (repo content has any shape)."""
-    return value if isinstance(value, dict) else {}

@@ -17,6 +17,7 @@ from gitops_ci import logs
 from gitops_ci.errors import ConfigurationError
 from gitops_ci.validate import yaml_files as validate_yaml
 from gitops_ci.validate.build import DEFAULT_TIMEOUT, BuildResult, KustomizeTool, find_tool, iter_builds
+from gitops_ci.validate.engine_objects import engine_objects
 from gitops_ci.validate.findings import (
     BUILD_FAILED,
     SCHEMA_MISSING_FIELD,
@@ -187,7 +188,9 @@ def check_overlay(
         return CheckedOverlay(
             OverlayResult(overlay, file, False, 0, build.seconds, includes, message), [failure], []
         )
-    findings = check_rendered(files, overlay, docs, checker, flagged or set())
+    findings = check_rendered(files, overlay, docs, checker, flagged or set()) + engine_objects(
+        files, overlay, docs
+    )
     return CheckedOverlay(
         OverlayResult(overlay, file, True, len(docs), build.seconds, includes), findings, docs
     )

@@ -283,8 +283,9 @@ def test_no_plugin_config_reads_an_untracked_file(
     assert "| `app0` | `dev` | — | — | ❌ does not build: " in result.out
 
 
+@pytest.mark.parametrize("odd", ["\n", "\r", "\udcff"])  # a line break, a CR git strips, not UTF-8
 def test_the_base_tree_is_read_through_one_git_process(
-    gitops: CliRunner, repo: Path, git_argv_recorder: GitArgvRecorder
+    gitops: CliRunner, repo: Path, git_argv_recorder: GitArgvRecorder, odd: str
 ) -> None:
     """The base side reads every file the merge request changed (thousands, for a change across the repo)
     through one long-lived `git cat-file --batch`. A name with a line break cannot go through its line
@@ -296,20 +297,20 @@ def test_the_base_tree_is_read_through_one_git_process(
         files[dev] = manifest_files([app])[dev] + "generators: [gen.yaml]\n"
         files[f"{where}/gen.yaml"] = GENERATOR.replace("leak", "settings").replace("untracked.env", "app.env")
         files[f"{where}/app.env"] = f"APP={app}\n"
-    odd = overlay("app2", "dev").replace("/dev/", "/odd\nname/")
-    files[odd] = manifest_files(["app2"])[overlay("app2", "dev")]
+    odd_overlay = overlay("app2", "dev").replace("/dev/", f"/odd{odd}name/")
+    files[odd_overlay] = manifest_files(["app2"])[overlay("app2", "dev")]
     commit(repo, files, "generated config")
     git(repo, "branch", "-f", "main", "HEAD")
     renamed = {p: t.replace("settings", "settings-v2") for p, t in files.items() if t and "settings" in t}
-    commit(repo, {**renamed, odd: files[odd] + "commonLabels: {tier: web}\n"})
+    commit(repo, {**renamed, odd_overlay: files[odd_overlay] + "commonLabels: {tier: web}\n"})
     git_argv_recorder.clear()
     result = review(gitops, repo, "--format", "json")
     assert result.code == 0, result.out + result.err
     reviewed = sorted((o["app"], o["env"]) for o in as_json(result)["overlays"])
-    assert reviewed == [*((app, "dev") for app in APPS), ("app2", "odd\nname")]
+    assert reviewed == [*((app, "dev") for app in APPS), ("app2", f"odd{odd}name")]
     reads = [argv[argv.index("cat-file") :] for argv in git_argv_recorder.calls() if "cat-file" in argv]
     assert [argv[:2] for argv in reads] == [["cat-file", "--batch"], ["cat-file", "blob"]], reads
-    assert reads[1][-1].endswith("odd\nname/kustomization.yaml")
+    assert reads[1][-1].endswith(f"odd{odd}name/kustomization.yaml")
 
 
 def test_the_base_comes_from_gitlabs_variable(

@@ -286,24 +286,36 @@ def test_flux_layout_follows_its_schemas(run: Run, gitops: CliRunner, empty: Pat
     assert agent["flux"] == {"webhook_receiver_url": "http://webhook-receiver.flux-system.svc.cluster.local"}
     child = YAML(typ="safe").load((checkout / "clusters/dev-cluster/apps/dev-web.yaml").read_text())
     assert child["spec"]["path"] == "./kustomize/web/overlays/dev" and child["spec"]["prune"] is True
-    # Flux creates no namespace: the cluster's root Kustomization applies the environment's, once
+    # Flux creates no namespace: the cluster's root Kustomization applies the environment's, once, with the
+    # baseline Pod Security Standard (no privileged or host pods)
     namespace = YAML(typ="safe").load((checkout / "clusters/dev-cluster/apps/dev.namespace.yaml").read_text())
-    assert namespace == {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "dev"}}
-    # the children reconcile as an account that may change anything in their environment's namespace only
-    assert child["spec"]["serviceAccountName"] == "gitops-ci-reconciler"
-    account = YAML(typ="safe").load(
-        (checkout / "clusters/dev-cluster/apps/reconciler.serviceaccount.yaml").read_text()
-    )
-    assert account["metadata"] == {"name": "gitops-ci-reconciler", "namespace": "flux-system"}
-    binding = YAML(typ="safe").load((checkout / "clusters/dev-cluster/apps/dev.reconciler.yaml").read_text())
-    assert binding["kind"] == "RoleBinding" and binding["metadata"]["namespace"] == "dev"
+    labels = {"pod-security.kubernetes.io/enforce": "baseline"}
+    assert namespace == {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "dev", "labels": labels},
+    }
+    # the children reconcile as their environment's account, which may change its namespace only (admin: not
+    # the namespace object and its labels)
+    assert child["spec"]["serviceAccountName"] == "gitops-ci-dev" and child["spec"]["retryInterval"] == "1m"
+    rights = (checkout / "clusters/dev-cluster/apps/dev.reconciler.yaml").read_text()
+    account, binding = YAML(typ="safe").load_all(rights)
+    assert account == {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": "gitops-ci-dev", "namespace": "flux-system"},
+    }
+    assert binding["kind"] == "RoleBinding" and binding["metadata"] == {
+        "name": "gitops-ci-dev",
+        "namespace": "dev",
+    }
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
         "kind": "ClusterRole",
-        "name": "cluster-admin",
+        "name": "admin",
     }
     assert binding["subjects"] == [
-        {"kind": "ServiceAccount", "name": "gitops-ci-reconciler", "namespace": "flux-system"}
+        {"kind": "ServiceAccount", "name": "gitops-ci-dev", "namespace": "flux-system"}
     ]
     second = run("new-app", "--app", "api", "--env", "dev", "--image", "registry.example.com/shop/api:1.0")
     assert second.code == 0 and "clusters/dev-cluster/apps/dev.namespace.yaml" not in second.out, second.err
@@ -453,42 +465,125 @@ def test_what_a_flux_root_applies_is_only_what_init_and_new_app_write(
     checkout = files_of(empty, tmp_path)
     apps = checkout / "clusters/dev-cluster/apps"
     child = (apps / "dev-web.yaml").read_text()
+    rights = (apps / "dev.reconciler.yaml").read_text()
+
+    def variant(name: str, old: str, new: str, text: str = child) -> None:
+        assert old in text, old
+        (apps / f"{name}.yaml").write_text(text.replace(old, new).replace("name: dev-web", f"name: {name}"))
+
     (apps / "dev-web.yaml").write_text(child.replace("name: manifests", "name: elsewhere"))
     (apps / "source.json").write_text(
         json.dumps({"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
                     "metadata": {"name": "elsewhere"}, "spec": {"url": "https://evil.example.com/x.git"}})
     )  # fmt: skip
     (apps / "Kustomization").write_text("resources: [crb.txt]\n")
-    (apps / "admin.yaml").write_text(
-        child.replace("gitops-ci-reconciler", "kustomize-controller").replace("dev-web", "admin")
+    variant("as-controller", "serviceAccountName: gitops-ci-dev", "serviceAccountName: kustomize-controller")
+    variant("as-nobody", "  serviceAccountName: gitops-ci-dev\n", "")  # the cluster has accounts: foreign
+    variant("as-prod", "serviceAccountName: gitops-ci-dev", "serviceAccountName: gitops-ci-staging")
+    variant(
+        "secrets",
+        "  prune: true\n",
+        "  prune: true\n  postBuild: {substituteFrom: [{kind: Secret, name: flux-system}]}\n",
     )
-    (apps / "loose.yaml").write_text(
-        child.replace("  serviceAccountName: gitops-ci-reconciler\n", "").replace("dev-web", "loose")
-    )
-    binding = (apps / "dev.reconciler.yaml").read_text()
-    (apps / "flux.reconciler.yaml").write_text(
-        binding.replace("namespace: dev\n", "namespace: flux-system\n")
-    )
-    to_default = (
-        "    name: gitops-ci-reconciler\n    namespace: flux-system",
-        "    name: default\n    namespace: dev",
-    )
-    (apps / "dev.reconciler.yaml").write_text(binding.replace(*to_default))  # grants dev's default account
+    variant("moved", "  prune: true\n", "  prune: true\n  targetNamespace: kube-system\n")
+    (apps / "flux.reconciler.yaml").write_text(rights.replace("namespace: dev\n", "namespace: flux-system\n"))
+    variant("wider", "name: admin", "name: cluster-admin", rights)
     (apps / "kube.namespace.yaml").write_text(
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: kube-system}\n"
     )
+    # YAML the validator cannot read but kustomize-controller's parser (go-yaml) does: a repeated anchor
+    (apps / "anchors.yaml").write_text(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\n"
+        "metadata: {name: mine, annotations: {a: &x '1', b: &x '2'}}\n"
+        "roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\n"
+    )
     assert foreign(gitops, checkout) == [
         ("clusters/dev-cluster/apps/Kustomization", ""),
-        ("clusters/dev-cluster/apps/admin.yaml", "Kustomization/admin"),
+        ("clusters/dev-cluster/apps/anchors.yaml", ""),
+        ("clusters/dev-cluster/apps/as-controller.yaml", "Kustomization/as-controller"),
+        ("clusters/dev-cluster/apps/as-nobody.yaml", "Kustomization/as-nobody"),
+        ("clusters/dev-cluster/apps/as-prod.yaml", "Kustomization/as-prod"),
         ("clusters/dev-cluster/apps/dev-web.yaml", "Kustomization/dev-web"),
-        ("clusters/dev-cluster/apps/dev.reconciler.yaml", "RoleBinding/gitops-ci-reconciler"),
-        ("clusters/dev-cluster/apps/flux.reconciler.yaml", "RoleBinding/gitops-ci-reconciler"),
+        ("clusters/dev-cluster/apps/flux.reconciler.yaml", "RoleBinding/gitops-ci-dev"),
         ("clusters/dev-cluster/apps/kube.namespace.yaml", "Namespace/kube-system"),
+        ("clusters/dev-cluster/apps/moved.yaml", "Kustomization/moved"),
+        ("clusters/dev-cluster/apps/secrets.yaml", "Kustomization/secrets"),
         ("clusters/dev-cluster/apps/source.json", ""),
+        ("clusters/dev-cluster/apps/wider.yaml", "RoleBinding/gitops-ci-dev"),
     ]
-    found = json.loads(gitops("validate", str(checkout), "--format", "json").out)["findings"]
-    unconfined = [(f["file"], f["object"]) for f in found if f["rule"] == "layout/unconfined-child"]
-    assert unconfined == [("clusters/dev-cluster/apps/loose.yaml", "Kustomization/loose")]
+
+
+def test_a_merge_request_cannot_make_a_flux_namespace_an_environment(
+    run: Run, gitops: CliRunner, empty: Path, tmp_path: Path
+) -> None:
+    """gitops-ci.yaml is repo content too: an environment named like Flux's namespace gets no binding there
+    (it would let every child of that environment write Flux's own objects)."""
+    assert run("init", *CLUSTERS, *ENVS, "--engine", "flux").code == 0
+    assert run("new-app", "--app", "web", "--env", "dev", "--image", IMAGE).code == 0
+    checkout = files_of(empty, tmp_path)
+    settings = checkout / "gitops-ci.yaml"
+    text = settings.read_text()
+    assert "  - name: dev\n    cluster: dev-cluster\n" in text
+    settings.write_text(
+        text.replace("  - name: dev\n", "  - name: flux-system\n    cluster: dev-cluster\n  - name: dev\n")
+    )
+    apps = checkout / "clusters/dev-cluster/apps"
+    rights = (apps / "dev.reconciler.yaml").read_text()
+    (apps / "flux-system.reconciler.yaml").write_text(rights.replace("dev", "flux-system"))
+    assert foreign(gitops, checkout) == [
+        ("clusters/dev-cluster/apps/flux-system.reconciler.yaml", "RoleBinding/gitops-ci-flux-system"),
+        ("clusters/dev-cluster/apps/flux-system.reconciler.yaml", "ServiceAccount/gitops-ci-flux-system"),
+    ]
+
+
+def test_flux_children_an_earlier_version_wrote_are_flagged_until_they_are_confined(
+    run: Run, gitops: CliRunner, empty: Path, tmp_path: Path
+) -> None:
+    assert run("init", *CLUSTERS, *ENVS, "--engine", "flux").code == 0
+    assert run("new-app", "--app", "web", "--env", "dev", "--image", IMAGE).code == 0
+    checkout = files_of(empty, tmp_path)
+    apps = checkout / "clusters/dev-cluster/apps"
+    (apps / "dev.reconciler.yaml").unlink()  # as an earlier version laid it out
+    child = (apps / "dev-web.yaml").read_text()
+    (apps / "dev-web.yaml").write_text(child.replace("  serviceAccountName: gitops-ci-dev\n", ""))
+    (apps / "dev.namespace.yaml").write_text("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: dev\n")
+    result = gitops("validate", str(checkout), "--format", "json")
+    assert result.code == 1
+    found = json.loads(result.out)["findings"]
+    assert sorted((f["rule"], f["file"], f["object"]) for f in found if f["rule"].startswith("layout/")) == [
+        ("layout/unconfined-child", "clusters/dev-cluster/apps/dev-web.yaml", "Kustomization/dev-web"),
+        ("layout/unconfined-child", "clusters/dev-cluster/apps/dev.namespace.yaml", "Namespace/dev"),
+    ]
+    assert gitops("validate", str(checkout), "--ignore", "layout/unconfined-child").code == 0
+
+
+@pytest.mark.parametrize("engine", ["flux", "argocd"])
+def test_an_apps_overlay_may_not_ship_the_engines_own_objects(
+    run: Run, gitops: CliRunner, empty: Path, tmp_path: Path, engine: str
+) -> None:
+    assert run("init", *CLUSTERS, *ENVS, "--engine", engine).code == 0
+    assert run("new-app", "--app", "web", "--env", "dev", "--image", IMAGE).code == 0
+    checkout = files_of(empty, tmp_path)
+    overlay_dir = checkout / "kustomize/web/overlays/dev"
+    flux = (
+        "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: escape}\n"
+        "spec: {interval: 1m, prune: true, path: ./x, sourceRef: {kind: GitRepository, name: manifests}}\n"
+    )
+    argocd = (
+        "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: escape, namespace: argocd}\n"
+        "spec: {project: default, source: {repoURL: x, path: y}, destination: {server: z}}\n"
+    )
+    escape = flux if engine == "flux" else argocd
+    (overlay_dir / "escape.yaml").write_text(escape)
+    kustomization = overlay_dir / "kustomization.yaml"
+    kustomization.write_text(
+        kustomization.read_text().replace("resources:\n", "resources:\n  - escape.yaml\n")
+    )
+    result = gitops("validate", str(checkout), "--format", "json")
+    found = [f for f in json.loads(result.out)["findings"] if f["rule"] == "layout/engine-object"]
+    kind = "Kustomization" if engine == "flux" else "Application"
+    expected = [("kustomize/web/overlays/dev/escape.yaml", f"{kind}/dev/escape")]  # the overlay's namespace
+    assert result.code == 1 and [(f["file"], f["object"]) for f in found] == expected, result.out
 
 
 def test_new_app_as_a_merge_request(

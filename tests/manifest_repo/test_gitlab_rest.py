@@ -73,8 +73,7 @@ def test_the_proxy_urllib_would_choose(
 def test_a_cidr_entry_in_no_proxy_bypasses_the_proxy_for_its_addresses(
     no_proxy: str, host: str, proxied: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """As curl (git's transport, since 7.86) and requests (python-gitlab's) read NO_PROXY: the three
-    clients of one deploy agree on which hosts go through the proxy."""
+    """As curl (git's transport, since 7.86) reads NO_PROXY, and requests (python-gitlab's) for IPv4."""
     for name in ("https_proxy", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTPS_PROXY", "http://p:1")

@@ -1,0 +1,129 @@
+"""The Flux objects clusters/<cluster>/apps/ may hold (see root_objects): children that reconcile an overlay
+of this repo as their environment's account, and each environment's Namespace, account and RoleBinding in
+the shape new-app writes them (onboard/flux_tenancy). The environments are the cluster's in gitops-ci.yaml,
+never a namespace the cluster or Flux owns: a merge request that adds `flux-system` as an environment gets
+no binding there."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from gitops_ci.onboard.conventions import Cluster, Conventions
+from gitops_ci.onboard.flux_tenancy import (
+    earlier_namespace,
+    flux_namespace,
+    reconciler_account,
+    reconciler_binding,
+)
+from gitops_ci.onboard.manifests import FLUX_NAMESPACE, SOURCE_NAME, apps_dir, reconciler_name
+from gitops_ci.validate.findings import UNCONFINED_CHILD, Finding, Severity
+from gitops_ci.validate.objects import ManifestFiles
+
+# postBuild.substituteFrom and decryption read Secrets with the controller's own client, targetNamespace
+# moves everything elsewhere, kubeConfig reaches another cluster: a child sets only these
+_CHILD_FIELDS = {
+    "interval",
+    "retryInterval",
+    "timeout",
+    "path",
+    "prune",
+    "sourceRef",
+    "serviceAccountName",
+    "wait",
+}
+
+
+def child_problems(
+    doc: dict[str, Any], c: Conventions, cluster: Cluster, files: ManifestFiles
+) -> Iterator[str]:
+    spec = mapping_of(doc.get("spec"))
+    ref = mapping_of(spec.get("sourceRef"))
+    if (ref.get("kind"), ref.get("name"), ref.get("namespace", FLUX_NAMESPACE)) != (
+        "GitRepository",
+        SOURCE_NAME,
+        FLUX_NAMESPACE,
+    ):
+        yield f"a Kustomization here must reconcile GitRepository {SOURCE_NAME} (this repo), here"
+    extra = sorted(str(key)[:40] for key in spec if key not in _CHILD_FIELDS)
+    if extra:
+        yield f"a Kustomization here sets only {', '.join(sorted(_CHILD_FIELDS))}; not {', '.join(extra)}"
+    env = _env_of(c, str(spec.get("path", "")))
+    accounts = {reconciler_name(e) for e in environments(c, cluster) if env is None or e == env}
+    account = spec.get("serviceAccountName")
+    if (account is not None or confined(files, cluster)) and account not in accounts:
+        shown = " or ".join(sorted(accounts)) or "its environment's account"
+        yield f"a Kustomization here reconciles as {shown}, which may change its environment's namespace only"
+
+
+def access_problems(doc: dict[str, Any], kind: str, c: Conventions, cluster: Cluster) -> Iterator[str]:
+    metadata = mapping_of(doc.get("metadata"))
+    envs = environments(c, cluster)
+    if kind == "Namespace":
+        env = str(metadata.get("name"))
+        expected = [flux_namespace(env), earlier_namespace(env)]
+    elif kind == "ServiceAccount":
+        env = str(metadata.get("name")).removeprefix(reconciler_name(""))
+        expected = [reconciler_account(env)]
+    else:
+        env = str(metadata.get("namespace"))
+        expected = [reconciler_binding(env)]
+    if env not in envs or doc not in expected:
+        yield (
+            f"a {kind} here is one new-app writes for an environment of {cluster.name} "
+            f"({', '.join(sorted(envs)) or 'none'}), in that shape"
+        )
+
+
+def unconfined_children(files: ManifestFiles, c: Conventions) -> list[Finding]:
+    """What an earlier version wrote: children without an account, in a cluster that has none (they apply
+    with kustomize-controller's own rights), and namespaces without their Pod Security label. A rule of its
+    own, so that such a repo can --ignore it until new-app has added the accounts and the children name them;
+    once a cluster has them, a child without one is a foreign object."""
+    if c.engine != "flux":
+        return []
+    out = []
+    for cluster in c.clusters:
+        for path, doc in _documents(files, cluster):
+            kind, name = doc.get("kind"), str(mapping_of(doc.get("metadata")).get("name", ""))[:60]
+            problem = None
+            if kind == "Kustomization" and "serviceAccountName" not in mapping_of(doc.get("spec")):
+                if not confined(files, cluster):
+                    problem = "it reconciles with kustomize-controller's own rights: anything, anywhere"
+            elif kind == "Namespace" and doc == earlier_namespace(name):
+                problem = "it has no Pod Security label: its apps may run privileged pods"
+            if problem:
+                fix = "; run gitops-ci new-app --update for its apps, then name the accounts in the children"
+                shown = f"{kind}/{name}"
+                out.append(Finding(Severity.ERROR, UNCONFINED_CHILD, path, problem + fix, object=shown))
+    return out
+
+
+def environments(c: Conventions, cluster: Cluster) -> set[str]:
+    return {e.name for e in c.environments if e.cluster == cluster.name and not c.is_system_namespace(e.name)}
+
+
+def confined(files: ManifestFiles, cluster: Cluster) -> bool:
+    """Whether new-app has written the environments' accounts in this cluster (then every child names one)."""
+    prefix = f"{apps_dir(cluster)}/"
+    return any(f.startswith(prefix) and f.endswith(".reconciler.yaml") for f in files.layout.files)
+
+
+def _documents(files: ManifestFiles, cluster: Cluster) -> Iterator[tuple[str, dict[str, Any]]]:
+    prefix = f"{apps_dir(cluster)}/"
+    for path in sorted(f for f in files.layout.files if f.startswith(prefix) and f.endswith(".yaml")):
+        for doc in files.documents(path):
+            yield path, doc
+
+
+def _env_of(c: Conventions, path: str) -> str | None:
+    template = re.escape(c.path_template)
+    pattern = template.replace(r"\{app\}", "[^/]+").replace(r"\{env\}", "(?P<env>[^/]+)")
+    found = re.fullmatch(pattern, path.removeprefix("./"))
+    return found["env"] if found else None
+
+
+def mapping_of(value: object) -> dict[str, Any]:
+    """`value` when it is a mapping, else an empty one (repo content has any shape)."""
+    return value if isinstance(value, dict) else {}
