@@ -17,6 +17,7 @@ from gitops_ci.onboard.emit import to_yaml
 ARGOCD_API = "argoproj.io/v1alpha1"
 IN_CLUSTER = "https://kubernetes.default.svc"  # where Argo CD runs: its Application objects live there
 FINALIZER = "resources-finalizer.argocd.argoproj.io"
+ARGOCD_KINDS = ("Application", "ApplicationSet", "AppProject")  # argoproj.io's Rollout, Workflow are apps'
 FLUX_NAMESPACE = "flux-system"
 SOURCE_NAME = "manifests"
 
@@ -41,24 +42,36 @@ def argocd_cluster_files(c: Conventions, cluster: Cluster) -> dict[str, str]:
             "syncPolicy": {"automated": {"prune": True, "selfHeal": True}},
         },
     }
-    project = {
+    comment = _root_comment(cluster, "kubectl apply -n argocd -f")
+    root_file = to_yaml(root_project(c, cluster), comment) + "---\n" + to_yaml(root)
+    return {
+        f"clusters/{cluster.name}/root.yaml": root_file,
+        f"{apps_dir(cluster)}/project.yaml": to_yaml(
+            cluster_project(c, cluster), "Keeps every app of this cluster on this cluster."
+        ),
+    }
+
+
+def cluster_project(c: Conventions, cluster: Cluster) -> dict[str, Any]:
+    """The children's project: this repo, that cluster, Namespace the only cluster-scoped kind; not Argo CD's
+    namespace nor the cluster's kube-* ones (deny entries, Argo CD >= 2.5), and no Argo CD objects, which
+    Argo CD would reconcile again outside this project."""
+    server = cluster.server
+    return {
         "apiVersion": ARGOCD_API,
         "kind": "AppProject",
         "metadata": {"name": cluster.name, "namespace": c.argocd_namespace},
         "spec": {
             "description": f"Apps of cluster {cluster.name}: this repo only, that cluster only",
             "sourceRepos": [c.repo_url],
-            "destinations": [{"server": cluster.server, "namespace": "*"}],
+            "destinations": [
+                {"server": server, "namespace": f"!{c.argocd_namespace}"},
+                {"server": server, "namespace": "!kube-*"},
+                {"server": server, "namespace": "*"},
+            ],
             "clusterResourceWhitelist": [{"group": "", "kind": "Namespace"}],
+            "namespaceResourceBlacklist": [{"group": "argoproj.io", "kind": kind} for kind in ARGOCD_KINDS],
         },
-    }
-    comment = _root_comment(cluster, "kubectl apply -n argocd -f")
-    root_file = to_yaml(root_project(c, cluster), comment) + "---\n" + to_yaml(root)
-    return {
-        f"clusters/{cluster.name}/root.yaml": root_file,
-        f"{apps_dir(cluster)}/project.yaml": to_yaml(
-            project, "Keeps every app of this cluster on this cluster."
-        ),
     }
 
 

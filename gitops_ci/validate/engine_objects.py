@@ -12,10 +12,9 @@ import re
 from gitops_ci.errors import GitopsCiError
 from gitops_ci.naming import SETTINGS_FILE
 from gitops_ci.onboard.conventions import Conventions, parse_conventions
+from gitops_ci.onboard.manifests import ARGOCD_KINDS
 from gitops_ci.validate.findings import ENGINE_OBJECT, Finding, Severity
 from gitops_ci.validate.objects import Document, ManifestFiles, find_source, object_id
-
-_ARGOCD_KINDS = {"Application", "ApplicationSet", "AppProject"}  # argoproj.io's Rollout, Workflow are apps'
 
 
 def engine_objects(files: ManifestFiles, overlay: str, docs: list[Document]) -> list[Finding]:
@@ -27,7 +26,7 @@ def engine_objects(files: ManifestFiles, overlay: str, docs: list[Document]) -> 
     out = []
     for obj in docs:
         group, kind = str(obj.get("apiVersion", "")).rpartition("/")[0], str(obj.get("kind", ""))
-        if not (group.endswith(".toolkit.fluxcd.io") or (group == "argoproj.io" and kind in _ARGOCD_KINDS)):
+        if not (group.endswith(".toolkit.fluxcd.io") or (group == "argoproj.io" and kind in ARGOCD_KINDS)):
             continue
         source = find_source(files, files.layout.closure(overlay), obj)
         file = source.file if source else files.layout.kustomizations[overlay].file

@@ -21,7 +21,7 @@ from gitops_ci.validate.findings import (
 )
 from gitops_ci.validate.flux_objects import mapping_of, unconfined_children
 from gitops_ci.validate.objects import ManifestFiles
-from gitops_ci.validate.root_objects import foreign_objects, unconfined_roots
+from gitops_ci.validate.root_objects import foreign_objects, unconfined_projects, unconfined_roots
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ def layout_rules(files: ManifestFiles) -> list[Finding]:
     children = _children(files, conventions)
     found = _missing(files, conventions, children) + _misplaced(files, conventions, children)
     confined = unconfined_roots(files, conventions) + unconfined_children(files, conventions)
+    confined += unconfined_projects(files, conventions)
     return found + foreign_objects(files, conventions) + confined
 
 

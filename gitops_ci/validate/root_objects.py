@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from gitops_ci.onboard.conventions import Cluster, Conventions
-from gitops_ci.onboard.manifests import apps_dir, root_project
-from gitops_ci.validate.findings import FOREIGN_OBJECT, UNCONFINED_ROOT, Finding, Severity
+from gitops_ci.onboard.manifests import apps_dir, cluster_project, root_project
+from gitops_ci.validate.findings import FOREIGN_OBJECT, UNCONFINED_CHILD, UNCONFINED_ROOT, Finding, Severity
 from gitops_ci.validate.flux_objects import access_problems, child_problems, mapping_of
 from gitops_ci.validate.objects import ManifestFiles
 
@@ -80,6 +80,38 @@ def unconfined_roots(files: ManifestFiles, c: Conventions) -> list[Finding]:
         fix = f"; delete {path}, run gitops-ci init again and kubectl apply it"
         out.append(Finding(Severity.WARNING, UNCONFINED_ROOT, path, problem + fix))
     return out
+
+
+def unconfined_projects(files: ManifestFiles, c: Conventions) -> list[Finding]:
+    """A cluster's AppProject without the deny entries and the blacklist init writes (an earlier version's):
+    its apps may write Argo CD's namespace (repository and cluster Secrets), kube-* and Argo CD's own objects.
+    init writes the file anew once it is deleted."""
+    if c.engine != "argocd":
+        return []
+    out = []
+    for cluster in c.clusters:
+        path = f"{apps_dir(cluster)}/project.yaml"
+        expected = cluster_project(c, cluster)["spec"]
+        docs = files.documents(path) if path in files.layout.files else []
+        for doc in docs:
+            if doc.get("kind") == "AppProject" and not _confines(mapping_of(doc.get("spec")), expected):
+                problem = (
+                    f"the AppProject of {cluster.name} lets its apps write Argo CD's namespace, kube-* "
+                    f"namespaces or Argo CD's own objects; delete {path} and run gitops-ci init again"
+                )
+                shown = f"AppProject/{cluster.name}"
+                out.append(Finding(Severity.ERROR, UNCONFINED_CHILD, path, problem, object=shown))
+    return out
+
+
+def _confines(spec: dict[str, Any], expected: dict[str, Any]) -> bool:
+    destinations, blacklist = spec.get("destinations"), spec.get("namespaceResourceBlacklist")
+    if not isinstance(destinations, list) or not isinstance(blacklist, list):
+        return False
+    denies = [d for d in expected["destinations"] if d["namespace"].startswith("!")]
+    return all(d in destinations for d in denies) and all(
+        b in blacklist for b in expected["namespaceResourceBlacklist"]
+    )
 
 
 def _same_project(doc: dict[str, Any], expected: dict[str, Any]) -> bool:

@@ -107,7 +107,17 @@ def test_init_lays_out_an_empty_repo_once(run: Run, empty: Path, tmp_path: Path)
         "gitops-ci.yaml",
     ]
     project = YAML(typ="safe").load((checkout / "clusters/prod-cluster/apps/project.yaml").read_text())
-    assert project["spec"]["destinations"] == [{"server": "https://prod.k8s.example.com", "namespace": "*"}]
+    # its apps: that cluster, not Argo CD's namespace nor kube-*, and no Argo CD objects (Argo CD would
+    # reconcile them again outside this project)
+    prod = "https://prod.k8s.example.com"
+    assert project["spec"]["destinations"] == [
+        {"server": prod, "namespace": "!argocd"},
+        {"server": prod, "namespace": "!kube-*"},
+        {"server": prod, "namespace": "*"},
+    ]
+    assert project["spec"]["namespaceResourceBlacklist"] == [
+        {"group": "argoproj.io", "kind": kind} for kind in ("Application", "ApplicationSet", "AppProject")
+    ]
     # the root may apply only Applications and AppProjects in Argo CD's namespace, nothing cluster-wide
     root_project, root = YAML(typ="safe").load_all((checkout / "clusters/prod-cluster/root.yaml").read_text())
     assert root["spec"]["project"] == root_project["metadata"]["name"] == "prod-cluster-root"
@@ -455,6 +465,30 @@ def test_a_root_outside_its_own_project_is_a_warning_that_says_how_to_replace_it
         "delete clusters/dev-cluster/root.yaml, run gitops-ci init again and kubectl apply it"
     )
     assert "not the one init writes" in found[1][1]
+
+
+def test_an_app_project_an_earlier_version_wrote_is_flagged_until_init_writes_it_anew(
+    run: Run, gitops: CliRunner, empty: Path, tmp_path: Path
+) -> None:
+    assert run("init", *CLUSTERS, *ENVS).code == 0
+    checkout = files_of(empty, tmp_path)
+    project = checkout / "clusters/dev-cluster/apps/project.yaml"
+    earlier = YAML(typ="safe").load(project.read_text())
+    earlier["spec"]["destinations"] = [{"server": "https://dev.k8s.example.com", "namespace": "*"}]
+    del earlier["spec"]["namespaceResourceBlacklist"]
+    project.write_text(json.dumps(earlier))  # JSON is YAML
+    result = gitops("validate", str(checkout), "--format", "json")
+    found = [(f["rule"], f["file"]) for f in json.loads(result.out)["findings"]]
+    assert result.code == 1 and found == [
+        ("layout/unconfined-child", "clusters/dev-cluster/apps/project.yaml")
+    ]
+    commit_files(
+        empty, "main", {"clusters/dev-cluster/apps/project.yaml": None}, "delete the earlier project"
+    )
+    assert json.loads(run("init", *CLUSTERS, *ENVS).out)["files"] == [
+        "clusters/dev-cluster/apps/project.yaml"
+    ]
+    assert gitops("validate", str(files_of(empty, tmp_path))).code == 0
 
 
 def test_what_a_flux_root_applies_is_only_what_init_and_new_app_write(
