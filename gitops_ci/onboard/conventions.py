@@ -3,6 +3,7 @@ promotion order and their clusters, the engine, and the path and Application nam
 
 from __future__ import annotations
 
+import posixpath
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -123,6 +124,29 @@ class Conventions:
 
     def app_name(self, app: str, env: str) -> str:
         return render(self.app_name_template, "app_name_template", app=app, env=env)
+
+    def overlay_of(self, path: str) -> tuple[str, str] | None:
+        """(app, env) when `path` is the overlay the path template gives an app in one of the environments;
+        both normalised as rendering does (`./kustomize/{app}/...` names the same overlays)."""
+        found = re.fullmatch(
+            _template_pattern(posixpath.normpath(self.path_template)), posixpath.normpath(path)
+        )
+        if found is None or found["env"] not in {e.name for e in self.environments}:
+            return None
+        return found["app"], found["env"]
+
+
+def _template_pattern(template: str) -> str:
+    """A regex of a path template: {app} and {env} one path segment each, the same wherever repeated."""
+    pattern, seen = "", set()
+    for part in re.split(r"(\{app\}|\{env\})", template):
+        name = part[1:-1] if part in ("{app}", "{env}") else None
+        if name is None:
+            pattern += re.escape(part)
+        else:
+            pattern += f"(?P={name})" if name in seen else f"(?P<{name}>[^/]+)"
+            seen.add(name)
+    return pattern
 
 
 def _server_problem(server: str) -> str | None:

@@ -44,6 +44,7 @@ FOREIGN_OBJECT = "layout/foreign-object"
 UNCONFINED_ROOT = "layout/unconfined-root"
 UNCONFINED_CHILD = "layout/unconfined-child"
 ENGINE_OBJECT = "layout/engine-object"
+OUTSIDE_ENVIRONMENT = "layout/outside-environment"
 
 
 @dataclass(frozen=True)

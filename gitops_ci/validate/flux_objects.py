@@ -6,7 +6,6 @@ no binding there."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,28 +16,35 @@ from gitops_ci.onboard.flux_tenancy import (
     reconciler_account,
     reconciler_binding,
 )
-from gitops_ci.onboard.manifests import FLUX_NAMESPACE, SOURCE_NAME, apps_dir, reconciler_name
+from gitops_ci.onboard.manifests import FLUX_NAMESPACE, SOURCE_NAME, apps_dir, reconciler_name, reserved_names
 from gitops_ci.validate.findings import UNCONFINED_CHILD, Finding, Severity
 from gitops_ci.validate.objects import ManifestFiles
 
 # postBuild.substituteFrom and decryption read Secrets with the controller's own client, targetNamespace
-# moves everything elsewhere, kubeConfig reaches another cluster: a child sets only these
-_CHILD_FIELDS = {
-    "interval",
-    "retryInterval",
-    "timeout",
-    "path",
-    "prune",
-    "sourceRef",
-    "serviceAccountName",
-    "wait",
-}
+# moves everything elsewhere, kubeConfig reaches another cluster, dependsOn waits on anything: a child sets
+# only these
+_CHILD_FIELDS = frozenset(
+    (
+        "interval",
+        "retryInterval",
+        "timeout",
+        "path",
+        "prune",
+        "sourceRef",
+        "serviceAccountName",
+        "wait",
+        "suspend",
+    )
+)
 
 
 def child_problems(
     doc: dict[str, Any], c: Conventions, cluster: Cluster, files: ManifestFiles
 ) -> Iterator[str]:
-    spec = mapping_of(doc.get("spec"))
+    spec, metadata = mapping_of(doc.get("spec")), mapping_of(doc.get("metadata"))
+    if metadata.get("namespace") != FLUX_NAMESPACE or metadata.get("name") in reserved_names(c):
+        # elsewhere its sourceRef and account resolve in another namespace; named `apps`, it replaces the root
+        yield f"a Kustomization here lives in {FLUX_NAMESPACE} and is not named like the cluster's root"
     ref = mapping_of(spec.get("sourceRef"))
     if (ref.get("kind"), ref.get("name"), ref.get("namespace", FLUX_NAMESPACE)) != (
         "GitRepository",
@@ -49,12 +55,18 @@ def child_problems(
     extra = sorted(str(key)[:40] for key in spec if key not in _CHILD_FIELDS)
     if extra:
         yield f"a Kustomization here sets only {', '.join(sorted(_CHILD_FIELDS))}; not {', '.join(extra)}"
-    env = _env_of(c, str(spec.get("path", "")))
-    accounts = {reconciler_name(e) for e in environments(c, cluster) if env is None or e == env}
+    found = c.overlay_of(str(spec.get("path", "")))
+    env = found[1] if found else None
+    if env is None or env not in environments(c, cluster):
+        # a base or another directory: its render is not checked as an app's (layout/engine-object)
+        yield f"a Kustomization here runs the overlay of an app in an environment of {cluster.name}"
     account = spec.get("serviceAccountName")
-    if (account is not None or confined(files, cluster)) and account not in accounts:
-        shown = " or ".join(sorted(accounts)) or "its environment's account"
-        yield f"a Kustomization here reconciles as {shown}, which may change its environment's namespace only"
+    if (
+        (account is not None or confined(files, cluster))
+        and env is not None
+        and account != reconciler_name(env)
+    ):
+        yield f"a Kustomization of {env} reconciles as {reconciler_name(env)}, confined to namespace {env}"
 
 
 def access_problems(doc: dict[str, Any], kind: str, c: Conventions, cluster: Cluster) -> Iterator[str]:
@@ -115,13 +127,6 @@ def _documents(files: ManifestFiles, cluster: Cluster) -> Iterator[tuple[str, di
     for path in sorted(f for f in files.layout.files if f.startswith(prefix) and f.endswith(".yaml")):
         for doc in files.documents(path):
             yield path, doc
-
-
-def _env_of(c: Conventions, path: str) -> str | None:
-    template = re.escape(c.path_template)
-    pattern = template.replace(r"\{app\}", "[^/]+").replace(r"\{env\}", "(?P<env>[^/]+)")
-    found = re.fullmatch(pattern, path.removeprefix("./"))
-    return found["env"] if found else None
 
 
 def mapping_of(value: object) -> dict[str, Any]:

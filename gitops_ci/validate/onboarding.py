@@ -4,7 +4,6 @@ Applications stay on their cluster (its AppProject and API server)."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,15 +69,12 @@ def _child(cluster: str, path: str, doc: dict[str, Any]) -> _Child | None:
 
 
 def _missing(files: ManifestFiles, conventions: Conventions, children: list[_Child]) -> list[Finding]:
-    template = re.escape(conventions.path_template)
-    pattern = template.replace(r"\{app\}", "(?P<app>[^/]+)").replace(r"\{env\}", "(?P<env>[^/]+)")
-    envs = {e.name for e in conventions.environments}
     out = []
     for overlay in files.layout.overlays:
-        match = re.fullmatch(pattern, overlay)
-        if match is None or match["env"] not in envs:
+        found = conventions.overlay_of(overlay)
+        if found is None:
             continue
-        app, env = match["app"], match["env"]
+        app, env = found
         cluster = conventions.cluster_of(env).name
         if any(c.cluster == cluster and c.path == overlay for c in children):
             continue

@@ -520,6 +520,13 @@ def test_what_a_flux_root_applies_is_only_what_init_and_new_app_write(
         "  prune: true\n  postBuild: {substituteFrom: [{kind: Secret, name: flux-system}]}\n",
     )
     variant("moved", "  prune: true\n", "  prune: true\n  targetNamespace: kube-system\n")
+    variant(
+        "on-base", "path: ./kustomize/web/overlays/dev", "path: ./kustomize/web/base"
+    )  # renders unchecked
+    variant(
+        "elsewhere", "namespace: flux-system", "namespace: dev"
+    )  # its sourceRef and account resolve in dev
+    (apps / "apps.yaml").write_text(child.replace("name: dev-web", "name: apps"))  # would replace the root
     (apps / "flux.reconciler.yaml").write_text(rights.replace("namespace: dev\n", "namespace: flux-system\n"))
     variant("wider", "name: admin", "name: cluster-admin", rights)
     (apps / "kube.namespace.yaml").write_text(
@@ -534,13 +541,16 @@ def test_what_a_flux_root_applies_is_only_what_init_and_new_app_write(
     assert foreign(gitops, checkout) == [
         ("clusters/dev-cluster/apps/Kustomization", ""),
         ("clusters/dev-cluster/apps/anchors.yaml", ""),
+        ("clusters/dev-cluster/apps/apps.yaml", "Kustomization/apps"),
         ("clusters/dev-cluster/apps/as-controller.yaml", "Kustomization/as-controller"),
         ("clusters/dev-cluster/apps/as-nobody.yaml", "Kustomization/as-nobody"),
         ("clusters/dev-cluster/apps/as-prod.yaml", "Kustomization/as-prod"),
         ("clusters/dev-cluster/apps/dev-web.yaml", "Kustomization/dev-web"),
+        ("clusters/dev-cluster/apps/elsewhere.yaml", "Kustomization/elsewhere"),
         ("clusters/dev-cluster/apps/flux.reconciler.yaml", "RoleBinding/gitops-ci-dev"),
         ("clusters/dev-cluster/apps/kube.namespace.yaml", "Namespace/kube-system"),
         ("clusters/dev-cluster/apps/moved.yaml", "Kustomization/moved"),
+        ("clusters/dev-cluster/apps/on-base.yaml", "Kustomization/on-base"),
         ("clusters/dev-cluster/apps/secrets.yaml", "Kustomization/secrets"),
         ("clusters/dev-cluster/apps/source.json", ""),
         ("clusters/dev-cluster/apps/wider.yaml", "RoleBinding/gitops-ci-dev"),
@@ -618,6 +628,45 @@ def test_an_apps_overlay_may_not_ship_the_engines_own_objects(
     kind = "Kustomization" if engine == "flux" else "Application"
     expected = [("kustomize/web/overlays/dev/escape.yaml", f"{kind}/dev/escape")]  # the overlay's namespace
     assert result.code == 1 and [(f["file"], f["object"]) for f in found] == expected, result.out
+
+
+def test_an_apps_overlay_stays_in_its_environments_namespace(
+    run: Run, gitops: CliRunner, empty: Path, tmp_path: Path
+) -> None:
+    """Argo CD's AppProject keeps a child on its cluster, not in its environment: the render is checked. The
+    path template is compared as rendering normalises it, so `./` in gitops-ci.yaml switches nothing off."""
+    assert run("init", *CLUSTERS, *ENVS).code == 0
+    assert run("new-app", "--app", "web", "--env", "dev", "--image", IMAGE).code == 0
+    checkout = files_of(empty, tmp_path)
+    settings = checkout / "gitops-ci.yaml"
+    template = "path_template: kustomize/{app}/overlays/{env}"
+    assert template in settings.read_text()
+    settings.write_text(settings.read_text().replace(template, template.replace(": ", ": ./")))
+    where = checkout / "kustomize/web/overlays/dev"
+    (where / "more.yaml").write_text(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: argocd}\n---\n"
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: agent, namespace: gitlab-agent}\n---\n"
+        "apiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImagePolicy\nmetadata: {name: web}\n"
+        "spec: {imageRepositoryRef: {name: web}, policy: {semver: {range: '>=1.0.0'}}}\n---\n"
+        "apiVersion: image.toolkit.fluxcd.io/v1beta2\nkind: ImageUpdateAutomation\nmetadata: {name: push}\n"
+    )
+    kustomization = where / "kustomization.yaml"
+    text = kustomization.read_text().replace("namespace: dev\n", "")  # the overlay no longer moves them
+    kustomization.write_text(text.replace("resources:\n", "resources:\n  - more.yaml\n"))
+    result = gitops("validate", str(checkout), "--format", "json")
+    found = sorted(
+        (f["rule"], f["object"])
+        for f in json.loads(result.out)["findings"]
+        if f["rule"].startswith("layout/")
+    )
+    assert result.code == 1 and found == [
+        (
+            "layout/engine-object",
+            "ImageUpdateAutomation/push",
+        ),  # it pushes to git; scanning tags writes nothing
+        ("layout/outside-environment", "ConfigMap/gitlab-agent/agent"),
+        ("layout/outside-environment", "Namespace/argocd"),
+    ], result.out
 
 
 def test_new_app_as_a_merge_request(
