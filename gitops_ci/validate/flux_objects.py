@@ -38,6 +38,17 @@ _CHILD_FIELDS = frozenset(
 )
 
 
+_NO_ACCOUNT = (
+    "it reconciles with kustomize-controller's own rights, anything anywhere: run gitops-ci new-app --update "
+    "for an app of each environment (it writes <env>.reconciler.yaml), then add serviceAccountName: "
+    "gitops-ci-<env> to every child in the same commit"
+)
+_NO_LABEL = (
+    "it has no Pod Security label, so its apps may run privileged pods: add the label "
+    "pod-security.kubernetes.io/enforce: baseline (edit it: a deleted file is a pruned namespace)"
+)
+
+
 def child_problems(
     doc: dict[str, Any], c: Conventions, cluster: Cluster, files: ManifestFiles
 ) -> Iterator[str]:
@@ -102,13 +113,12 @@ def unconfined_children(files: ManifestFiles, c: Conventions) -> list[Finding]:
             problem = None
             if kind == "Kustomization" and "serviceAccountName" not in mapping_of(doc.get("spec")):
                 if not confined(files, cluster):
-                    problem = "it reconciles with kustomize-controller's own rights: anything, anywhere"
+                    problem = _NO_ACCOUNT
             elif kind == "Namespace" and doc == earlier_namespace(name):
-                problem = "it has no Pod Security label: its apps may run privileged pods"
+                problem = _NO_LABEL
             if problem:
-                fix = "; run gitops-ci new-app --update for its apps, then name the accounts in the children"
                 shown = f"{kind}/{name}"
-                out.append(Finding(Severity.ERROR, UNCONFINED_CHILD, path, problem + fix, object=shown))
+                out.append(Finding(Severity.ERROR, UNCONFINED_CHILD, path, problem, object=shown))
     return out
 
 

@@ -82,6 +82,13 @@ def unconfined_roots(files: ManifestFiles, c: Conventions) -> list[Finding]:
     return out
 
 
+_OPEN_PROJECT = (
+    "lets its apps write Argo CD's namespace, kube-* namespaces or Argo CD's own objects: edit it to what "
+    "init writes now (the deny destinations and namespaceResourceBlacklist in the README); a deleted file is "
+    "a pruned project"
+)
+
+
 def unconfined_projects(files: ManifestFiles, c: Conventions) -> list[Finding]:
     """A cluster's AppProject without the deny entries and the blacklist init writes (an earlier version's):
     its apps may write Argo CD's namespace (repository and cluster Secrets), kube-* and Argo CD's own objects.
@@ -95,10 +102,7 @@ def unconfined_projects(files: ManifestFiles, c: Conventions) -> list[Finding]:
         docs = files.documents(path) if path in files.layout.files else []
         for doc in docs:
             if doc.get("kind") == "AppProject" and not _confines(mapping_of(doc.get("spec")), expected):
-                problem = (
-                    f"the AppProject of {cluster.name} lets its apps write Argo CD's namespace, kube-* "
-                    f"namespaces or Argo CD's own objects; delete {path} and run gitops-ci init again"
-                )
+                problem = f"the AppProject of {cluster.name} {_OPEN_PROJECT}"
                 shown = f"AppProject/{cluster.name}"
                 out.append(Finding(Severity.ERROR, UNCONFINED_CHILD, path, problem, object=shown))
     return out
