@@ -145,15 +145,28 @@ def _problems(doc: dict[str, Any], c: Conventions, cluster: Cluster, files: Mani
             f"{_NAMES[c.engine]} belong there, not a {kind[:60] or 'kindless object'}"
         )
     elif kind == "Application":
-        source = mapping_of(spec.get("source"))
-        if "sources" in spec or source.get("repoURL") != c.repo_url:
-            yield f"an Application here must take its one source from {c.repo_url}"
+        yield from _application_problems(spec, c, cluster)
     elif kind == "AppProject":
         yield from _project_problems(doc, c, cluster)
     elif kind == "Kustomization":
         yield from child_problems(doc, c, cluster, files)
     else:
         yield from access_problems(doc, kind, c, cluster)
+
+
+def _application_problems(spec: dict[str, Any], c: Conventions, cluster: Cluster) -> Iterator[str]:
+    """A child runs the overlay of an app in one of its cluster's environments, into that environment's
+    namespace: a base or another directory would render unchecked (layout/engine-object), and the AppProject
+    confines a child to its cluster, not to its environment."""
+    source = mapping_of(spec.get("source"))
+    if "sources" in spec or source.get("repoURL") != c.repo_url:
+        yield f"an Application here must take its one source from {c.repo_url}"
+    found = c.overlay_of(str(source.get("path", "")))
+    env = found[1] if found else None
+    if env is None or c.cluster_of(env).name != cluster.name:
+        yield f"an Application here runs the overlay of an app in an environment of {cluster.name}"
+    elif mapping_of(spec.get("destination")).get("namespace") != env:
+        yield f"an Application of {env} deploys into namespace {env}"
 
 
 def _project_problems(doc: dict[str, Any], c: Conventions, cluster: Cluster) -> Iterator[str]:

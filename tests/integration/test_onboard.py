@@ -388,6 +388,7 @@ def test_validate_checks_the_layout_init_made(
         (f["rule"], f["file"]) for f in json.loads(result.out)["findings"] if f["rule"].startswith("layout/")
     )
     assert rules == [
+        ("layout/foreign-object", "clusters/dev-cluster/apps/old-web.yaml"),  # no app's overlay either
         ("layout/missing-application", "kustomize/web/overlays/prod/kustomization.yaml"),
         ("layout/orphan-application", "clusters/dev-cluster/apps/old-web.yaml"),
         ("layout/wrong-cluster", "clusters/dev-cluster/apps/dev-web.yaml"),
@@ -418,6 +419,11 @@ def test_what_a_root_applies_is_only_what_init_and_new_app_write(
     child = (apps / "dev-web.yaml").read_text()
     (apps / "dev-web.yaml").write_text(child.replace("group/manifests.git", "evil/other.git"))
     (apps / "unchecked.yml").write_text(child.replace("project: dev-cluster", "project: default"))
+    on_base = child.replace("path: kustomize/web/overlays/dev", "path: kustomize/web/base")
+    (apps / "on-base.yaml").write_text(on_base.replace("name: dev-web", "name: on-base"))
+    (apps / "into-prod.yaml").write_text(
+        child.replace("namespace: dev\n", "namespace: prod\n").replace("name: dev-web", "name: into-prod")
+    )
     odd = "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {name: odd}\n"
     (apps / "odd.yaml").write_text(odd + "spec: {source: x, destination: [y]}\n")  # shapes it may have
     (apps / "root-project.yaml").write_text(
@@ -426,7 +432,10 @@ def test_what_a_root_applies_is_only_what_init_and_new_app_write(
     assert foreign(gitops, checkout) == [
         ("clusters/dev-cluster/apps/dev-web.yaml", "Application/dev-web"),
         ("clusters/dev-cluster/apps/escalate.yaml", "ClusterRoleBinding/mine"),
+        ("clusters/dev-cluster/apps/into-prod.yaml", "Application/into-prod"),
         ("clusters/dev-cluster/apps/odd.yaml", "Application/odd"),
+        ("clusters/dev-cluster/apps/odd.yaml", "Application/odd"),  # no source from this repo, no overlay
+        ("clusters/dev-cluster/apps/on-base.yaml", "Application/on-base"),
         ("clusters/dev-cluster/apps/project.yaml", "AppProject/dev-cluster"),
         ("clusters/dev-cluster/apps/root-project.yaml", "AppProject/dev-cluster-root"),
         ("clusters/dev-cluster/apps/root-project.yaml", "AppProject/dev-cluster-root"),
