@@ -56,10 +56,18 @@ def is_review_note(body: str) -> bool:
 
 
 def render_note(
-    reviews: Sequence[OverlayReview], unchanged: Sequence[str], *, base: str, head: str, changed_files: int
+    reviews: Sequence[OverlayReview],
+    unchanged: Sequence[str],
+    *,
+    base: str,
+    head: str,
+    changed_files: int,
+    layout: Sequence[str] = (),
 ) -> str:
     out = [MARKER, "### gitops-ci review: rendered manifests", ""]
     span = f"`{base[:8]}` → `{head[:8]}`, {changed_files} file{'' if changed_files == 1 else 's'} changed"
+    if layout:
+        out += [_layout_warning(layout), ""]
     if not reviews:
         out.append(f"This merge request changes no overlay's rendered manifests ({span}).")
     else:
@@ -85,6 +93,15 @@ def render_note(
         "re-runs edit this note.</sub>",
     ]
     return check_note(_within_limit("\n".join(out) + "\n"))
+
+
+def _layout_warning(paths: Sequence[str]) -> str:
+    shown = ", ".join(code(p) for p in paths[:20]) + (" …" if len(paths) > 20 else "")
+    return (
+        f"⚠️ **It changes what the clusters' roots apply with the GitOps engine's own rights:** {shown}. The "
+        "validate job checks their shape; an environment added to `gitops-ci.yaml` is a namespace its "
+        "cluster's root creates and hands to that environment's apps: make sure no one else uses it."
+    )
 
 
 def _within_limit(note: str) -> str:

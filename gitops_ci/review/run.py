@@ -20,7 +20,7 @@ from gitops_ci.manifest_repo.credentials import resolve_credentials
 from gitops_ci.manifest_repo.git_checkout import ReviewCheckout
 from gitops_ci.manifest_repo.gitlab import GitLabClient
 from gitops_ci.manifest_repo.gitlab_connection import GitLabConnection
-from gitops_ci.naming import check_revision
+from gitops_ci.naming import SETTINGS_FILE, check_revision
 from gitops_ci.review.diff import Render, diff_renders, image_changes, render_from_output
 from gitops_ci.review.note import OverlayReview, app_and_env, is_review_note, render_note
 from gitops_ci.validate.build import DEFAULT_TIMEOUT, BuildResult, KustomizeTool, find_tool
@@ -34,6 +34,7 @@ _JOB_SECRETS = ("CI_JOB_TOKEN", "GITOPS_TOKEN", "GITLAB_TOKEN", "CI_REGISTRY_PAS
 
 log = logs.get_logger(__name__)
 DEFAULT_MAX_DIFF_LINES = 300
+_LAYOUT_DIRS = ("clusters/", ".gitlab/agents/")  # what init and new-app write beside gitops-ci.yaml
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,10 +84,14 @@ def review(settings: ReviewSettings) -> ReviewResult:
     changed = checkout.changed_paths(base)
     timings: dict[str, float] = {}
     reviews, unchanged = _render_changes(checkout, base, head, changed, settings, timings)
-    note = _masked(render_note(reviews, unchanged, base=base, head=head, changed_files=len(changed)))
+    laid_out = (checkout.root / SETTINGS_FILE).is_file() or SETTINGS_FILE in changed  # by gitops-ci init
+    layout = [p for p in changed if laid_out and (p == SETTINGS_FILE or p.startswith(_LAYOUT_DIRS))]
+    note = _masked(
+        render_note(reviews, unchanged, base=base, head=head, changed_files=len(changed), layout=layout)
+    )
     action, note_id = "printed", None
     if client is not None and settings.mr is not None:
-        action, note_id = _post(client, settings.mr, note, bool(reviews))
+        action, note_id = _post(client, settings.mr, note, bool(reviews or layout))
     rounded = {k: round(v, 3) for k, v in timings.items()}
     return ReviewResult(base, head, changed, reviews, unchanged, note, action, note_id, rounded)
 

@@ -313,6 +313,23 @@ def test_the_base_tree_is_read_through_one_git_process(
     assert reads[1][-1].endswith(f"odd{odd}name/kustomization.yaml")
 
 
+def test_a_change_to_what_the_roots_apply_is_called_out(gitops: CliRunner, repo: Path) -> None:
+    """In a repo laid out by init, clusters/ and gitops-ci.yaml decide what each cluster's root applies with
+    the engine's rights (and which namespaces environments get): the note says so even when no overlay's
+    render changes."""
+    commit(
+        repo, {"gitops-ci.yaml": "version: 1\n", "clusters/dev/apps/dev-app0.yaml": "kind: Kustomization\n"}
+    )
+    git(repo, "branch", "-f", "main", "HEAD")
+    commit(repo, {"clusters/dev/apps/dev-app0.yaml": "kind: Kustomization\nspec: {}\n"})
+    result = review(gitops, repo)
+    assert result.code == 0, result.err
+    assert (
+        "⚠️ **It changes what the clusters' roots apply with the GitOps engine's own rights:** " in result.out
+    )
+    assert "`clusters/dev/apps/dev-app0.yaml`" in result.out
+
+
 def test_the_base_comes_from_gitlabs_variable(
     gitops: CliRunner, repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -217,6 +217,20 @@ def test_an_mr_that_changes_no_overlay_posts_no_note(
     assert our_notes(gitlab_api, merge_request) == []
 
 
+def test_an_mr_that_changes_what_the_roots_apply_gets_a_note_without_overlay_changes(
+    gitops: CliRunner, checkout: Path, merge_request: int, gitlab_api: GitLabContractServer
+) -> None:
+    git(checkout, "reset", "-q", "--hard", "origin/main")
+    (checkout / "gitops-ci.yaml").write_text("version: 1\n")
+    git(checkout, "add", "gitops-ci.yaml")
+    push_change(checkout, {"README.md": "# manifests, laid out\n"}, "an environment more")
+    assert run_review(gitops, checkout).code == 0
+    (note,) = our_notes(gitlab_api, merge_request)
+    assert "It changes what the clusters' roots apply" in str(note["body"]) and "`gitops-ci.yaml`" in str(
+        note["body"]
+    )
+
+
 def test_a_token_without_access_is_an_auth_error(
     gitops: CliRunner,
     checkout: Path,
