@@ -18,13 +18,13 @@ from gitops_ci.onboard.flux_tenancy import (
 )
 from gitops_ci.onboard.manifests import FLUX_NAMESPACE, SOURCE_NAME, apps_dir, reconciler_name, reserved_names
 from gitops_ci.validate.findings import UNCONFINED_CHILD, Finding, Severity
-from gitops_ci.validate.objects import ManifestFiles
+from gitops_ci.validate.objects import ManifestFiles, mapping_of
 
 # postBuild.substituteFrom and decryption read Secrets with the controller's own client, targetNamespace
 # moves everything elsewhere, kubeConfig reaches another cluster, dependsOn waits on anything: a child sets
 # only these
 _CHILD_FIELDS = frozenset(
-    (
+    [
         "interval",
         "retryInterval",
         "timeout",
@@ -34,7 +34,7 @@ _CHILD_FIELDS = frozenset(
         "serviceAccountName",
         "wait",
         "suspend",
-    )
+    ]
 )
 
 
@@ -57,11 +57,8 @@ def child_problems(
         # elsewhere its sourceRef and account resolve in another namespace; named `apps`, it replaces the root
         yield f"a Kustomization here lives in {FLUX_NAMESPACE} and is not named like the cluster's root"
     ref = mapping_of(spec.get("sourceRef"))
-    if (ref.get("kind"), ref.get("name"), ref.get("namespace", FLUX_NAMESPACE)) != (
-        "GitRepository",
-        SOURCE_NAME,
-        FLUX_NAMESPACE,
-    ):
+    origin = (ref.get("kind"), ref.get("name"), ref.get("namespace", FLUX_NAMESPACE))
+    if origin != ("GitRepository", SOURCE_NAME, FLUX_NAMESPACE):
         yield f"a Kustomization here must reconcile GitRepository {SOURCE_NAME} (this repo), here"
     extra = sorted(str(key)[:40] for key in spec if key not in _CHILD_FIELDS)
     if extra:
@@ -72,11 +69,8 @@ def child_problems(
         # a base or another directory: its render is not checked as an app's (layout/engine-object)
         yield f"a Kustomization here runs the overlay of an app in an environment of {cluster.name}"
     account = spec.get("serviceAccountName")
-    if (
-        (account is not None or confined(files, cluster))
-        and env is not None
-        and account != reconciler_name(env)
-    ):
+    earlier = account is None and not confined(files, cluster)  # unconfined_children reports it
+    if env is not None and not earlier and account != reconciler_name(env):
         yield f"a Kustomization of {env} reconciles as {reconciler_name(env)}, confined to namespace {env}"
 
 
@@ -137,8 +131,3 @@ def _documents(files: ManifestFiles, cluster: Cluster) -> Iterator[tuple[str, di
     for path in sorted(f for f in files.layout.files if f.startswith(prefix) and f.endswith(".yaml")):
         for doc in files.documents(path):
             yield path, doc
-
-
-def mapping_of(value: object) -> dict[str, Any]:
-    """`value` when it is a mapping, else an empty one (repo content has any shape)."""
-    return value if isinstance(value, dict) else {}

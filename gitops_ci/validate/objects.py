@@ -19,6 +19,11 @@ from gitops_ci.validate.schema import SchemaChecker, format_path
 Document = dict[str, Any]
 
 
+def mapping_of(value: object) -> dict[str, Any]:
+    """`value` when it is a mapping, else an empty one (repo content has any shape)."""
+    return value if isinstance(value, dict) else {}
+
+
 def object_id(obj: Document) -> str:
     meta = metadata(obj)
     name = str(meta.get("name") or meta.get("generateName") or "?")

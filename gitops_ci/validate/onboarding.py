@@ -18,8 +18,8 @@ from gitops_ci.validate.findings import (
     Finding,
     Severity,
 )
-from gitops_ci.validate.flux_objects import mapping_of, unconfined_children
-from gitops_ci.validate.objects import ManifestFiles
+from gitops_ci.validate.flux_objects import unconfined_children
+from gitops_ci.validate.objects import ManifestFiles, mapping_of
 from gitops_ci.validate.root_objects import foreign_objects, unconfined_projects, unconfined_roots
 
 

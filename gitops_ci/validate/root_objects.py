@@ -15,8 +15,8 @@ from typing import Any
 from gitops_ci.onboard.conventions import Cluster, Conventions
 from gitops_ci.onboard.manifests import apps_dir, cluster_project, root_project
 from gitops_ci.validate.findings import FOREIGN_OBJECT, UNCONFINED_CHILD, UNCONFINED_ROOT, Finding, Severity
-from gitops_ci.validate.flux_objects import access_problems, child_problems, mapping_of
-from gitops_ci.validate.objects import ManifestFiles
+from gitops_ci.validate.flux_objects import access_problems, child_problems
+from gitops_ci.validate.objects import ManifestFiles, mapping_of
 
 _ALLOWED = {
     "argocd": {("argoproj.io", "Application"), ("argoproj.io", "AppProject")},
