@@ -7,7 +7,8 @@ gets its namespace, labelled for the baseline Pod Security Standard (no privileg
 service account of its own bound to the `admin` ClusterRole in that namespace only: what an environment's
 overlays apply cannot reach another environment, the cluster's scope, or the namespace object and its Pod
 Security labels (the `admin` role reads namespaces, `cluster-admin` bound in a namespace could relabel or
-delete its own). Argo CD's children get the same confinement from the cluster's AppProject.
+delete its own). Argo CD's children get theirs from the cluster's AppProject: that cluster, without Argo CD's
+and the kube-* namespaces; validate keeps them in their environment's namespace.
 """
 
 from __future__ import annotations
