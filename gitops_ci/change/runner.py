@@ -54,7 +54,8 @@ def run_change(change: Change, follow: FollowUp | None = None, clock: Clock = SY
     names = follow.settings.app_name_template if follow is not None else None
     wants_names = follow is not None and names is None
     read = change.reads_defaults or wants_names
-    meanwhile.import_later(*(steps.DEFAULTS_IMPORTS if read else ()), *steps.PLAN_IMPORTS)
+    # json: the report's (--format json), written after the push, when nothing waits any more
+    meanwhile.import_later(*(steps.DEFAULTS_IMPORTS if read else ()), *steps.PLAN_IMPORTS, "json")
     with open_repo(settings, change.sparse_paths, clock) as repo:
         defaults = settings.retried(lambda: steps.repo_defaults(repo, read), "reading gitops-ci.yaml", clock)
         # What the change and its follow-ups use, options first: the report and the dotenv say the same.
