@@ -41,10 +41,27 @@ def layout_rules(files: ManifestFiles) -> list[Finding]:
     except GitopsCiError as err:
         return [Finding(Severity.ERROR, KUSTOMIZATION_INVALID, SETTINGS_FILE, str(err))]
     children = _children(files, conventions)
-    found = _missing(files, conventions, children) + _misplaced(files, conventions, children)
+    found = _system_environments(conventions)
+    found += _missing(files, conventions, children) + _misplaced(files, conventions, children)
     confined = unconfined_roots(files, conventions) + unconfined_children(files, conventions)
     confined += unconfined_projects(files, conventions)
     return found + foreign_objects(files, conventions) + confined
+
+
+def _system_environments(c: Conventions) -> list[Finding]:
+    """init refuses them; gitops-ci.yaml is repo content, and a merge request may add one: its apps would go
+    into a namespace the cluster or the engine owns."""
+    return [
+        Finding(
+            Severity.ERROR,
+            KUSTOMIZATION_INVALID,
+            SETTINGS_FILE,
+            f"environment {e.name[:63]} is named like the cluster's or the GitOps engine's own namespace (an "
+            "environment's name is its namespace): rename it",
+        )
+        for e in c.environments
+        if c.is_system_namespace(e.name)
+    ]
 
 
 def _children(files: ManifestFiles, conventions: Conventions) -> list[_Child]:

@@ -584,6 +584,9 @@ def test_a_merge_request_cannot_make_a_flux_namespace_an_environment(
         ("clusters/dev-cluster/apps/flux-system.reconciler.yaml", "RoleBinding/gitops-ci-flux-system"),
         ("clusters/dev-cluster/apps/flux-system.reconciler.yaml", "ServiceAccount/gitops-ci-flux-system"),
     ]
+    found = json.loads(gitops("validate", str(checkout), "--format", "json").out)["findings"]
+    said = [f["message"] for f in found if f["file"] == "gitops-ci.yaml"]
+    assert len(said) == 1 and said[0].startswith("environment flux-system is named like the cluster's or")
 
 
 def test_flux_children_an_earlier_version_wrote_are_flagged_until_they_are_confined(
