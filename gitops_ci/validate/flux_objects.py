@@ -50,8 +50,9 @@ _NO_LABEL = (
 
 
 def child_problems(
-    doc: dict[str, Any], c: Conventions, cluster: Cluster, files: ManifestFiles
+    doc: dict[str, Any], c: Conventions, cluster: Cluster, has_accounts: bool
 ) -> Iterator[str]:
+    """`has_accounts`: whether new-app wrote the environments' accounts in this cluster (see `confined`)."""
     spec, metadata = mapping_of(doc.get("spec")), mapping_of(doc.get("metadata"))
     if metadata.get("namespace") != FLUX_NAMESPACE or metadata.get("name") in reserved_names(c):
         # elsewhere its sourceRef and account resolve in another namespace; named `apps`, it replaces the root
@@ -69,7 +70,7 @@ def child_problems(
         # a base or another directory: its render is not checked as an app's (layout/engine-object)
         yield f"a Kustomization here runs the overlay of an app in an environment of {cluster.name}"
     account = spec.get("serviceAccountName")
-    earlier = account is None and not confined(files, cluster)  # unconfined_children reports it
+    earlier = account is None and not has_accounts  # unconfined_children reports it
     if env is not None and not earlier and account != reconciler_name(env):
         yield f"a Kustomization of {env} reconciles as {reconciler_name(env)}, confined to namespace {env}"
 
@@ -102,11 +103,12 @@ def unconfined_children(files: ManifestFiles, c: Conventions) -> list[Finding]:
         return []
     out = []
     for cluster in c.clusters:
+        has_accounts = confined(files, cluster)
         for path, doc in _documents(files, cluster):
             kind, name = doc.get("kind"), str(mapping_of(doc.get("metadata")).get("name", ""))[:60]
             problem = None
             if kind == "Kustomization" and "serviceAccountName" not in mapping_of(doc.get("spec")):
-                if not confined(files, cluster):
+                if not has_accounts:
                     problem = _NO_ACCOUNT
             elif kind == "Namespace" and doc == earlier_namespace(name):
                 problem = _NO_LABEL

@@ -15,7 +15,7 @@ from typing import Any
 from gitops_ci.onboard.conventions import Cluster, Conventions
 from gitops_ci.onboard.manifests import apps_dir, cluster_project, root_project
 from gitops_ci.validate.findings import FOREIGN_OBJECT, UNCONFINED_CHILD, UNCONFINED_ROOT, Finding, Severity
-from gitops_ci.validate.flux_objects import access_problems, child_problems
+from gitops_ci.validate.flux_objects import access_problems, child_problems, confined
 from gitops_ci.validate.objects import ManifestFiles, mapping_of
 
 _ALLOWED = {
@@ -38,6 +38,7 @@ def foreign_objects(files: ManifestFiles, conventions: Conventions) -> list[Find
     out = []
     for cluster in conventions.clusters:
         prefix = f"{apps_dir(cluster)}/"
+        has_accounts = conventions.engine == "flux" and confined(files, cluster)
         for path in sorted(f for f in files.layout.files if f.startswith(prefix)):
             problem = _file_problem(path.rpartition("/")[2])
             if problem is not None:
@@ -50,7 +51,7 @@ def foreign_objects(files: ManifestFiles, conventions: Conventions) -> list[Find
                 why = files.refused.get(path) or files.unreadable[path]
                 out.append(Finding(Severity.ERROR, FOREIGN_OBJECT, path, f"{why}: nothing here is checked"))
             for doc in docs:
-                for problem in _problems(doc, conventions, cluster, files):
+                for problem in _problems(doc, conventions, cluster, has_accounts):
                     name = str(mapping_of(doc.get("metadata")).get("name", ""))
                     shown = f"{str(doc.get('kind', 'object'))[:60]}/{name[:60]}"
                     out.append(Finding(Severity.ERROR, FOREIGN_OBJECT, path, problem, object=shown))
@@ -136,7 +137,7 @@ def _file_problem(name: str) -> str | None:
     return None
 
 
-def _problems(doc: dict[str, Any], c: Conventions, cluster: Cluster, files: ManifestFiles) -> Iterator[str]:
+def _problems(doc: dict[str, Any], c: Conventions, cluster: Cluster, has_accounts: bool) -> Iterator[str]:
     group, kind = str(doc.get("apiVersion", "")).rpartition("/")[0], str(doc.get("kind", ""))
     spec = mapping_of(doc.get("spec"))
     if (group, kind) not in _ALLOWED[c.engine]:
@@ -149,7 +150,7 @@ def _problems(doc: dict[str, Any], c: Conventions, cluster: Cluster, files: Mani
     elif kind == "AppProject":
         yield from _project_problems(doc, c, cluster)
     elif kind == "Kustomization":
-        yield from child_problems(doc, c, cluster, files)
+        yield from child_problems(doc, c, cluster, has_accounts)
     else:
         yield from access_problems(doc, kind, c, cluster)
 

@@ -66,6 +66,13 @@ def files_of(bare: Path, tmp_path: Path) -> Path:
     return checkout
 
 
+def web_in_dev(run: Run, empty: Path, tmp_path: Path, engine: str) -> Path:
+    """A checkout of the repo after init (both clusters, all environments) and new-app web in dev."""
+    assert run("init", *CLUSTERS, *ENVS, "--engine", engine).code == 0
+    assert run("new-app", "--app", "web", "--env", "dev", "--image", IMAGE).code == 0
+    return files_of(empty, tmp_path)
+
+
 def schema_errors(checkout: Path) -> list[str]:
     schemas = {path.stem: json.loads(path.read_text()) for path in SCHEMAS.glob("*.json")}
     kinds = {"Application": "argocd-application", "AppProject": "argocd-appproject",
@@ -405,9 +412,7 @@ def foreign(gitops: CliRunner, checkout: Path) -> list[tuple[str, str]]:
 def test_what_a_root_applies_is_only_what_init_and_new_app_write(
     run: Run, gitops: CliRunner, empty: Path, tmp_path: Path
 ) -> None:
-    assert run("init", *CLUSTERS, *ENVS).code == 0
-    assert run("new-app", "--app", "web", "--env", "dev", "--image", IMAGE).code == 0
-    checkout = files_of(empty, tmp_path)
+    checkout = web_in_dev(run, empty, tmp_path, "argocd")
     apps = checkout / "clusters/dev-cluster/apps"
     (apps / "escalate.yaml").write_text(
         "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: mine\n"
@@ -500,9 +505,7 @@ def test_an_app_project_an_earlier_version_wrote_is_flagged_until_it_is_edited(
 def test_what_a_flux_root_applies_is_only_what_init_and_new_app_write(
     run: Run, gitops: CliRunner, empty: Path, tmp_path: Path
 ) -> None:
-    assert run("init", *CLUSTERS, *ENVS, "--engine", "flux").code == 0
-    assert run("new-app", "--app", "web", "--env", "dev", "--image", IMAGE).code == 0
-    checkout = files_of(empty, tmp_path)
+    checkout = web_in_dev(run, empty, tmp_path, "flux")
     apps = checkout / "clusters/dev-cluster/apps"
     child = (apps / "dev-web.yaml").read_text()
     rights = (apps / "dev.reconciler.yaml").read_text()
@@ -568,9 +571,7 @@ def test_a_merge_request_cannot_make_a_flux_namespace_an_environment(
 ) -> None:
     """gitops-ci.yaml is repo content too: an environment named like Flux's namespace gets no binding there
     (it would let every child of that environment write Flux's own objects)."""
-    assert run("init", *CLUSTERS, *ENVS, "--engine", "flux").code == 0
-    assert run("new-app", "--app", "web", "--env", "dev", "--image", IMAGE).code == 0
-    checkout = files_of(empty, tmp_path)
+    checkout = web_in_dev(run, empty, tmp_path, "flux")
     settings = checkout / "gitops-ci.yaml"
     text = settings.read_text()
     assert "  - name: dev\n    cluster: dev-cluster\n" in text
@@ -592,9 +593,7 @@ def test_a_merge_request_cannot_make_a_flux_namespace_an_environment(
 def test_flux_children_an_earlier_version_wrote_are_flagged_until_they_are_confined(
     run: Run, gitops: CliRunner, empty: Path, tmp_path: Path
 ) -> None:
-    assert run("init", *CLUSTERS, *ENVS, "--engine", "flux").code == 0
-    assert run("new-app", "--app", "web", "--env", "dev", "--image", IMAGE).code == 0
-    checkout = files_of(empty, tmp_path)
+    checkout = web_in_dev(run, empty, tmp_path, "flux")
     apps = checkout / "clusters/dev-cluster/apps"
     (apps / "dev.reconciler.yaml").unlink()  # as an earlier version laid it out
     child = (apps / "dev-web.yaml").read_text()
@@ -614,9 +613,7 @@ def test_flux_children_an_earlier_version_wrote_are_flagged_until_they_are_confi
 def test_an_apps_overlay_may_not_ship_the_engines_own_objects(
     run: Run, gitops: CliRunner, empty: Path, tmp_path: Path, engine: str
 ) -> None:
-    assert run("init", *CLUSTERS, *ENVS, "--engine", engine).code == 0
-    assert run("new-app", "--app", "web", "--env", "dev", "--image", IMAGE).code == 0
-    checkout = files_of(empty, tmp_path)
+    checkout = web_in_dev(run, empty, tmp_path, engine)
     overlay_dir = checkout / "kustomize/web/overlays/dev"
     flux = (
         "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {name: escape}\n"
@@ -644,9 +641,7 @@ def test_an_apps_overlay_stays_in_its_environments_namespace(
 ) -> None:
     """Argo CD's AppProject keeps a child on its cluster, not in its environment: the render is checked. The
     path template is compared as rendering normalises it, so `./` in gitops-ci.yaml switches nothing off."""
-    assert run("init", *CLUSTERS, *ENVS).code == 0
-    assert run("new-app", "--app", "web", "--env", "dev", "--image", IMAGE).code == 0
-    checkout = files_of(empty, tmp_path)
+    checkout = web_in_dev(run, empty, tmp_path, "argocd")
     settings = checkout / "gitops-ci.yaml"
     template = "path_template: kustomize/{app}/overlays/{env}"
     assert template in settings.read_text()
