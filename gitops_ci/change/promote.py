@@ -22,7 +22,6 @@ from gitops_ci.change.settings import (
 )
 from gitops_ci.errors import ConfigurationError, ImageArgumentError, KustomizationError
 from gitops_ci.images.describe import image_of
-from gitops_ci.images.editor import editor_for
 from gitops_ci.images.reference import (
     ImageUpdate,
     validate_digest,
@@ -132,6 +131,8 @@ def source_updates(
     kustomization: tuple[str, str], path: str, names: Sequence[str]
 ) -> tuple[ImageUpdate, ...]:
     """Updates that make a target's entries equal to the source overlay's (all entries, or those named)."""
+    from gitops_ci.images.editor import editor_for  # ruamel.yaml: imported while the repo opens
+
     file, text = kustomization
     entries = editor_for(file).images(text, file)
     by_name = {e["name"]: e for e in entries}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -10,8 +10,9 @@ from gitops_ci.cli.app import common_options, emit
 from gitops_ci.cli.options import dotenv_report, repo_options, repo_settings
 from gitops_ci.errors import ConfigurationError
 from gitops_ci.images.describe import to_json
-from gitops_ci.onboard.conventions import Cluster, Environment
-from gitops_ci.onboard.run import InitSettings, NewAppSettings, OnboardResult, init, new_app
+
+if TYPE_CHECKING:
+    from gitops_ci.onboard.run import OnboardResult
 
 
 @click.command("init")
@@ -38,6 +39,9 @@ def init_command(
 ) -> int:
     """Lay out the manifest repo: conventions, per cluster an AppProject and a root Application (or Flux's
     GitRepository and Kustomization), the GitLab agent's configuration; adds only what is missing."""
+    from gitops_ci.onboard.conventions import Cluster, Environment  # ruamel.yaml: not for --help
+    from gitops_ci.onboard.run import InitSettings, init
+
     dotenv_report(options)
     settings = InitSettings(
         repo=repo_settings(options),
@@ -75,6 +79,8 @@ def new_app_command(
     **options: Any,
 ) -> int:
     """Add an app: its base, one overlay per environment and the object that makes each cluster run it."""
+    from gitops_ci.onboard.run import NewAppSettings, new_app
+
     dotenv_report(options)
     settings = NewAppSettings(repo=repo_settings(options), app=app, environments=environments, image=image,
                               port=port, replicas=replicas, update=update)  # fmt: skip

@@ -10,8 +10,7 @@ from gitops_ci.cli.app import common_options, emit
 from gitops_ci.cli.target_options import build_options, dry_run_option
 from gitops_ci.errors import EXIT_FAILURE
 from gitops_ci.images.describe import to_json
-from gitops_ci.review.report import result_json, result_text
-from gitops_ci.review.run import DEFAULT_MAX_DIFF_LINES, ReviewSettings, review
+from gitops_ci.review import DEFAULT_MAX_DIFF_LINES
 
 
 @click.command("review")
@@ -64,6 +63,9 @@ def review_command(
 
     Posting needs GITOPS_TOKEN (api scope); --dry-run (GITOPS_DRY_RUN=true) prints the note instead.
     """
+    from gitops_ci.review.report import result_json, result_text  # GitPython: not for `gitops-ci --help`
+    from gitops_ci.review.run import ReviewSettings, review
+
     settings = ReviewSettings(
         path=path,
         base=base,

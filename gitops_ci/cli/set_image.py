@@ -8,7 +8,6 @@ import click
 
 from gitops_ci.cli.app import common_options, emit
 from gitops_ci.images.describe import edit_json, render_edits_text, to_json
-from gitops_ci.images.set_image import SetImageSettings, set_image
 
 
 @click.command("set-image")
@@ -34,6 +33,8 @@ def set_image_command(
     IMAGE follows `kustomize edit set image`: name=newName:tag@digest, name:tag, name@digest, name=newName,
     name= (clear), and * keeps the current value (name=*:tag). Fields the argument does not name are kept.
     """
+    from gitops_ci.images.set_image import SetImageSettings, set_image  # ruamel.yaml: not for --help
+
     report = set_image(SetImageSettings(overlays=overlays, images=images, dry_run=dry_run, strict=strict))
     if output_format == "json":
         emit(

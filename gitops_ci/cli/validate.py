@@ -10,8 +10,6 @@ from gitops_ci.cli.app import common_options, emit
 from gitops_ci.cli.target_options import build_options
 from gitops_ci.errors import EXIT_FAILURE
 from gitops_ci.images.describe import to_json
-from gitops_ci.validate.report import report_json, report_text, write_reports
-from gitops_ci.validate.run import ValidateSettings, validate
 
 
 @click.command("validate")
@@ -44,6 +42,9 @@ def validate_command(
     Secret in the repo or a render; images entries are valid; the seed's layout rules (as warnings).
     Exit 1 when there are errors.
     """
+    from gitops_ci.validate.report import report_json, report_text, write_reports  # not for --help
+    from gitops_ci.validate.run import ValidateSettings, validate
+
     settings = ValidateSettings(
         path=path,
         kustomize=kustomize,

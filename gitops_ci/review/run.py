@@ -21,6 +21,7 @@ from gitops_ci.manifest_repo.git_checkout import ReviewCheckout
 from gitops_ci.manifest_repo.gitlab import GitLabClient
 from gitops_ci.manifest_repo.gitlab_connection import GitLabConnection
 from gitops_ci.naming import SETTINGS_FILE, check_revision
+from gitops_ci.review import DEFAULT_MAX_DIFF_LINES
 from gitops_ci.review.diff import Render, diff_renders, image_changes, render_from_output
 from gitops_ci.review.note import OverlayReview, app_and_env, is_review_note, render_note
 from gitops_ci.validate.build import DEFAULT_TIMEOUT, BuildResult, KustomizeTool, find_tool
@@ -33,7 +34,6 @@ from gitops_ci.validate.schema import SchemaChecker
 _JOB_SECRETS = ("CI_JOB_TOKEN", "GITOPS_TOKEN", "GITLAB_TOKEN", "CI_REGISTRY_PASSWORD", "GITOPS_PASSWORD")
 
 log = logs.get_logger(__name__)
-DEFAULT_MAX_DIFF_LINES = 300
 _LAYOUT_DIRS = ("clusters/", ".gitlab/agents/")  # what init and new-app write beside gitops-ci.yaml
 
 

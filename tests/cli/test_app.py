@@ -99,6 +99,17 @@ def test_set_image_imports_no_heavy_library(tmp_path: Path) -> None:
     assert out.strip().splitlines()[-1] == "0 []"
 
 
+def test_group_help_imports_no_heavy_library() -> None:
+    """It lists every command, so it imports every command's module: none may import its core's libraries."""
+    probe = (
+        "import sys\nfrom gitops_ci.cli import run\ncode = run(['--help'])\n"
+        "libraries = ('git', 'gitlab', 'requests', 'kubernetes', 'ruamel.yaml')\n"
+        "print(code, sorted(m for m in libraries if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "0 []"
+
+
 def test_deploy_loads_sync_and_wait_only_when_asked_for() -> None:
     probe = (
         "import sys\nimport gitops_ci.cli.deploy\n"
