@@ -2,7 +2,8 @@
 
 A deploy reads the repo's gitops-ci.yaml and the overlay's kustomization.yaml (Files; the overlay is listed
 with Tree only when that name is absent), then commits every file in one POST (Commits) with each file's
-`last_commit_id`: 3 requests on one connection, whatever the repo's size. GitLab
+`last_commit_id`: 3 requests, whatever the repo's size. The overlays where the change expects them are read
+together with gitops-ci.yaml, on connections of their own, so the wait is one answer's. GitLab
 refuses a POST whose file changed since it was read ("The file has changed since you started editing it")
 and one whose branch moved between its read and its update (Gitaly's compare-and-swap). After a branch race
 the cached reads stay valid and the runner's retry is one more POST; after a file change that file is read
@@ -13,6 +14,7 @@ holds exactly our content in every file (`landed`).
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,10 +28,11 @@ from gitops_ci.errors import (
     UnsafePathError,
 )
 from gitops_ci.images.text_io import MAX_FILE_BYTES
-from gitops_ci.manifest_repo.gitlab_rest import GitLabRest, message_of
+from gitops_ci.manifest_repo.gitlab_rest import Answer, Get, GitLabRest, message_of
 from gitops_ci.manifest_repo.paths import checked_repo_path
 from gitops_ci.manifest_repo.port import Identity, Listing, kustomization_by_listing
 
+MAX_READ_AHEAD = 3  # overlays read with the first file: a connection each
 MAX_TREE_PAGES = 100  # 10,000 entries in one directory: the apps directory of a very large repo
 _FILE_CHANGED = "The file has changed since you started editing it"
 _BRANCH_RACE = ("reference does not point to expected object", "Please refresh and try again")
@@ -39,9 +42,10 @@ Failure = Literal["none", "branch-race", "file-changed", "unknown"]
 
 @dataclass(frozen=True)
 class _Read:
-    """A file as read from the branch, and the last commit that changed it."""
+    """A file as read from the branch: the commit it was read at, and the last commit that changed it."""
 
     text: str
+    commit_id: str
     last_commit_id: str
 
 
@@ -55,8 +59,11 @@ class _Pending:
 
 
 class GitLabApiRepo:
-    def __init__(self, rest: GitLabRest, url: str, branch: str) -> None:
+    """`overlays`: those the change edits; their kustomization.yaml goes out with the first read."""
+
+    def __init__(self, rest: GitLabRest, url: str, branch: str, overlays: Sequence[str] = ()) -> None:
         self.rest, self.url, self.branch = rest, url, branch
+        self._ahead = [f"{o}/kustomization.yaml" for o in overlays[:MAX_READ_AHEAD]]
         self._base: str | None = None
         self._reads: dict[str, _Read | None] = {}
         self._listings: dict[str, Listing | None] = {}
@@ -81,7 +88,7 @@ class GitLabApiRepo:
                 f"{path} is a symbolic link in the manifest repo; gitops-ci never follows one"
             )
         if path not in self._reads:
-            self._reads[path] = self._get_file(path, self._base or self.branch)
+            self._read_with_ahead(path)
         found = self._reads[path]
         return found.text if found else None
 
@@ -201,10 +208,29 @@ class GitLabApiRepo:
             return ConfigurationError(f"branch {self.branch} does not exist in {self.url}; check --branch")
         return OperationalError(f"GitLab refused the commit to {branch}: {message}")
 
+    def _read_with_ahead(self, path: str) -> None:
+        """`path`, with (on the first read) the files read ahead: at once, at the commit the first of them
+        was read at. One read at a later commit (the branch moved between them) is dropped: it is read again
+        at that commit if it is asked for; so is one that would be an error (a file it may never be)."""
+        ahead = [p for p in self._ahead if p != path and p not in self._reads]
+        self._ahead = []
+        ref = self._base or self.branch
+        answers = self.rest.get_together([self._file_get(p, ref) for p in (path, *ahead)])
+        self._reads[path] = self._file_of(path, ref, answers[0])
+        for other, answer in zip(ahead, answers[1:], strict=True):
+            with contextlib.suppress(KustomizationError):
+                read = self._file_of(other, ref, answer)
+                if read is None or read.commit_id == self._base:
+                    self._reads[other] = read
+
+    def _file_get(self, path: str, ref: str) -> Get:
+        return f"/repository/files/{self.rest.quote(path)}", {"ref": ref}, f"reading {path}"
+
     def _get_file(self, path: str, ref: str) -> _Read | None:
-        answer = self.rest.get(
-            f"/repository/files/{self.rest.quote(path)}", {"ref": ref}, what=f"reading {path}"
-        )
+        where, params, what = self._file_get(path, ref)
+        return self._file_of(path, ref, self.rest.get(where, params, what=what))
+
+    def _file_of(self, path: str, ref: str, answer: Answer) -> _Read | None:
         if answer.status == 404:
             return None
         body = answer.body
@@ -218,7 +244,7 @@ class GitLabApiRepo:
             text = base64.b64decode(body["content"], validate=True).decode("utf-8")
         except (ValueError, UnicodeDecodeError):
             raise KustomizationError(f"{path}: not UTF-8; kustomize needs UTF-8") from None
-        return _Read(text, str(body["last_commit_id"]))
+        return _Read(text, str(body["commit_id"]), str(body["last_commit_id"]))
 
     def _tree(self, path: str, ref: str) -> Listing | None:
         files: list[str] = []

@@ -1,4 +1,4 @@
-"""GitLab's REST API over one kept-alive HTTPS connection (the standard library's http.client), for the hot
+"""GitLab's REST API over a kept-alive HTTPS connection (the standard library's http.client), for the hot
 path of `--transport api`: Repository Files, Tree, Commits, Branches and merge_base. python-gitlab (gitlab.py)
 serves merge requests and notes; importing it (or requests) would cost more than the requests themselves.
 
@@ -9,25 +9,21 @@ landed is for the adapter to find out.
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import http.client
-import ipaddress
 import json
-import os
-import re
 import ssl
 import sys
-from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import SplitResult, quote, unquote, urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from gitops_ci import logs
 from gitops_ci.deadline import AnswerTooSlow, answer_within
 from gitops_ci.errors import AuthError, ConfigurationError, OperationalError, RetryableError
 from gitops_ci.manifest_repo import meanwhile
 from gitops_ci.manifest_repo.gitlab_connection import GitLabConnection
+from gitops_ci.manifest_repo.proxy_env import ascii_host, proxy_address, proxy_for, proxy_headers, proxy_parts
 
 log = logs.get_logger(__name__)
 MAX_ANSWER_BYTES = 16 << 20  # a file is at most 1 MiB (base64: 1.4), a tree page of 100 entries a few KiB
@@ -35,6 +31,11 @@ API_SCOPE_HINT = (
     "--transport api commits through GitLab's API, which needs a token with the api scope (write_repository "
     "covers git over HTTPS only): give {variable} the api scope, or use --transport git"
 )
+
+
+Get = tuple[
+    str, dict[str, Any] | None, str
+]  # a path under the project, its query, what it reads (for errors)
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ class GitLabRest:
         self.connection = connection
         url = urlsplit(connection.url)
         self._https = url.scheme == "https"
-        self._host, self._port = _ascii_host(url.hostname or ""), url.port or (443 if self._https else 80)
+        self._host, self._port = ascii_host(url.hostname or ""), url.port or (443 if self._https else 80)
         self._netloc = url.netloc.rpartition("@")[2]
         self._proxy_variable = "HTTPS_PROXY" if self._https else "HTTP_PROXY"
         self._via: str | None = None  # the proxy of the connection, if any
@@ -64,12 +65,75 @@ class GitLabRest:
             "Accept": "application/json",
         }
         self._http: http.client.HTTPConnection | None = None
+        self._tls: ssl.SSLContext | None = None
 
     def get(self, path: str, params: dict[str, Any] | None = None, *, what: str) -> Answer:
         """GET under the project; 404 comes back as an Answer, every other failure as an error (429, 5xx and
         no answer as RetryableError: the runner tries the step again)."""
-        target = self._project + path + (f"?{urlencode(params, doseq=True)}" if params else "")
-        return self._send("GET", target, None, what=what, missing_ok=True)
+        return self._send("GET", self._target(path, params), None, what=what, missing_ok=True)
+
+    def get_together(self, gets: Sequence[Get]) -> list[Answer]:
+        """Several GETs sent before any answer is awaited: the first on the kept-alive connection, each other
+        on one of its own (closed after), so GitLab answers them side by side while this process does its
+        waiting-time work. One whose connection fails is sent again on its own, as `get` sends it; when
+        --network-timeout passes, the step fails (RetryableError) as `get`'s does."""
+        answers: list[Answer | None] = [None] * len(gets)
+        connections: list[http.client.HTTPConnection | None] = []
+        try:
+            with answer_within(self.connection.timeout):
+                for index, (path, params, what) in enumerate(gets):
+                    connections.append(self._sent(index, self._target(path, params), what))
+                meanwhile.while_waiting()
+                for index, (connection, (_, _, what)) in enumerate(zip(connections, gets, strict=True)):
+                    answers[index] = self._collected(index, connection, what)
+        except AnswerTooSlow as err:  # the bound is of the whole exchange: not sent again here
+            self._close()
+            late = (what for (_, _, what), answer in zip(gets, answers, strict=True) if answer is None)
+            raise self._unanswered(err, next(late, gets[0][2])) from None
+        finally:
+            for extra in connections[1:]:
+                if extra is not None:
+                    extra.close()
+        return [
+            answer or self.get(path, params, what=what)
+            for answer, (path, params, what) in zip(answers, gets, strict=True)
+        ]
+
+    def _sent(self, index: int, target: str, what: str) -> http.client.HTTPConnection | None:
+        """The GET sent on the kept-alive connection (index 0) or a new one; None if it could not be."""
+        try:
+            connection = self._open() if index else self._connection()
+            connection.request("GET", target, None, self._headers)
+            return connection
+        except (OSError, http.client.HTTPException) as err:
+            self._forget(index, None, err, what)
+            return None
+
+    def _collected(
+        self, index: int, connection: http.client.HTTPConnection | None, what: str
+    ) -> Answer | None:
+        if connection is None:
+            return None
+        try:
+            status, data, headers = self._answer_of(connection, what)
+        except (OSError, http.client.HTTPException) as err:
+            self._forget(index, connection, err, what)
+            return None
+        log.debug("GET %s → %d (sent together)", what, status)
+        return self._checked(Answer(status, _json(data), headers), what, missing_ok=True)
+
+    def _forget(
+        self, index: int, connection: http.client.HTTPConnection | None, err: BaseException, what: str
+    ) -> None:
+        """Closes a connection that failed; a failure that sending again would not cure (TLS verification, a
+        proxy's 407) is raised."""
+        if index == 0:
+            self._close()
+        elif connection is not None:
+            connection.close()
+        error = self._unanswered(err, what)
+        if not isinstance(error, RetryableError):
+            raise error from None
 
     def post(self, path: str, body: dict[str, Any], *, what: str) -> Answer:
         """POST under the project; a 400 comes back as an Answer (its message says what GitLab refused)."""
@@ -80,6 +144,9 @@ class GitLabRest:
         """A path segment: `/` becomes %2F, as GitLab requires for file paths and branch names."""
         return quote(value, safe="")
 
+    def _target(self, path: str, params: dict[str, Any] | None) -> str:
+        return self._project + path + (f"?{urlencode(params, doseq=True)}" if params else "")
+
     def _send(
         self, method: str, target: str, body: bytes | None, *, what: str, missing_ok: bool = False,
         refused_ok: bool = False,
@@ -87,7 +154,11 @@ class GitLabRest:
         headers = {**self._headers, **({"Content-Type": "application/json"} if body is not None else {})}
         status, data, answer_headers = self._exchange(method, target, body, headers, what)
         log.debug("%s %s → %d", method, target, status)
-        answer = Answer(status, _json(data), answer_headers)
+        return self._checked(Answer(status, _json(data), answer_headers), what, missing_ok, refused_ok)
+
+    def _checked(
+        self, answer: Answer, what: str, missing_ok: bool = False, refused_ok: bool = False
+    ) -> Answer:
         if (
             answer.status < 300
             or (missing_ok and answer.status == 404)
@@ -108,8 +179,7 @@ class GitLabRest:
                     connection = self._connection()
                     connection.request(method, target, body, headers)
                     meanwhile.while_waiting()
-                    response = connection.getresponse()
-                    data = response.read(MAX_ANSWER_BYTES + 1)
+                    return self._answer_of(connection, what)
             except (AnswerTooSlow, OSError, http.client.HTTPException) as err:
                 self._close()
                 error = self._unanswered(err, what)
@@ -117,13 +187,19 @@ class GitLabRest:
                 if closed and method == "GET" and reused and attempt == 1:
                     continue
                 raise error from None
-            if len(data) > MAX_ANSWER_BYTES:
-                self._close()
-                raise OperationalError(
-                    f"{what}: {self.connection.url} answered more than {MAX_ANSWER_BYTES >> 20} MiB"
-                )
-            return response.status, data, {k.title(): v for k, v in response.getheaders()}
         raise AssertionError("unreachable")
+
+    def _answer_of(
+        self, connection: http.client.HTTPConnection, what: str
+    ) -> tuple[int, bytes, dict[str, str]]:
+        response = connection.getresponse()
+        data = response.read(MAX_ANSWER_BYTES + 1)
+        if len(data) > MAX_ANSWER_BYTES:
+            connection.close()
+            raise OperationalError(
+                f"{what}: {self.connection.url} answered more than {MAX_ANSWER_BYTES >> 20} MiB"
+            )
+        return response.status, data, {k.title(): v for k, v in response.getheaders()}
 
     def _unanswered(self, err: BaseException, what: str) -> Exception:
         url, seconds = self.connection.url, self.connection.timeout
@@ -138,7 +214,7 @@ class GitLabRest:
             )
         if str(err).startswith("Tunnel connection failed: 407"):
             variable = self._proxy_variable
-            if self._via is not None and _proxy_parts(self._via).username is not None:
+            if self._via is not None and proxy_parts(self._via).username is not None:
                 return AuthError(f"{what}: the proxy in {variable} refused its user and password (407)")
             return AuthError(
                 f"{what}: the proxy in {variable} wants a user and password (407); give them in its URL: "
@@ -148,23 +224,29 @@ class GitLabRest:
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._http is None:
-            timeout = self.connection.timeout
-            proxy = _proxy(self._netloc, "https" if self._https else "http")
-            host, port = _proxy_address(proxy, self._proxy_variable) if proxy else (self._host, self._port)
-            if proxy and ":" in self._host and sys.version_info < (3, 12):  # 3.11 writes CONNECT ::1:443
-                raise ConfigurationError(
-                    f"{self.connection.url}: an IPv6 address through a proxy needs Python 3.12; use its host "
-                    "name, or add it to NO_PROXY"
-                )
-            self._via = proxy
-            if self._https:
-                context = ssl.create_default_context(cafile=self.connection.ca_file)
-                self._http = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
-            else:
-                self._http = http.client.HTTPConnection(host, port, timeout=timeout)
-            if proxy:
-                self._http.set_tunnel(self._host, self._port, headers=_proxy_headers(proxy))
+            self._http = self._open()
         return self._http
+
+    def _open(self) -> http.client.HTTPConnection:
+        timeout = self.connection.timeout
+        proxy = proxy_for(self._netloc, "https" if self._https else "http")
+        host, port = proxy_address(proxy, self._proxy_variable) if proxy else (self._host, self._port)
+        if proxy and ":" in self._host and sys.version_info < (3, 12):  # 3.11 writes CONNECT ::1:443
+            raise ConfigurationError(
+                f"{self.connection.url}: an IPv6 address through a proxy needs Python 3.12; use its host "
+                "name, or add it to NO_PROXY"
+            )
+        self._via = proxy
+        connection: http.client.HTTPConnection
+        if self._https:
+            if self._tls is None:
+                self._tls = ssl.create_default_context(cafile=self.connection.ca_file)
+            connection = http.client.HTTPSConnection(host, port, timeout=timeout, context=self._tls)
+        else:
+            connection = http.client.HTTPConnection(host, port, timeout=timeout)
+        if proxy:
+            connection.set_tunnel(self._host, self._port, headers=proxy_headers(proxy))
+        return connection
 
     def _close(self) -> None:
         if self._http is not None:
@@ -213,79 +295,3 @@ def message_of(body: Any) -> str:
         value = body.get("message") or body.get("error_description") or body.get("error") or ""
         return str(value[0] if isinstance(value, list) and value else value)[:300] or "no message"
     return "no message"
-
-
-def _proxy(netloc: str, scheme: str) -> str | None:
-    """The proxy urllib would choose from the environment for a URL's `host[:port]`, without importing
-    urllib.request for it: a lowercase variable wins (set but empty, it cancels the uppercase one); a NO_PROXY
-    entry matches the host or host:port and their subdomains, `*` every host. An address in a CIDR entry
-    (10.0.0.0/8, fd00::/8) is not proxied either, as curl (git's transport) reads it; requests
-    (python-gitlab's) reads IPv4 ranges only."""
-    proxy, no_proxy = _variable(f"{scheme}_proxy"), _variable("no_proxy") or ""
-    host = netloc.lower()
-    hosts = (host, re.sub(r":\d*$", "", host)) if not host.endswith("]") else (host,)
-    if no_proxy == "*":
-        return None
-    entries = [e.strip().lstrip(".").lower() for e in no_proxy.split(",")]
-    for entry in entries:
-        if entry and any(h == entry or h.endswith(f".{entry}") for h in hosts):
-            return None
-    address = _address(re.sub(r":\d*$", "", host).strip("[]"))
-    if address is not None and any(address in network for network in _networks(entries)):
-        return None
-    return proxy
-
-
-def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        return None
-
-
-def _networks(entries: list[str]) -> Iterator[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    for entry in entries:
-        if "/" in entry:
-            with contextlib.suppress(ValueError):
-                yield ipaddress.ip_network(entry, strict=False)
-
-
-def _variable(lowercase: str) -> str | None:
-    value = os.environ.get(lowercase)
-    return (value if value is not None else os.environ.get(lowercase.upper())) or None
-
-
-def _proxy_address(proxy: str, variable: str = "HTTPS_PROXY") -> tuple[str, int]:
-    """Host and port of a proxy URL (`proxy.corp:3128` without a scheme, as urllib accepts it)."""
-    try:
-        parts = _proxy_parts(proxy)
-        port = parts.port or 3128
-    except ValueError:
-        parts, port = None, 0
-    if parts is None or not parts.hostname or not port:
-        shown = proxy.rpartition("@")[2][:80]  # never its password
-        raise ConfigurationError(f"the proxy {shown!r} ({variable}) is not host:port; fix the variable")
-    return parts.hostname, port
-
-
-def _proxy_headers(proxy: str) -> dict[str, str]:
-    """Basic credentials for the CONNECT, from `http://user:password@proxy:port` (as urllib sends them)."""
-    parts = _proxy_parts(proxy)
-    if parts.username is None:
-        return {}
-    password = unquote(parts.password or "")
-    logs.register_secret(password)
-    pair = f"{unquote(parts.username)}:{password}".encode()
-    return {"Proxy-Authorization": f"Basic {base64.b64encode(pair).decode()}"}
-
-
-def _proxy_parts(proxy: str) -> SplitResult:
-    return urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-
-
-def _ascii_host(host: str) -> str:
-    """An internationalised host name as DNS, TLS and a CONNECT line need it (IDNA); others unchanged."""
-    try:
-        return host if host.isascii() else host.encode("idna").decode("ascii")
-    except UnicodeError:
-        raise ConfigurationError(f"GitLab's host name {host!r} is not a valid domain name") from None

@@ -37,10 +37,16 @@ def _remote(settings: RepoSettings) -> Remote:
 
 @contextlib.contextmanager
 def open_repo(
-    settings: RepoSettings, sparse_paths: Sequence[str], clock: Clock = SYSTEM_CLOCK
+    settings: RepoSettings,
+    sparse_paths: Sequence[str],
+    clock: Clock = SYSTEM_CLOCK,
+    *,
+    overlays: Sequence[str] = (),
 ) -> Iterator[ManifestRepo]:
+    """`sparse_paths`: what the clone checks out; `overlays`: those the change edits, if it knows (the API
+    transport reads them ahead)."""
     if settings.transport == "api":
-        yield _api_repo(settings, clock)
+        yield _api_repo(settings, clock, overlays)
         return
     from gitops_ci.manifest_repo.git import GitManifestRepo
 
@@ -86,7 +92,7 @@ def _signer(settings: RepoSettings) -> contextlib.AbstractContextManager[Signer 
     return signer_for(settings.signing_key)
 
 
-def _api_repo(settings: RepoSettings, clock: Clock) -> ManifestRepo:
+def _api_repo(settings: RepoSettings, clock: Clock, overlays: Sequence[str]) -> ManifestRepo:
     from gitops_ci.manifest_repo.api_repo import GitLabApiRepo
 
     if settings.signing_key is not None:
@@ -104,7 +110,7 @@ def _api_repo(settings: RepoSettings, clock: Clock) -> ManifestRepo:
     rest = GitLabRest(gitlab_connection(settings))
     url = check_repo_url(settings.repo_url)
     branch = settings.branch or settings.retried(lambda: _default_branch(rest), "reading the project", clock)
-    return GitLabApiRepo(rest, url, branch)
+    return GitLabApiRepo(rest, url, branch, overlays)
 
 
 def gitlab_connection(settings: RepoSettings) -> GitLabConnection:

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from conftest import CliResult, CliRunner
+from gitops_ci.onboard.conventions import Cluster, Conventions, Environment, render_conventions
 from manifests import manifest_files, overlay
 from servers.connect_proxy import ConnectProxy
 from servers.git_repos import (
@@ -62,11 +63,13 @@ def run(
     return invoke
 
 
-def deploy(run: Run, app: str = "app0", tag: str = "2.0.0", *envs: str, **kwargs: bool) -> CliResult:
+def deploy(
+    run: Run, app: str = "app0", tag: str = "2.0.0", *envs: str, path_template: str = "", **kwargs: bool
+) -> CliResult:
     env_args = [a for env in envs or ("dev",) for a in ("--env", env)]
-    return run(
-        "deploy", "--app", app, *env_args, "--image", f"registry.example.com/shop/{app}:{tag}", **kwargs
-    )
+    template = ["--path-template", path_template] if path_template else []
+    image = f"registry.example.com/shop/{app}:{tag}"
+    return run("deploy", "--app", app, *env_args, "--image", image, *template, **kwargs)
 
 
 def posts(gitlab_api: GitLabContractServer) -> int:
@@ -85,14 +88,63 @@ def test_a_deploy_is_three_requests_and_one_commit(
     assert log_messages(bare, "main")[0] == (
         "[skip ci] update image of app app0 - dev to registry.example.com/shop/app0:2.0.0"
     )
-    # gitops-ci.yaml (absent here: the default path template), the kustomization, the commit
-    assert [(c.method, c.path.rsplit("/", 1)[-1].rsplit("%2F", 1)[-1]) for c in gitlab_api.calls] == [
-        ("GET", "gitops-ci.yaml"),
-        ("GET", "kustomization.yaml"),
-        ("POST", "commits"),
-    ]
+    # gitops-ci.yaml (absent here: the default path template) and the kustomization together, the commit
+    calls = [(c.method, c.path.rsplit("/", 1)[-1].rsplit("%2F", 1)[-1]) for c in gitlab_api.calls]
+    assert sorted(calls[:2]) == [("GET", "gitops-ci.yaml"), ("GET", "kustomization.yaml")]
+    assert calls[2:] == [("POST", "commits")]
     # nothing of git on the runner (the contract server's own git calls name their --git-dir)
     assert [call for call in git_argv_recorder.calls() if not call[1].startswith("--git-dir=")] == []
+
+
+def test_the_overlay_is_read_together_with_the_settings_not_after_their_answer(
+    run: Run, gitlab_api: GitLabContractServer
+) -> None:
+    overlay_asked, held = threading.Event(), []
+
+    def hold_the_settings_answer(path: str) -> None:  # until the overlay's request has arrived
+        if path.endswith("kustomization.yaml"):
+            overlay_asked.set()
+        elif path == "gitops-ci.yaml":
+            held.append(overlay_asked.wait(5))
+
+    gitlab_api.api.faults.before_file_read = hold_the_settings_answer
+    result = deploy(run)
+    assert result.code == 0, result.err
+    assert held == [True] and posts(gitlab_api) == 1 and len(gitlab_api.calls) == 3
+
+
+def test_an_overlay_read_after_the_branch_moved_is_read_again_at_the_settings_commit(
+    run: Run, bare: Path, gitlab_api: GitLabContractServer
+) -> None:
+    path, settings_read = overlay("app0", "dev"), threading.Event()
+    conventions = Conventions(
+        repo_url="https://gitlab.example.com/group/manifests.git", branch="main",
+        clusters=(Cluster("nonprod", "https://nonprod.example.com"),),
+        environments=(Environment("dev", "nonprod"),), path_template="kustomize/{app}/overlays/{env}",
+    )  # fmt: skip
+    commit_files(bare, "main", {"gitops-ci.yaml": render_conventions(conventions)}, "init")
+
+    def another_job_lands_between_the_two_reads(read: str) -> None:
+        if read == "gitops-ci.yaml":
+            gitlab_api.api.faults.after_file_read = None
+            text = read_blob(bare, "main", path).replace("# app0 in dev", "# app0 in dev (edited)")
+            commit_files(bare, "main", {path: text}, "another job")
+            settings_read.set()
+
+    def after_the_settings(read: str) -> None:
+        if read == path:
+            gitlab_api.api.faults.before_file_read = None
+            settings_read.wait(10)
+
+    gitlab_api.api.faults.after_file_read = another_job_lands_between_the_two_reads
+    gitlab_api.api.faults.before_file_read = after_the_settings
+    result = deploy(run)
+    assert result.code == 0, result.err
+    reads = [c.query.get("ref") for c in gitlab_api.calls if c.path.endswith("kustomization.yaml")]
+    first = rev_parse(bare, "main~2")  # the commit gitops-ci.yaml was read at: the overlay is read there
+    assert reads[:2] == ["main", first], reads
+    text = read_blob(bare, "main", path)
+    assert "(edited)" in text and 'newTag: "2.0.0"' in text and log_messages(bare, "main")[1] == "another job"
 
 
 def test_with_a_path_template_a_deploy_is_two_requests(run: Run, gitlab_api: GitLabContractServer) -> None:
@@ -113,9 +165,9 @@ def test_another_kustomization_name_is_found_by_listing_the_overlay(
     result = deploy(run)
     assert result.code == 0, result.err
     assert 'newTag: "2.0.0"' in read_blob(bare, "main", path.replace(".yaml", ".yml"))
-    assert [c.path.rsplit("/", 1)[-1].rsplit("%2F", 1)[-1] for c in gitlab_api.calls] == [
-        "gitops-ci.yaml", "kustomization.yaml", "tree", "kustomization.yml", "commits"
-    ]  # fmt: skip
+    calls = [c.path.rsplit("/", 1)[-1].rsplit("%2F", 1)[-1] for c in gitlab_api.calls]
+    assert sorted(calls[:2]) == ["gitops-ci.yaml", "kustomization.yaml"]
+    assert calls[2:] == ["tree", "kustomization.yml", "commits"]
 
 
 def test_a_symlinked_kustomization_is_refused_and_nothing_posted(
@@ -159,13 +211,13 @@ def test_a_file_changed_since_it_was_read_is_read_again_and_the_edit_reapplied(
 ) -> None:
     path = overlay("app0", "dev")
 
-    def another_job_edits_the_same_file() -> None:  # between our read and our POST
+    def another_job_edits_the_same_file(read: str) -> None:  # between our read and our POST
         gitlab_api.api.faults.after_file_read = None
-        text = read_blob(bare, "main", path).replace("# app0 in dev", "# app0 in dev (edited)")
-        commit_files(bare, "main", {path: text}, "another job")
+        text = read_blob(bare, "main", read).replace("# app0 in dev", "# app0 in dev (edited)")
+        commit_files(bare, "main", {read: text}, "another job")
 
     gitlab_api.api.faults.after_file_read = another_job_edits_the_same_file
-    result = deploy(run)
+    result = deploy(run, path_template="kustomize/{app}/overlays/{env}")  # the overlay is the only read
     assert result.code == 0, result.err
     text = read_blob(bare, "main", path)
     assert "(edited)" in text and 'newTag: "2.0.0"' in text, (
@@ -311,7 +363,8 @@ def test_https_proxy_tunnels_every_request_unless_no_proxy_names_the_host(
         monkeypatch.setenv("NO_PROXY", "example.com,.127.0.0.1" if bypassed else "example.com")
         result = deploy(run)
         assert result.code == 0, result.err
-        assert proxy.tunnels == ([] if bypassed else [server.netloc])  # one kept-alive connection, one tunnel
+        # a tunnel for the kept-alive connection, one for the read sent with the first
+        assert proxy.tunnels == ([] if bypassed else [server.netloc] * 2)
     assert 'newTag: "2.0.0"' in read_blob(bare, "main", overlay("app0", "dev"))
 
 
@@ -324,7 +377,7 @@ def test_a_proxy_that_wants_credentials_gets_them_from_the_proxy_url(
         proxied = proxy.url.replace("http://", "http://ci-user:pr0xy%20p%40ss@")
         monkeypatch.setenv(f"{server.scheme.upper()}_PROXY", proxied)
         assert deploy(run).code == 0
-        assert proxy.tunnels == [server.netloc] and proxy.refused == []
+        assert proxy.tunnels == [server.netloc] * 2 and proxy.refused == []
         monkeypatch.setenv(f"{server.scheme.upper()}_PROXY", proxied.replace("pr0xy%20", "wrong"))
         refused = deploy(run, tag="3.0.0")
         monkeypatch.setenv(f"{server.scheme.upper()}_PROXY", proxy.url)

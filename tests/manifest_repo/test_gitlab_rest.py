@@ -9,7 +9,7 @@ import pytest
 import requests.utils
 
 from gitops_ci.errors import ConfigurationError
-from gitops_ci.manifest_repo.gitlab_rest import _ascii_host, _proxy, _proxy_address, _proxy_headers
+from gitops_ci.manifest_repo.proxy_env import ascii_host, proxy_address, proxy_for, proxy_headers
 
 
 @pytest.mark.parametrize(
@@ -53,7 +53,7 @@ def test_the_proxy_urllib_would_choose(
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    assert _proxy(host, "https") == expected
+    assert proxy_for(host, "https") == expected
     chosen = urllib.request.getproxies().get("https")  # what urllib's ProxyHandler does for https://HOST/
     assert (None if chosen and urllib.request.proxy_bypass(host) else chosen) == expected
 
@@ -78,19 +78,19 @@ def test_a_cidr_entry_in_no_proxy_bypasses_the_proxy_for_its_addresses(
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTPS_PROXY", "http://p:1")
     monkeypatch.setenv("NO_PROXY", no_proxy)
-    assert _proxy(host, "https") == ("http://p:1" if proxied else None)
+    assert proxy_for(host, "https") == ("http://p:1" if proxied else None)
     if not host.startswith("["):  # requests reads IPv4 ranges only
         bypassed = requests.utils.should_bypass_proxies(f"https://{host}/", no_proxy=no_proxy)
         assert bypassed is not proxied
 
 
 def test_a_proxy_is_host_and_port_with_or_without_a_scheme() -> None:
-    assert _proxy_address("http://proxy.corp:8080") == ("proxy.corp", 8080)
-    assert _proxy_address("proxy.corp:3128") == ("proxy.corp", 3128)
-    assert _proxy_address("http://proxy.corp") == ("proxy.corp", 3128)
+    assert proxy_address("http://proxy.corp:8080") == ("proxy.corp", 8080)
+    assert proxy_address("proxy.corp:3128") == ("proxy.corp", 3128)
+    assert proxy_address("http://proxy.corp") == ("proxy.corp", 3128)
     for bad in ("http://proxy:abc", "http://:8080"):
         with pytest.raises(ConfigurationError, match="HTTPS_PROXY"):
-            _proxy_address(bad)
+            proxy_address(bad)
 
 
 @pytest.mark.parametrize(
@@ -98,19 +98,19 @@ def test_a_proxy_is_host_and_port_with_or_without_a_scheme() -> None:
 )
 def test_a_bad_proxy_is_named_without_its_password(proxy: str) -> None:
     with pytest.raises(ConfigurationError) as refused:
-        _proxy_address(proxy)
+        proxy_address(proxy)
     assert "s3cret" not in str(refused.value) and "@" not in str(refused.value)
 
 
 def test_an_internationalised_gitlab_host_is_used_as_idna() -> None:
-    assert _ascii_host("gitlab.exämple.com") == "gitlab.xn--exmple-cua.com"
-    assert _ascii_host("gitlab.example.com") == "gitlab.example.com"
+    assert ascii_host("gitlab.exämple.com") == "gitlab.xn--exmple-cua.com"
+    assert ascii_host("gitlab.example.com") == "gitlab.example.com"
     with pytest.raises(ConfigurationError, match="not a valid domain name"):
-        _ascii_host("a" * 64 + ".exämple.com")
+        ascii_host("a" * 64 + ".exämple.com")
 
 
 def test_proxy_credentials_are_basic_auth_of_the_decoded_user_and_password() -> None:
-    assert _proxy_headers("http://proxy.corp:3128") == {}
-    assert _proxy_headers("http://ci%40corp:p%3Ass@proxy.corp:3128") == {
+    assert proxy_headers("http://proxy.corp:3128") == {}
+    assert proxy_headers("http://ci%40corp:p%3Ass@proxy.corp:3128") == {
         "Proxy-Authorization": "Basic " + base64.b64encode(b"ci@corp:p:ss").decode()
     }

@@ -23,7 +23,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -127,19 +127,31 @@ class GitLabApi:
         self.errors: list[str] = []  # unexpected exceptions, for tests to assert on
         self.faults = RepositoryFaults()
         self.scripted: list[Scripted] = []  # the next matching requests misbehave, in order
-        self.busy_seconds = 0.0  # time spent answering (for benchmarks: the server's share of a deploy)
+        # wall time with at least one request being answered (for benchmarks: the server's share of a deploy)
+        self.busy_seconds = 0.0
         self._busy_lock = threading.Lock()
+        self._answering, self._busy_since = 0, 0.0
         mr, notes = "/projects/{project}/merge_requests", "/projects/{project}/merge_requests/{iid}/notes"
         self.routes = [
             route("GET", "/user", self.get_user, user_scope=True),
             route("GET", "/users", self.list_users, user_scope=True),
             route("GET", "/projects/{project}", self.get_project, job_token=True),
-            route("GET", "/projects/{project}/repository/branches/{branch}", self.get_branch, job_token=True),
             route(
-                "GET", "/projects/{project}/repository/files/{file_path}", self.get_file, repository_read=True
+                "GET",
+                "/projects/{project}/repository/branches/{branch}",
+                self.get_branch,
+                job_token=True,
+                concurrent=True,
             ),
-            route("GET", "/projects/{project}/repository/tree", self.get_tree),
-            route("GET", "/projects/{project}/repository/merge_base", self.get_merge_base),
+            route(
+                "GET",
+                "/projects/{project}/repository/files/{file_path}",
+                self.get_file,
+                repository_read=True,
+                concurrent=True,
+            ),
+            route("GET", "/projects/{project}/repository/tree", self.get_tree, concurrent=True),
+            route("GET", "/projects/{project}/repository/merge_base", self.get_merge_base, concurrent=True),
             route(
                 "POST",
                 "/projects/{project}/repository/commits",
@@ -159,9 +171,20 @@ class GitLabApi:
         ]
 
     # ----- request pipeline -----------------------------------------------------------------
-    def add_busy(self, seconds: float) -> None:
+    @contextlib.contextmanager
+    def busy(self) -> Iterator[None]:
+        """Counts the block's wall time in `busy_seconds`, once however many requests overlap it."""
         with self._busy_lock:
-            self.busy_seconds += seconds
+            if not self._answering:
+                self._busy_since = time.perf_counter()
+            self._answering += 1
+        try:
+            yield
+        finally:
+            with self._busy_lock:
+                self._answering -= 1
+                if not self._answering:
+                    self.busy_seconds += time.perf_counter() - self._busy_since
 
     def dispatch(self, method: str, target: str, headers: Message, raw: bytes) -> Reply:
         url = urlsplit(target)
@@ -319,8 +342,13 @@ class GitLabApi:
     def get_project(self, ctx: Ctx) -> Reply:
         return 200, project_json(self.state.project_or_404(ctx.args["project"])), {}
 
+    def _project(self, ctx: Ctx) -> Project:
+        """The project of a route that reads git outside the state lock (GitLab serves reads side by side)."""
+        with self.state.lock:
+            return self.state.project_or_404(ctx.args["project"])
+
     def get_branch(self, ctx: Ctx) -> Reply:
-        project = self.state.project_or_404(ctx.args["project"])
+        project = self._project(ctx)
         name = ctx.args["branch"]
         info = project.repo.branch_info(name)
         if info is None:
@@ -328,23 +356,23 @@ class GitLabApi:
         return 200, branch_json(project, name, info), {}
 
     def get_file(self, ctx: Ctx) -> Reply:
-        found = get_file(self.state.project_or_404(ctx.args["project"]), ctx.args["file_path"], ctx.params)
+        if self.faults.before_file_read is not None:
+            self.faults.before_file_read(ctx.args["file_path"])
+        found = get_file(self._project(ctx), ctx.args["file_path"], ctx.params)
         if self.faults.after_file_read is not None:
-            self.faults.after_file_read()
+            self.faults.after_file_read(ctx.args["file_path"])
         return 200, found, {}
 
     def get_tree(self, ctx: Ctx) -> Reply:
-        return self._page(ctx, get_tree(self.state.project_or_404(ctx.args["project"]), ctx.params))
+        return self._page(ctx, get_tree(self._project(ctx), ctx.params))
 
     def get_merge_base(self, ctx: Ctx) -> Reply:
         refs = ctx.params.get("refs")
         refs = refs if isinstance(refs, list) else [refs] if refs else []
-        return 200, merge_base(self.state.project_or_404(ctx.args["project"]), refs), {}
+        return 200, merge_base(self._project(ctx), refs), {}
 
     def create_commit(self, ctx: Ctx) -> Reply:
-        with self.state.lock:
-            project = self.state.project_or_404(ctx.args["project"])
-        return 201, create_commit(project, ctx.user, ctx.params, self.faults), {}
+        return 201, create_commit(self._project(ctx), ctx.user, ctx.params, self.faults), {}
 
     def list_mrs(self, ctx: Ctx) -> Reply:
         project = self.state.project_or_404(ctx.args["project"])
@@ -408,16 +436,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        started = time.perf_counter()
         try:
-            status, body, headers = self.api.dispatch(self.command, self.path, self.headers, raw)
+            with self.api.busy():
+                status, body, headers = self.api.dispatch(self.command, self.path, self.headers, raw)
         except DropAnswer:  # applied, then the connection closes without an answer
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
-        finally:
-            self.api.add_busy(time.perf_counter() - started)
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")

@@ -40,7 +40,8 @@ class DropAnswer(Exception):
 class RepositoryFaults:
     """Knobs for tests: the next N commit POSTs fail with a status before doing anything, or succeed and
     lose their answer; `before_ref_update` runs between the checks and the compare-and-swap, and
-    `after_file_read` after a Files API read (another job landing between a read and a commit)."""
+    `before_file_read` / `after_file_read` around a Files API read, given its path (another job landing
+    between two reads, or between a read and a commit)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -48,7 +49,8 @@ class RepositoryFaults:
         self.lose_answers = 0
         self.legacy_race_message = False
         self.before_ref_update: Callable[[], None] | None = None
-        self.after_file_read: Callable[[], None] | None = None
+        self.before_file_read: Callable[[str], None] | None = None
+        self.after_file_read: Callable[[str], None] | None = None
         self.commit_posts = 0
 
     def take_failure(self) -> int | None:
