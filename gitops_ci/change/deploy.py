@@ -50,9 +50,11 @@ def deploy_change(settings: DeploySettings) -> Change:
 
     message([])
     given = settings.repo.path_template
+    overlays = tuple(t.path for t in targets(given or DEFAULT_PATH_TEMPLATE))
     return Change(
         settings=settings.repo,
-        sparse_paths=tuple(t.path for t in targets(given or DEFAULT_PATH_TEMPLATE)),
+        sparse_paths=overlays,
+        overlays=overlays,
         planner=lambda repo, defaults: targets(given or defaults.path_template),
         message_for=message,
         reads_defaults=given is None,

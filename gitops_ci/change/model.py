@@ -96,12 +96,14 @@ MessageFor = Callable[[Sequence[EnvironmentChange]], str]
 
 @dataclass(frozen=True, kw_only=True)
 class Change:
-    """What to change: the overlays to check out (the planner may add more once it has read the repo's
-    defaults), how to find the targets, the commit message, and whether the repo's gitops-ci.yaml is needed
-    (not when options give everything it would)."""
+    """What to change: the paths to check out (the planner may add more once it has read the repo's
+    defaults), the overlays it edits if known before planning (the API transport reads them ahead), how to
+    find the targets, the commit message, and whether the repo's gitops-ci.yaml is needed (not when options
+    give everything it would)."""
 
     settings: RepoSettings
     sparse_paths: tuple[str, ...]
     planner: Planner
     message_for: MessageFor
     reads_defaults: bool = True
+    overlays: tuple[str, ...] = ()

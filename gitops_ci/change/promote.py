@@ -103,7 +103,8 @@ def promote_change(settings: PromoteSettings) -> Change:
         )
 
     return Change(settings=settings.repo, sparse_paths=tuple(sparse), planner=planner, message_for=message,
-                  reads_defaults=given is None or settings.source is None)  # fmt: skip
+                  reads_defaults=given is None or settings.source is None,
+                  overlays=() if settings.all_apps else tuple(sparse))  # fmt: skip
 
 
 def source_environment(order: Sequence[str], targets: Sequence[str]) -> str:

@@ -56,7 +56,7 @@ def run_change(change: Change, follow: FollowUp | None = None, clock: Clock = SY
     read = change.reads_defaults or wants_names
     # json: the report's (--format json), written after the push, when nothing waits any more
     meanwhile.import_later(*(steps.DEFAULTS_IMPORTS if read else ()), *steps.PLAN_IMPORTS, "json")
-    with open_repo(settings, change.sparse_paths, clock, overlays=change.sparse_paths) as repo:
+    with open_repo(settings, change.sparse_paths, clock, overlays=change.overlays) as repo:
         defaults = settings.retried(lambda: steps.repo_defaults(repo, read), "reading gitops-ci.yaml", clock)
         # What the change and its follow-ups use, options first: the report and the dotenv say the same.
         defaults = replace(

@@ -210,17 +210,22 @@ class GitLabApiRepo:
 
     def _read_with_ahead(self, path: str) -> None:
         """`path`, with (on the first read) the files read ahead: at once, at the commit the first of them
-        was read at. One read at a later commit (the branch moved between them) is dropped: it is read again
-        at that commit if it is asked for; so is one that would be an error (a file it may never be)."""
+        was read at. What a read ahead cannot show to be of that commit (an answer at a later one: the branch
+        moved between them; a 404, which names none), or would be an error, or was not answered, is read
+        again, at that commit, if it is asked for."""
         ahead = [p for p in self._ahead if p != path and p not in self._reads]
         self._ahead = []
         ref = self._base or self.branch
-        answers = self.rest.get_together([self._file_get(p, ref) for p in (path, *ahead)])
-        self._reads[path] = self._file_of(path, ref, answers[0])
-        for other, answer in zip(ahead, answers[1:], strict=True):
+        first, answers = self.rest.get_together(
+            self._file_get(path, ref), [self._file_get(p, ref) for p in ahead]
+        )
+        self._reads[path] = self._file_of(path, ref, first)
+        for other, answer in zip(ahead, answers, strict=True):
+            if answer is None or answer.status == 404:
+                continue
             with contextlib.suppress(KustomizationError):
                 read = self._file_of(other, ref, answer)
-                if read is None or read.commit_id == self._base:
+                if read is not None and read.commit_id == self._base:
                     self._reads[other] = read
 
     def _file_get(self, path: str, ref: str) -> Get:

@@ -72,65 +72,74 @@ class GitLabRest:
         no answer as RetryableError: the runner tries the step again)."""
         return self._send("GET", self._target(path, params), None, what=what, missing_ok=True)
 
-    def get_together(self, gets: Sequence[Get]) -> list[Answer]:
-        """Several GETs sent before any answer is awaited: the first on the kept-alive connection, each other
-        on one of its own (closed after), so GitLab answers them side by side while this process does its
-        waiting-time work. One whose connection fails is sent again on its own, as `get` sends it; when
-        --network-timeout passes, the step fails (RetryableError) as `get`'s does."""
-        answers: list[Answer | None] = [None] * len(gets)
-        connections: list[http.client.HTTPConnection | None] = []
+    def get_together(self, first: Get, ahead: Sequence[Get]) -> tuple[Answer, list[Answer | None]]:
+        """`first` and the GETs read ahead with it, all sent before any answer is awaited: `first` on the
+        kept-alive connection, each other on one of its own (closed after), so GitLab answers them side by
+        side while this process does its waiting-time work. `first` fails as `get` does (its connection
+        failing, it is sent again alone); a read ahead that fails, or is answered 429 or 5xx, comes back
+        None: it is for the caller to read when it needs it."""
+        gets = [first, *ahead]
+        sent: list[http.client.HTTPConnection | None] = []
+        answers: list[Answer | None] = []
         try:
             with answer_within(self.connection.timeout):
-                for index, (path, params, what) in enumerate(gets):
-                    connections.append(self._sent(index, self._target(path, params), what))
+                for index, get in enumerate(gets):
+                    sent.append(self._sent(index, get))
                 meanwhile.while_waiting()
-                for index, (connection, (_, _, what)) in enumerate(zip(connections, gets, strict=True)):
-                    answers[index] = self._collected(index, connection, what)
-        except AnswerTooSlow as err:  # the bound is of the whole exchange: not sent again here
-            self._close()
-            late = (what for (_, _, what), answer in zip(gets, answers, strict=True) if answer is None)
-            raise self._unanswered(err, next(late, gets[0][2])) from None
+                for index, (connection, get) in enumerate(zip(sent, gets, strict=True)):
+                    answers.append(self._collected(index, connection, get))
+        except AnswerTooSlow as err:  # the bound is of the whole exchange: the step fails, as `get`'s would
+            raise self._unanswered(err, gets[min(len(answers), len(gets) - 1)][2]) from None
         finally:
-            for extra in connections[1:]:
+            if not answers:  # its answer unread, the kept-alive connection could not carry another request
+                self._close()
+            for extra in sent[1:]:
                 if extra is not None:
                     extra.close()
-        return [
-            answer or self.get(path, params, what=what)
-            for answer, (path, params, what) in zip(answers, gets, strict=True)
-        ]
+        path, params, what = first
+        return answers[0] or self.get(path, params, what=what), answers[1:]
 
-    def _sent(self, index: int, target: str, what: str) -> http.client.HTTPConnection | None:
+    def _sent(self, index: int, get: Get) -> http.client.HTTPConnection | None:
         """The GET sent on the kept-alive connection (index 0) or a new one; None if it could not be."""
+        path, params, what = get
+        connection = self._open() if index else self._connection()
         try:
-            connection = self._open() if index else self._connection()
-            connection.request("GET", target, None, self._headers)
-            return connection
+            connection.request("GET", self._target(path, params), None, self._headers)
         except (OSError, http.client.HTTPException) as err:
-            self._forget(index, None, err, what)
+            self._failed(index, connection, err, what)
             return None
+        except BaseException:
+            connection.close()
+            raise
+        return connection
 
     def _collected(
-        self, index: int, connection: http.client.HTTPConnection | None, what: str
+        self, index: int, connection: http.client.HTTPConnection | None, get: Get
     ) -> Answer | None:
         if connection is None:
             return None
+        path, params, what = get
         try:
             status, data, headers = self._answer_of(connection, what)
         except (OSError, http.client.HTTPException) as err:
-            self._forget(index, connection, err, what)
+            self._failed(index, connection, err, what)
             return None
-        log.debug("GET %s → %d (sent together)", what, status)
-        return self._checked(Answer(status, _json(data), headers), what, missing_ok=True)
+        log.debug("GET %s → %d (sent together)", self._target(path, params), status)
+        try:
+            return self._checked(Answer(status, _json(data), headers), what, missing_ok=True)
+        except RetryableError:
+            if index == 0:
+                raise
+            return None
 
-    def _forget(
-        self, index: int, connection: http.client.HTTPConnection | None, err: BaseException, what: str
+    def _failed(
+        self, index: int, connection: http.client.HTTPConnection, err: BaseException, what: str
     ) -> None:
         """Closes a connection that failed; a failure that sending again would not cure (TLS verification, a
         proxy's 407) is raised."""
         if index == 0:
             self._close()
-        elif connection is not None:
-            connection.close()
+        connection.close()
         error = self._unanswered(err, what)
         if not isinstance(error, RetryableError):
             raise error from None

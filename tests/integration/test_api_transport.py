@@ -37,6 +37,11 @@ pytestmark = pytest.mark.integration
 APPS = [f"app{i}" for i in range(20)]
 TOKEN = "glpat-api-transport"
 Run = Callable[..., CliResult]
+CONVENTIONS = Conventions(  # init's gitops-ci.yaml for the layout of these tests
+    repo_url="https://gitlab.example.com/group/manifests.git", branch="main",
+    clusters=(Cluster("nonprod", "https://nonprod.example.com"),),
+    environments=(Environment("dev", "nonprod"),), path_template="kustomize/{app}/overlays/{env}",
+)  # fmt: skip
 
 
 @pytest.fixture
@@ -117,12 +122,7 @@ def test_an_overlay_read_after_the_branch_moved_is_read_again_at_the_settings_co
     run: Run, bare: Path, gitlab_api: GitLabContractServer
 ) -> None:
     path, settings_read = overlay("app0", "dev"), threading.Event()
-    conventions = Conventions(
-        repo_url="https://gitlab.example.com/group/manifests.git", branch="main",
-        clusters=(Cluster("nonprod", "https://nonprod.example.com"),),
-        environments=(Environment("dev", "nonprod"),), path_template="kustomize/{app}/overlays/{env}",
-    )  # fmt: skip
-    commit_files(bare, "main", {"gitops-ci.yaml": render_conventions(conventions)}, "init")
+    commit_files(bare, "main", {"gitops-ci.yaml": render_conventions(CONVENTIONS)}, "init")
 
     def another_job_lands_between_the_two_reads(read: str) -> None:
         if read == "gitops-ci.yaml":
@@ -147,6 +147,32 @@ def test_an_overlay_read_after_the_branch_moved_is_read_again_at_the_settings_co
     assert "(edited)" in text and 'newTag: "2.0.0"' in text and log_messages(bare, "main")[1] == "another job"
 
 
+def test_an_overlay_absent_when_read_ahead_but_there_at_the_settings_commit_is_deployed(
+    run: Run, bare: Path, gitlab_api: GitLabContractServer
+) -> None:
+    commit_files(bare, "main", {"gitops-ci.yaml": render_conventions(CONVENTIONS)}, "init")
+    path, created = overlay("web", "dev"), threading.Event()
+
+    def new_app_lands_after_the_overlay_read(read: str) -> None:
+        if read == path:  # answered 404: the app is not there yet
+            gitlab_api.api.faults.after_file_read = None
+            commit_files(bare, "main", {path: read_blob(bare, "main", overlay("app0", "dev"))}, "new-app web")
+            created.set()
+
+    def settings_after_new_app(read: str) -> None:
+        if read == "gitops-ci.yaml":
+            gitlab_api.api.faults.before_file_read = None
+            created.wait(10)
+
+    gitlab_api.api.faults.after_file_read = new_app_lands_after_the_overlay_read
+    gitlab_api.api.faults.before_file_read = settings_after_new_app
+    result = deploy(run, "web")
+    assert result.code == 0, result.err
+    assert (
+        'newTag: "2.0.0"' in read_blob(bare, "main", path) and log_messages(bare, "main")[1] == "new-app web"
+    )
+
+
 def test_with_a_path_template_a_deploy_is_two_requests(run: Run, gitlab_api: GitLabContractServer) -> None:
     result = run(
         "deploy", "--app", "app0", "--env", "dev", "--image", "registry.example.com/shop/app0:2.0.0",
@@ -167,7 +193,8 @@ def test_another_kustomization_name_is_found_by_listing_the_overlay(
     assert 'newTag: "2.0.0"' in read_blob(bare, "main", path.replace(".yaml", ".yml"))
     calls = [c.path.rsplit("/", 1)[-1].rsplit("%2F", 1)[-1] for c in gitlab_api.calls]
     assert sorted(calls[:2]) == ["gitops-ci.yaml", "kustomization.yaml"]
-    assert calls[2:] == ["tree", "kustomization.yml", "commits"]
+    # a 404 read ahead names no commit: read again at the first read's before the overlay is listed
+    assert calls[2:] == ["kustomization.yaml", "tree", "kustomization.yml", "commits"]
 
 
 def test_a_symlinked_kustomization_is_refused_and_nothing_posted(
@@ -311,6 +338,14 @@ def test_promote_and_merge_requests_work_through_the_api(
     assert json.loads(again.out)["merge_requests"][0]["action"] == "unchanged" and posts(gitlab_api) == 1
 
 
+def test_promoting_every_app_reads_ahead_no_overlay(run: Run, gitlab_api: GitLabContractServer) -> None:
+    """--all-apps knows its overlays only once it has listed the apps: nothing to read ahead."""
+    result = run("promote", "--all-apps", "--from", "staging", "--to", "prod", "--dry-run")
+    assert result.code == 0, result.err
+    files = [c.path.rsplit("/", 1)[-1] for c in gitlab_api.calls if "/repository/files/" in c.path]
+    assert "kustomize%2Fkustomization.yaml" not in files and files[0] == "gitops-ci.yaml", files
+
+
 def test_a_token_without_the_api_scope_names_the_variable_and_the_scope(
     run: Run, bare: Path, gitlab_api: GitLabContractServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -401,6 +436,17 @@ def test_reads_are_retried_through_a_busy_gitlab(
     assert result.code == 0, result.err
     assert gitlab_api.api.scripted == [] and posts(gitlab_api) == 1
     assert 'newTag: "2.0.0"' in read_blob(bare, "main", overlay("app0", "dev"))
+
+
+def test_a_read_ahead_answered_502_is_read_again_when_needed_without_retrying_the_step(
+    run: Run, bare: Path, gitlab_api: GitLabContractServer
+) -> None:
+    gitlab_api.api.scripted.append(Scripted("GET", "kustomization.yaml", status=502, reason="Bad Gateway"))
+    result = deploy(run)
+    assert result.code == 0 and "retrying" not in result.err, result.err
+    calls = [c.path.rsplit("/", 1)[-1].rsplit("%2F", 1)[-1] for c in gitlab_api.calls]
+    assert sorted(calls[:2]) == ["gitops-ci.yaml", "kustomization.yaml"]
+    assert calls[2:] == ["kustomization.yaml", "commits"]
 
 
 def test_a_read_that_keeps_failing_is_an_operational_error(

@@ -356,12 +356,13 @@ class GitLabApi:
         return 200, branch_json(project, name, info), {}
 
     def get_file(self, ctx: Ctx) -> Reply:
-        if self.faults.before_file_read is not None:
-            self.faults.before_file_read(ctx.args["file_path"])
-        found = get_file(self._project(ctx), ctx.args["file_path"], ctx.params)
-        if self.faults.after_file_read is not None:
-            self.faults.after_file_read(ctx.args["file_path"])
-        return 200, found, {}
+        if (before := self.faults.before_file_read) is not None:  # read once: another request may clear it
+            before(ctx.args["file_path"])
+        try:
+            return 200, get_file(self._project(ctx), ctx.args["file_path"], ctx.params), {}
+        finally:  # found or not
+            if (after := self.faults.after_file_read) is not None:
+                after(ctx.args["file_path"])
 
     def get_tree(self, ctx: Ctx) -> Reply:
         return self._page(ctx, get_tree(self._project(ctx), ctx.params))

@@ -165,8 +165,8 @@ def create_commit(
             repo, tree, path.split("/"), repo.run("hash-object", "-w", "--stdin", stdin=text).stdout.strip()
         )
     sha = _commit(repo, tree, parent, str(message), user, params)
-    if faults.before_ref_update is not None:
-        faults.before_ref_update()
+    if (hook := faults.before_ref_update) is not None:  # read once: the hook may clear it
+        hook()
     if not repo.update_ref(f"refs/heads/{branch}", sha, target_sha or ZERO):
         text = LEGACY_BRANCH_RACE.format(branch=branch) if faults.legacy_race_message else BRANCH_RACE
         raise ApiError(400, {"message": text})
