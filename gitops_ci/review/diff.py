@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import hmac
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -74,19 +75,22 @@ class RenderedDiff:
         return f"{', '.join(parts) or 'no object changed'} (+{self.added} −{self.removed})"
 
 
-def render_from_output(output: str) -> Render:
-    """A build's output as the review shows it; a render YAML refuses to read (nested past the bound, an
-    alias bomb) is a failed render, as validate reports it, not a crash."""
+def render_from_output(output: str, key: bytes) -> Render:
+    """A build's output as the review shows it (Secret values fingerprinted with `key`); a render YAML
+    refuses to read (nested past the bound, an alias bomb) is a failed render, as validate reports it, not a
+    crash."""
     try:
         docs = tuple(d for d in validate_yaml.load_all(output) if isinstance(d, dict))
     except validate_yaml.YAMLError as err:
         reason = validate_yaml.describe_error(err)
         return Render(True, False, error=f"its output is not readable YAML ({reason})")
-    return Render(True, True, redact_secrets(output), "", docs)
+    return Render(True, True, redact_secrets(output, key), "", docs)
 
 
-def redact_secrets(stream: str) -> str:
-    """The stream with every Secret's data/stringData values replaced by `<redacted sha256:…>`."""
+def redact_secrets(stream: str, key: bytes) -> str:
+    """The stream with every Secret's data/stringData values replaced by `<redacted hmac:…>`: a fingerprint
+    keyed with `key`, so that a change still shows while a reader of the note cannot test a guess against it
+    (a plain hash of a short password is looked up in no time)."""
     chunks = _DOC_SPLIT.split(stream)
     out = []
     for chunk in chunks:
@@ -98,14 +102,14 @@ def redact_secrets(stream: str) -> str:
             if isinstance(doc, dict) and doc.get("kind") == "Secret":
                 for field in ("data", "stringData"):
                     if isinstance(doc.get(field), dict):
-                        doc[field] = {k: _redacted(v) for k, v in doc[field].items()}
+                        doc[field] = {k: _redacted(v, key) for k, v in doc[field].items()}
                 chunk = validate_yaml.dump(doc)
         out.append(chunk)
     return "---\n".join(out)
 
 
-def _redacted(value: Any) -> str:
-    return f"<redacted sha256:{hashlib.sha256(str(value).encode()).hexdigest()[:12]}>"
+def _redacted(value: Any, key: bytes) -> str:
+    return f"<redacted hmac:{hmac.new(key, str(value).encode(), hashlib.sha256).hexdigest()[:12]}>"
 
 
 def diff_renders(overlay: str, before: Render, after: Render, max_lines: int) -> RenderedDiff:

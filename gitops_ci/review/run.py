@@ -8,6 +8,7 @@ they include); build both sides; diff, collect image changes, validate the head;
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Sequence
@@ -83,7 +84,7 @@ def review(settings: ReviewSettings) -> ReviewResult:
     base = checkout.merge_base(checkout.commit(settings.base), head)
     changed = checkout.changed_paths(base)
     timings: dict[str, float] = {}
-    reviews, unchanged = _render_changes(checkout, base, head, changed, settings, timings)
+    reviews, unchanged = _render_changes(checkout, base, head, changed, settings, timings, _fingerprint_key())
     laid_out = (checkout.root / SETTINGS_FILE).is_file() or SETTINGS_FILE in changed  # by gitops-ci init
     layout = [p for p in changed if laid_out and (p == SETTINGS_FILE or p.startswith(_LAYOUT_DIRS))]
     note = _masked(
@@ -103,6 +104,7 @@ def _render_changes(
     changed: list[str],
     settings: ReviewSettings,
     timings: dict[str, float],
+    key: bytes,
 ) -> tuple[list[OverlayReview], list[str]]:
     tool = find_tool(settings.kustomize, settings.build_options, settings.build_timeout)
     with tempfile.TemporaryDirectory(prefix="gitops-ci-review-") as scratch:
@@ -126,7 +128,7 @@ def _render_changes(
             affected = sorted(set(after.affected_overlays(changed)) | set(before.affected_overlays(changed)))
         log.info("%d changed files; %d overlays to render", len(changed), len(affected))
         with timed(timings, "build_and_diff_s"):
-            return _review_overlays(tool, checkout, base, before, after, affected, settings, timings)
+            return _review_overlays(tool, checkout, base, before, after, affected, settings, timings, key)
 
 
 def _masked(note: str) -> str:
@@ -159,6 +161,7 @@ def _review_overlays(
     affected: Sequence[str],
     settings: ReviewSettings,
     timings: dict[str, float],
+    key: bytes,
 ) -> tuple[list[OverlayReview], list[str]]:
     old_builds = _build_base(tool, checkout, base, before, affected, settings.jobs, timings)
     files, checker = ManifestFiles(after), SchemaChecker()
@@ -166,7 +169,7 @@ def _review_overlays(
     new_builds = guarded_builds(tool, files, present, settings.jobs)
     reviews, unchanged = [], []
     for overlay in affected:
-        old, new = _render(old_builds.get(overlay)), _render(new_builds.get(overlay))
+        old, new = _render(old_builds.get(overlay), key), _render(new_builds.get(overlay), key)
         if old.ok and new.ok and old.present == new.present and old.text == new.text:
             unchanged.append(overlay)
             continue
@@ -219,12 +222,22 @@ def _under(path: str, paths: set[str]) -> bool:
         path = path.rpartition("/")[0]
 
 
-def _render(build: BuildResult | None) -> Render:
+def _render(build: BuildResult | None, key: bytes) -> Render:
     if build is None:
         return Render(present=False)
     if not build.ok:
         return Render(True, False, error=build.error)
-    return render_from_output(build.output)
+    return render_from_output(build.output, key)
+
+
+def _fingerprint_key() -> bytes:
+    """What the note's Secret fingerprints are keyed with: derived from the job's token, so that a re-run
+    shows the same fingerprints (and edits nothing) while no reader of the note can test a guess against
+    one; a random key when there is no token (a dry run)."""
+    credentials = resolve_credentials()
+    if credentials is None:
+        return os.urandom(32)
+    return hashlib.sha256(b"gitops-ci review fingerprints\0" + credentials.token.encode()).digest()
 
 
 def _client(settings: ReviewSettings) -> GitLabClient:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -213,16 +214,24 @@ def test_path_limits_the_review_to_one_directory(gitops: CliRunner, repo: Path) 
     ]
 
 
-def test_secret_values_stay_out_of_the_note(gitops: CliRunner, repo: Path) -> None:
+def test_secret_values_stay_out_of_the_note(
+    gitops: CliRunner, repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     generator = "secretGenerator:\n  - name: token\n    literals:\n      - token={value}\n"
     dev = manifest_files(["app0"])[overlay("app0", "dev")]
     git(repo, "checkout", "-q", "main")
     commit(repo, {overlay("app0", "dev"): dev + generator.format(value="hunter2")})
     git(repo, "checkout", "-q", "-B", "change")
     commit(repo, {overlay("app0", "dev"): dev + generator.format(value="swordfish")})
-    result = review(gitops, repo)
+    monkeypatch.delenv("GITOPS_TOKEN", raising=False)
+    result, again = review(gitops, repo), review(gitops, repo)
     assert "hunter2" not in result.out and "swordfish" not in result.out
-    assert "<redacted sha256:" in result.out
+    assert "<redacted hmac:" in result.out and result.out != again.out  # no token: a key of its own each run
+    monkeypatch.setenv("GITOPS_TOKEN", "glpat-review")
+    keyed, same = review(gitops, repo), review(gitops, repo)
+    assert keyed.out == same.out  # keyed from the token: a re-run finds its note up to date
+    # base64 of "swordfish" under the plain sha256 the note used to show, which anyone could look up
+    assert hashlib.sha256(b"c3dvcmRmaXNo").hexdigest()[:12] not in keyed.out
 
 
 def test_a_file_the_merge_request_does_not_hold_is_never_read(gitops: CliRunner, repo: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
 import random
 import time
 
@@ -27,6 +28,8 @@ from gitops_ci.review.note import (
     render_note,
 )
 from gitops_ci.validate.findings import Finding, Severity
+
+KEY = b"review fingerprint key of these tests"
 
 DEPLOYMENT = """\
 apiVersion: apps/v1
@@ -77,8 +80,8 @@ def test_app_and_env(overlay: str, expected: tuple[str, str]) -> None:
 
 
 def test_diff_counts_lines_and_objects_and_images() -> None:
-    before = render_from_output(stream(SERVICE.format(port=80), DEPLOYMENT.format(tag="1.0.0")))
-    after = render_from_output(stream(SERVICE.format(port=8080), DEPLOYMENT.format(tag="2.0.0")))
+    before = render_from_output(stream(SERVICE.format(port=80), DEPLOYMENT.format(tag="1.0.0")), KEY)
+    after = render_from_output(stream(SERVICE.format(port=8080), DEPLOYMENT.format(tag="2.0.0")), KEY)
     diff = diff_renders("kustomize/shop/overlays/prod", before, after, 300)
     assert (diff.added, diff.removed, diff.objects_changed, diff.objects_added, diff.objects_removed) == (
         2,
@@ -105,28 +108,34 @@ def test_diff_counts_lines_and_objects_and_images() -> None:
 
 
 def test_diff_is_cut_at_max_lines_and_long_lines_are_cut() -> None:
-    before = render_from_output("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n  a: x\n")
+    before = render_from_output(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n  a: x\n", KEY
+    )
     lines = "".join(f"  k{i}: {'v' * (900 if i == 0 else 5)}\n" for i in range(100))
-    after = render_from_output(f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n{lines}")
+    after = render_from_output(
+        f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n{lines}", KEY
+    )
     diff = diff_renders("o", before, after, 20)
     assert diff.lines == 107 and diff.hidden == 87 and len(diff.text.splitlines()) == 20
     assert "… (407 more characters)" in diff.text
 
 
 def test_secret_values_never_reach_the_diff() -> None:
-    redacted = redact_secrets(stream(SERVICE.format(port=80), SECRET.format(password="hunter2")))
-    assert "hunter2" not in redacted and "password: <redacted sha256:" in redacted
+    redacted = redact_secrets(stream(SERVICE.format(port=80), SECRET.format(password="hunter2")), KEY)
+    assert "hunter2" not in redacted and "password: <redacted hmac:" in redacted
+    plain = hashlib.sha256(b"hunter2").hexdigest()[:12]  # what a reader could look up
+    assert plain not in redacted and redacted != redact_secrets(SECRET.format(password="hunter2"), b"other")
     assert redacted.startswith(SERVICE.format(port=80))
-    before = render_from_output(SECRET.format(password="hunter2"))
-    after = render_from_output(SECRET.format(password="swordfish"))
+    before = render_from_output(SECRET.format(password="hunter2"), KEY)
+    after = render_from_output(SECRET.format(password="swordfish"), KEY)
     diff = diff_renders("o", before, after, 300)
     assert "hunter2" not in diff.text and "swordfish" not in diff.text
     assert diff.added == diff.removed == 1  # the change still shows, as a different hash
 
 
 def test_note_has_marker_table_and_collapsed_diffs() -> None:
-    old = render_from_output(DEPLOYMENT.format(tag="1.0.0"))
-    new = render_from_output(DEPLOYMENT.format(tag="2.0.0"))
+    old = render_from_output(DEPLOYMENT.format(tag="1.0.0"), KEY)
+    new = render_from_output(DEPLOYMENT.format(tag="2.0.0"), KEY)
     reviews = [
         review_of("kustomize/shop/overlays/prod", old, new),
         review_of("kustomize/shop/overlays/dev", old, new),
@@ -148,7 +157,7 @@ def test_note_has_marker_table_and_collapsed_diffs() -> None:
 
 
 def test_note_shows_validation_and_build_failures() -> None:
-    old = render_from_output(DEPLOYMENT.format(tag="1.0.0"))
+    old = render_from_output(DEPLOYMENT.format(tag="1.0.0"), KEY)
     error = Finding(
         Severity.ERROR,
         "schema/wrong-type",
@@ -158,7 +167,7 @@ def test_note_shows_validation_and_build_failures() -> None:
         "Deployment/shop",
         line=8,
     )
-    bad = review_of("apps/shop/prod", old, render_from_output(DEPLOYMENT.format(tag="2.0.0")))
+    bad = review_of("apps/shop/prod", old, render_from_output(DEPLOYMENT.format(tag="2.0.0"), KEY))
     bad = OverlayReview(**{**bad.__dict__, "findings": [error]})
     broken = review_of(
         "apps/cart/prod", old, Render(True, False, error="accumulating resources: 'x' | missing")
@@ -172,7 +181,7 @@ def test_note_shows_validation_and_build_failures() -> None:
 
 
 def test_added_and_removed_overlays() -> None:
-    new = render_from_output(DEPLOYMENT.format(tag="1.0.0"))
+    new = render_from_output(DEPLOYMENT.format(tag="1.0.0"), KEY)
     added = review_of("apps/shop/qa", Render(present=False), new)
     removed = review_of("apps/shop/old", new, Render(present=False))
     note = render_note([added, removed], [], base="a" * 40, head="b" * 40, changed_files=2)
@@ -181,16 +190,18 @@ def test_added_and_removed_overlays() -> None:
 
 
 def test_fences_outgrow_backticks_in_the_diff() -> None:
-    old = render_from_output("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: md\ndata:\n  a: x\n")
-    new = render_from_output("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: md\ndata:\n  a: '````'\n")
+    old = render_from_output("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: md\ndata:\n  a: x\n", KEY)
+    new = render_from_output(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: md\ndata:\n  a: '````'\n", KEY
+    )
     note = render_note([review_of("o/p", old, new)], [], base="a" * 40, head="b" * 40, changed_files=1)
     assert "`````diff\n" in note
 
 
 def test_note_stays_under_gitlabs_limit() -> None:
     big = "".join(f"  k{i}: {'v' * 400}\n" for i in range(1000))
-    old = render_from_output("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n  a: b\n")
-    new = render_from_output(f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n{big}")
+    old = render_from_output("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n  a: b\n", KEY)
+    new = render_from_output(f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n{big}", KEY)
     reviews = [review_of(f"apps/app{i}/prod", old, new, max_lines=3000) for i in range(3)]
     note = render_note(reviews, [], base="a" * 40, head="b" * 40, changed_files=3)
     assert len(note) < NOTE_BUDGET + 10_000
@@ -220,7 +231,7 @@ def test_a_note_with_nothing_changed() -> None:
 def test_a_render_nested_past_the_bound_is_a_failed_render_not_a_crash() -> None:
     nested = "[" * 150 + "]" * 150
     deep = f"apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: deep}}\ndata:\n  k: {nested}\n"
-    render = render_from_output(deep)
+    render = render_from_output(deep, KEY)
     assert render.present and not render.ok and "not readable YAML" in render.error
 
 
