@@ -28,7 +28,8 @@ from gitops_ci.errors import (
     UnsafePathError,
 )
 from gitops_ci.images.text_io import MAX_FILE_BYTES
-from gitops_ci.manifest_repo.gitlab_rest import Answer, Get, GitLabRest, message_of
+from gitops_ci.manifest_repo.gitlab_answers import Answer, message_of
+from gitops_ci.manifest_repo.gitlab_rest import Get, GitLabRest
 from gitops_ci.manifest_repo.paths import checked_repo_path
 from gitops_ci.manifest_repo.port import Identity, Listing, kustomization_by_listing
 

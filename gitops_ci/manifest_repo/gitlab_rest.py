@@ -14,37 +14,24 @@ import json
 import ssl
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from gitops_ci import logs
 from gitops_ci.deadline import AnswerTooSlow, answer_within
-from gitops_ci.errors import AuthError, ConfigurationError, OperationalError, RetryableError
+from gitops_ci.errors import ConfigurationError, OperationalError, RetryableError
 from gitops_ci.manifest_repo import meanwhile
+from gitops_ci.manifest_repo.gitlab_answers import Answer, refusal, unanswered
 from gitops_ci.manifest_repo.gitlab_connection import GitLabConnection
-from gitops_ci.manifest_repo.proxy_env import ascii_host, proxy_address, proxy_for, proxy_headers, proxy_parts
+from gitops_ci.manifest_repo.proxy_env import ascii_host, proxy_address, proxy_for, proxy_headers
 
 log = logs.get_logger(__name__)
 MAX_ANSWER_BYTES = 16 << 20  # a file is at most 1 MiB (base64: 1.4), a tree page of 100 entries a few KiB
-API_SCOPE_HINT = (
-    "--transport api commits through GitLab's API, which needs a token with the api scope (write_repository "
-    "covers git over HTTPS only): give {variable} the api scope, or use --transport git"
-)
 
 
 Get = tuple[
     str, dict[str, Any] | None, str
 ]  # a path under the project, its query, what it reads (for errors)
-
-
-@dataclass(frozen=True)
-class Answer:
-    """A status, the JSON body and the headers (title-cased) of one answer."""
-
-    status: int
-    body: Any
-    headers: dict[str, str]
 
 
 class GitLabRest:
@@ -174,7 +161,7 @@ class GitLabRest:
             or (refused_ok and answer.status == 400)
         ):
             return answer
-        raise self._error(answer, what)
+        raise refusal(answer, self.connection, what)
 
     def _exchange(
         self, method: str, target: str, body: bytes | None, headers: dict[str, str], what: str
@@ -211,25 +198,7 @@ class GitLabRest:
         return response.status, data, {k.title(): v for k, v in response.getheaders()}
 
     def _unanswered(self, err: BaseException, what: str) -> Exception:
-        url, seconds = self.connection.url, self.connection.timeout
-        if isinstance(err, AnswerTooSlow):
-            return RetryableError(
-                f"{what}: {url} did not answer in full within {seconds:g}s (--network-timeout)"
-            )
-        if isinstance(err, ssl.SSLCertVerificationError):
-            return OperationalError(
-                f"{what}: TLS verification of {url} failed ({err.verify_message}); point --ca-file or "
-                "CI_SERVER_TLS_CA_FILE at its CA bundle"
-            )
-        if str(err).startswith("Tunnel connection failed: 407"):
-            variable = self._proxy_variable
-            if self._via is not None and proxy_parts(self._via).username is not None:
-                return AuthError(f"{what}: the proxy in {variable} refused its user and password (407)")
-            return AuthError(
-                f"{what}: the proxy in {variable} wants a user and password (407); give them in its URL: "
-                "http://user:password@proxy:3128"
-            )
-        return RetryableError(f"{what}: {url} did not answer ({err or type(err).__name__})")
+        return unanswered(err, self.connection, what, self._via, self._proxy_variable)
 
     def _connection(self) -> http.client.HTTPConnection:
         if self._http is None:
@@ -262,45 +231,9 @@ class GitLabRest:
             self._http.close()
             self._http = None
 
-    def _error(self, answer: Answer, what: str) -> Exception:
-        c, status, message = self.connection, answer.status, message_of(answer.body)
-        if 300 <= status < 400:
-            location = answer.headers.get("Location")
-            return OperationalError(
-                f"{what}: {c.url} answered {status} (a redirect to {location}); gitops-ci never sends the "
-                "token elsewhere: use the URL GitLab redirects to"
-            )
-        if status == 401:
-            return AuthError(
-                f"{what}: {c.token_variable} was rejected by {c.url} (401); check the token is valid"
-            )
-        if (
-            status == 403
-            and isinstance(answer.body, dict)
-            and answer.body.get("error") == "insufficient_scope"
-        ):
-            return AuthError(f"{what}: {API_SCOPE_HINT.format(variable=c.token_variable)}")
-        if status == 403:
-            return AuthError(f"{what}: {message} (403); the token's user needs Developer access and may push")
-        if status == 404:
-            return ConfigurationError(
-                f"{what}: project {c.project_path} was not found on {c.url}; check --repo-url and that "
-                f"{c.token_variable} can see it"
-            )
-        if status == 429 or status >= 500:
-            return RetryableError(f"{what}: {c.url} answered {status} ({message})")
-        return OperationalError(f"{what}: {c.url} answered {status} ({message})")
-
 
 def _json(data: bytes) -> Any:
     try:
         return json.loads(data)
     except ValueError:
         return None
-
-
-def message_of(body: Any) -> str:
-    if isinstance(body, dict):
-        value = body.get("message") or body.get("error_description") or body.get("error") or ""
-        return str(value[0] if isinstance(value, list) and value else value)[:300] or "no message"
-    return "no message"

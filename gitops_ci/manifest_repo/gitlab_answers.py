@@ -1,0 +1,83 @@
+"""What GitLab's answers, and its silences, mean for the API transport: each mapped to our error with what
+to do about it (gitlab_rest.py sends; this module only reads what came back)."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+from gitops_ci.deadline import AnswerTooSlow
+from gitops_ci.errors import AuthError, ConfigurationError, OperationalError, RetryableError
+from gitops_ci.manifest_repo.gitlab_connection import GitLabConnection
+from gitops_ci.manifest_repo.proxy_env import proxy_parts
+
+API_SCOPE_HINT = (
+    "--transport api commits through GitLab's API, which needs a token with the api scope (write_repository "
+    "covers git over HTTPS only): give {variable} the api scope, or use --transport git"
+)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A status, the JSON body and the headers (title-cased) of one answer."""
+
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+
+def refusal(answer: Answer, c: GitLabConnection, what: str) -> Exception:
+    """What an answer that is not a success (nor a 404 or 400 the caller reads) means, as our error."""
+    status, message = answer.status, message_of(answer.body)
+    if 300 <= status < 400:
+        location = answer.headers.get("Location")
+        return OperationalError(
+            f"{what}: {c.url} answered {status} (a redirect to {location}); gitops-ci never sends the "
+            "token elsewhere: use the URL GitLab redirects to"
+        )
+    if status == 401:
+        return AuthError(
+            f"{what}: {c.token_variable} was rejected by {c.url} (401); check the token is valid"
+        )
+    if status == 403 and isinstance(answer.body, dict) and answer.body.get("error") == "insufficient_scope":
+        return AuthError(f"{what}: {API_SCOPE_HINT.format(variable=c.token_variable)}")
+    if status == 403:
+        return AuthError(f"{what}: {message} (403); the token's user needs Developer access and may push")
+    if status == 404:
+        return ConfigurationError(
+            f"{what}: project {c.project_path} was not found on {c.url}; check --repo-url and that "
+            f"{c.token_variable} can see it"
+        )
+    if status == 429 or status >= 500:
+        return RetryableError(f"{what}: {c.url} answered {status} ({message})")
+    return OperationalError(f"{what}: {c.url} answered {status} ({message})")
+
+
+def unanswered(
+    err: BaseException, c: GitLabConnection, what: str, proxy: str | None, proxy_variable: str
+) -> Exception:
+    """What a request that got no (whole) answer means: the deadline, TLS, a proxy's 407, or silence."""
+    url, seconds = c.url, c.timeout
+    if isinstance(err, AnswerTooSlow):
+        return RetryableError(f"{what}: {url} did not answer in full within {seconds:g}s (--network-timeout)")
+    if isinstance(err, ssl.SSLCertVerificationError):
+        return OperationalError(
+            f"{what}: TLS verification of {url} failed ({err.verify_message}); point --ca-file or "
+            "CI_SERVER_TLS_CA_FILE at its CA bundle"
+        )
+    if str(err).startswith("Tunnel connection failed: 407"):
+        if proxy is not None and proxy_parts(proxy).username is not None:
+            return AuthError(f"{what}: the proxy in {proxy_variable} refused its user and password (407)")
+        return AuthError(
+            f"{what}: the proxy in {proxy_variable} wants a user and password (407); give them in its URL: "
+            "http://user:password@proxy:3128"
+        )
+    return RetryableError(f"{what}: {url} did not answer ({err or type(err).__name__})")
+
+
+def message_of(body: Any) -> str:
+    if isinstance(body, dict):
+        value = body.get("message") or body.get("error_description") or body.get("error") or ""
+        return str(value[0] if isinstance(value, list) and value else value)[:300] or "no message"
+    return "no message"
