@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import ssl
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +23,7 @@ from gitops_ci.manifest_repo import meanwhile
 from gitops_ci.manifest_repo.gitlab_answers import Answer, refusal, unanswered
 from gitops_ci.manifest_repo.gitlab_connection import GitLabConnection
 from gitops_ci.manifest_repo.proxy_env import ascii_host, proxy_address, proxy_for, proxy_headers
+from gitops_ci.manifest_repo.tls_trust import Trust
 
 log = logs.get_logger(__name__)
 MAX_ANSWER_BYTES = 16 << 20  # a file is at most 1 MiB (base64: 1.4), a tree page of 100 entries a few KiB
@@ -37,8 +37,9 @@ Get = tuple[
 class GitLabRest:
     """The project's endpoints under /api/v4/projects/<url-encoded path>."""
 
-    def __init__(self, connection: GitLabConnection) -> None:
+    def __init__(self, connection: GitLabConnection, trust: Trust | None = None) -> None:
         self.connection = connection
+        self._trust = trust or Trust(connection.ca_file)
         url = urlsplit(connection.url)
         self._https = url.scheme == "https"
         self._host, self._port = ascii_host(url.hostname or ""), url.port or (443 if self._https else 80)
@@ -52,7 +53,6 @@ class GitLabRest:
             "Accept": "application/json",
         }
         self._http: http.client.HTTPConnection | None = None
-        self._tls: ssl.SSLContext | None = None
 
     def get(self, path: str, params: dict[str, Any] | None = None, *, what: str) -> Answer:
         """GET under the project; 404 comes back as an Answer, every other failure as an error (429, 5xx and
@@ -128,7 +128,7 @@ class GitLabRest:
             self._close()
         connection.close()
         error = self._unanswered(err, what)
-        if not isinstance(error, RetryableError):
+        if not isinstance(error, RetryableError) and not self._trust.widened(err):
             raise error from None
 
     def post(self, path: str, body: dict[str, Any], *, what: str) -> Answer:
@@ -168,7 +168,7 @@ class GitLabRest:
     ) -> tuple[int, bytes, dict[str, str]]:
         """One request and all of its answer, within --network-timeout. A kept-alive connection that the
         server closed meanwhile fails at once: a GET goes again on a new one."""
-        for attempt in (1, 2):
+        for attempt in (1, 2, 3):  # again once on a new connection, once with every default CA (tls_trust)
             reused = self._http is not None
             try:
                 with answer_within(self.connection.timeout):
@@ -178,6 +178,8 @@ class GitLabRest:
                     return self._answer_of(connection, what)
             except (AnswerTooSlow, OSError, http.client.HTTPException) as err:
                 self._close()
+                if self._trust.widened(err):  # the handshake failed, no byte of the request left: a POST too
+                    continue
                 error = self._unanswered(err, what)
                 closed = isinstance(error, RetryableError) and not isinstance(err, AnswerTooSlow)
                 if closed and method == "GET" and reused and attempt == 1:
@@ -217,9 +219,8 @@ class GitLabRest:
         self._via = proxy
         connection: http.client.HTTPConnection
         if self._https:
-            if self._tls is None:
-                self._tls = ssl.create_default_context(cafile=self.connection.ca_file)
-            connection = http.client.HTTPSConnection(host, port, timeout=timeout, context=self._tls)
+            context = self._trust.context()
+            connection = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
         else:
             connection = http.client.HTTPConnection(host, port, timeout=timeout)
         if proxy:
