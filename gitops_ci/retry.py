@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from typing import Protocol, TypeVar
@@ -35,6 +34,8 @@ class SystemClock:
         time.sleep(seconds)
 
     def jitter(self, high: float) -> float:
+        import random  # only a retry needs it: not imported on the way to the first request
+
         return random.uniform(0, high)
 
 
