@@ -66,22 +66,24 @@ class GitLabRest:
         failing, it is sent again alone); a read ahead that fails, or is answered 429 or 5xx, comes back
         None: it is for the caller to read when it needs it."""
         gets = [first, *ahead]
-        sent: list[http.client.HTTPConnection | None] = []
+        sent: dict[int, http.client.HTTPConnection | None] = {}
         answers: list[Answer | None] = []
         try:
             with answer_within(self.connection.timeout):
-                for index, get in enumerate(gets):
-                    sent.append(self._sent(index, get))
+                for index in reversed(
+                    range(len(gets))
+                ):  # a new connection's handshake first: it waits longer
+                    sent[index] = self._sent(index, gets[index])
                 meanwhile.while_waiting()
-                for index, (connection, get) in enumerate(zip(sent, gets, strict=True)):
-                    answers.append(self._collected(index, connection, get))
+                for index, get in enumerate(gets):
+                    answers.append(self._collected(index, sent[index], get))
         except AnswerTooSlow as err:  # the bound is of the whole exchange: the step fails, as `get`'s would
             raise self._unanswered(err, gets[min(len(answers), len(gets) - 1)][2]) from None
         finally:
             if not answers:  # its answer unread, the kept-alive connection could not carry another request
                 self._close()
-            for extra in sent[1:]:
-                if extra is not None:
+            for index, extra in sent.items():
+                if index and extra is not None:
                     extra.close()
         path, params, what = first
         return answers[0] or self.get(path, params, what=what), answers[1:]
