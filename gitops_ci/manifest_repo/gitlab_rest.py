@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import ssl
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -91,14 +92,16 @@ class GitLabRest:
     def _sent(self, index: int, get: Get) -> http.client.HTTPConnection | None:
         """The GET sent on the kept-alive connection (index 0) or a new one; None if it could not be."""
         path, params, what = get
-        connection = self._open() if index else self._connection()
+        connection = None
         try:
+            connection = self._open() if index else self._connection()
             connection.request("GET", self._target(path, params), None, self._headers)
         except (OSError, http.client.HTTPException) as err:
             self._failed(index, connection, err, what)
             return None
         except BaseException:
-            connection.close()
+            if connection is not None:
+                connection.close()
             raise
         return connection
 
@@ -122,15 +125,16 @@ class GitLabRest:
             return None
 
     def _failed(
-        self, index: int, connection: http.client.HTTPConnection, err: BaseException, what: str
+        self, index: int, connection: http.client.HTTPConnection | None, err: BaseException, what: str
     ) -> None:
         """Closes a connection that failed; a failure that sending again would not cure (TLS verification, a
         proxy's 407) is raised."""
         if index == 0:
             self._close()
-        connection.close()
+        if connection is not None:
+            connection.close()
         error = self._unanswered(err, what)
-        if not isinstance(error, RetryableError) and not self._trust.widened(err):
+        if not isinstance(error, RetryableError):
             raise error from None
 
     def post(self, path: str, body: dict[str, Any], *, what: str) -> Answer:
@@ -170,7 +174,7 @@ class GitLabRest:
     ) -> tuple[int, bytes, dict[str, str]]:
         """One request and all of its answer, within --network-timeout. A kept-alive connection that the
         server closed meanwhile fails at once: a GET goes again on a new one."""
-        for attempt in (1, 2, 3):  # again once on a new connection, once with every default CA (tls_trust)
+        for attempt in (1, 2):
             reused = self._http is not None
             try:
                 with answer_within(self.connection.timeout):
@@ -180,8 +184,6 @@ class GitLabRest:
                     return self._answer_of(connection, what)
             except (AnswerTooSlow, OSError, http.client.HTTPException) as err:
                 self._close()
-                if self._trust.widened(err):  # the handshake failed, no byte of the request left: a POST too
-                    continue
                 error = self._unanswered(err, what)
                 closed = isinstance(error, RetryableError) and not isinstance(err, AnswerTooSlow)
                 if closed and method == "GET" and reused and attempt == 1:
@@ -210,6 +212,28 @@ class GitLabRest:
         return self._http
 
     def _open(self) -> http.client.HTTPConnection:
+        """A new connection, connected: its handshake done before a byte of any request is sent, so that a
+        certificate the system's CA directory alone could not verify is tried again with every default CA
+        (tls_trust) without sending anything twice."""
+        connection = self._new()
+        try:
+            connection.connect()
+        except ssl.SSLCertVerificationError as err:
+            connection.close()
+            if not self._trust.widened(err):
+                raise
+            log.info(
+                "%s: its CA is in the system's bundle, not in the CA directory beside it; verified against "
+                "the whole bundle (run update-ca-certificates, or pass --ca-file)",
+                self.connection.url,
+            )
+            return self._open()
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _new(self) -> http.client.HTTPConnection:
         timeout = self.connection.timeout
         proxy = proxy_for(self._netloc, "https" if self._https else "http")
         host, port = proxy_address(proxy, self._proxy_variable) if proxy else (self._host, self._port)

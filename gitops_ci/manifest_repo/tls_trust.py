@@ -13,16 +13,23 @@ from __future__ import annotations
 import os
 import re
 import ssl
+from pathlib import Path
 
 _HASHED_NAME = re.compile(r"[0-9a-f]{8}\.[0-9]+")
+# No issuer found, or the chain's root not trusted: what a wider store may cure (a wrong name or date never)
+_UNTRUSTED_ISSUER = frozenset({2, 19, 20})
 
 
 class Trust:
     """The TLS context of every connection to GitLab, widened at most once."""
 
-    def __init__(self, ca_file: str | None, system_directory: str | None = None) -> None:
+    def __init__(
+        self, ca_file: str | None, system_directory: str | None = None, system_bundle: str | None = None
+    ) -> None:
+        defaults = ssl.get_default_verify_paths()
         self._ca_file = ca_file
-        self._directory = system_directory or ssl.get_default_verify_paths().capath
+        self._directory = system_directory or defaults.capath
+        self._bundle = os.path.realpath(system_bundle or defaults.openssl_cafile)
         self._context: ssl.SSLContext | None = None
         self.lazy = False  # the context reads the system's CA directory alone
 
@@ -36,23 +43,33 @@ class Trust:
         the context trusts every default CA, and the connection is worth making again."""
         if not self.lazy or not isinstance(err, ssl.SSLCertVerificationError):
             return False
+        if err.verify_code not in _UNTRUSTED_ISSUER:
+            return False
         self.lazy, self._context = False, ssl.create_default_context()
         return True
 
     def _first(self) -> ssl.SSLContext:
         if self._ca_file is not None:
             return ssl.create_default_context(cafile=self._ca_file)
-        if _system_bundle() and self._directory and _hashed(self._directory):
+        if self._directory and self._directory_holds_the_bundle(self._directory):
             self.lazy = True
             return ssl.create_default_context(capath=self._directory)
         return ssl.create_default_context()
 
-
-def _system_bundle() -> bool:
-    """Whether the default bundle is the system's (SSL_CERT_FILE unset, or naming that same file)."""
-    named = os.environ.get("SSL_CERT_FILE")
-    system = ssl.get_default_verify_paths().openssl_cafile
-    return named is None or os.path.realpath(named) == os.path.realpath(system)
+    def _directory_holds_the_bundle(self, directory: str) -> bool:
+        """As far as two stats tell: SSL_CERT_FILE unset or naming the system's bundle, the directory hashed,
+        and the bundle not changed after it (a CA appended to the bundle by hand leaves the directory as it
+        was; update-ca-certificates rewrites both)."""
+        named = os.environ.get("SSL_CERT_FILE")
+        if named is not None and os.path.realpath(named) != self._bundle:
+            return False
+        bundle = Path(self._bundle)
+        try:
+            if bundle.exists() and bundle.stat().st_mtime > Path(directory).stat().st_mtime:
+                return False
+        except OSError:
+            return False
+        return _hashed(directory)
 
 
 def _hashed(directory: str) -> bool:

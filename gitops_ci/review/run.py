@@ -231,9 +231,10 @@ def _render(build: BuildResult | None, key: bytes) -> Render:
 
 
 def _fingerprint_key() -> bytes:
-    """What the note's Secret fingerprints are keyed with: derived from the job's token, so that a re-run
-    shows the same fingerprints (and edits nothing) while no reader of the note can test a guess against
-    one; a random key when there is no token (a dry run)."""
+    """What the note's Secret fingerprints are keyed with: derived from the job's credential (GITOPS_TOKEN
+    when the note is posted), so that a re-run shows the same fingerprints (and edits nothing) while no
+    reader of the note can test a guess against one; a random key when there is none. A new token changes
+    every fingerprint once."""
     credentials = resolve_credentials()
     if credentials is None:
         return os.urandom(32)

@@ -3,6 +3,7 @@ every default CA when the issuer is not there (a CA appended to the bundle by ha
 
 from __future__ import annotations
 
+import os
 import shutil
 import ssl
 import subprocess
@@ -111,3 +112,21 @@ def test_a_bundle_of_its_own_in_ssl_cert_file_is_loaded_and_an_unhashed_director
     system = Trust(None, str(hashed))
     system.context()
     assert system.lazy
+
+
+def test_a_bundle_changed_after_the_directory_is_loaded_as_a_whole(
+    tmp_path: Path, tls: TlsMaterial, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CA appended to the bundle by hand leaves the hashed directory as it was."""
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    hashed = hashed_directory(tmp_path / "certs", Path(tls.ca_file))
+    bundle = tmp_path / "ca-certificates.crt"
+    bundle.write_text(Path(tls.ca_file).read_text())
+    now = hashed.stat().st_mtime
+    os.utime(bundle, (now - 60, now - 60))
+    rebuilt = Trust(None, str(hashed), str(bundle))
+    rebuilt.context()
+    os.utime(bundle, (now + 60, now + 60))
+    appended = Trust(None, str(hashed), str(bundle))
+    appended.context()
+    assert rebuilt.lazy and not appended.lazy
