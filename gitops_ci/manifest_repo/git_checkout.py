@@ -83,6 +83,11 @@ class ReviewCheckout:
                 links[path] = self._blob(sha)
         return files, links
 
+    def holds(self, rev: str, path: str) -> bool:
+        """Whether `rev` has a file (or link) at `path`, as committed: not what the working tree holds."""
+        name = f"{self._tree(rev)}/{path}" if self._scope else f"{rev}:{path}"
+        return self._try("rev-parse", "--verify", "--quiet", "--end-of-options", name) is not None
+
     def read_file(self, rev: str, path: str) -> str:
         return self._blob(f"{self._tree(rev)}/{path}" if self._scope else f"{rev}:{path}")
 

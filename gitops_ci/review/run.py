@@ -85,7 +85,7 @@ def review(settings: ReviewSettings) -> ReviewResult:
     changed = checkout.changed_paths(base)
     timings: dict[str, float] = {}
     reviews, unchanged = _render_changes(checkout, base, head, changed, settings, timings, _fingerprint_key())
-    laid_out = (checkout.root / SETTINGS_FILE).is_file() or SETTINGS_FILE in changed  # by gitops-ci init
+    laid_out = checkout.holds(head, SETTINGS_FILE) or SETTINGS_FILE in changed  # by gitops-ci init
     layout = [p for p in changed if laid_out and (p == SETTINGS_FILE or p.startswith(_LAYOUT_DIRS))]
     note = _masked(
         render_note(reviews, unchanged, base=base, head=head, changed_files=len(changed), layout=layout)

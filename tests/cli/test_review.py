@@ -339,6 +339,19 @@ def test_a_change_to_what_the_roots_apply_is_called_out(gitops: CliRunner, repo:
     assert "`clusters/dev/apps/dev-app0.yaml`" in result.out
 
 
+def test_a_settings_file_the_merge_request_does_not_hold_switches_no_warning_on(
+    gitops: CliRunner, repo: Path
+) -> None:
+    """Laid out by init is what the head commit says: a gitops-ci.yaml left in the job's checkout (an earlier
+    job's artifact) is not."""
+    git(repo, "branch", "-f", "main", "HEAD")
+    commit(repo, {"clusters/dev/apps/notes.txt": "not applied: no init here\n"})
+    (repo / "gitops-ci.yaml").write_text("version: 1\n")
+    result = review(gitops, repo)
+    assert result.code == 0, result.err
+    assert "roots apply" not in result.out
+
+
 def test_the_base_comes_from_gitlabs_variable(
     gitops: CliRunner, repo: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
