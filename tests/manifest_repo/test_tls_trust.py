@@ -12,10 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import CliRunner
 from gitops_ci.errors import OperationalError
 from gitops_ci.manifest_repo.gitlab_connection import GitLabConnection
 from gitops_ci.manifest_repo.gitlab_rest import GitLabRest
 from gitops_ci.manifest_repo.tls_trust import Trust
+from manifests import manifest_files, overlay
+from servers.git_repos import make_bare_repo, read_blob
 from servers.gitlab_api import GitLabContractServer
 from servers.tls import TlsMaterial, make_ca, make_unrelated_ca
 
@@ -130,3 +133,29 @@ def test_a_bundle_changed_after_the_directory_is_loaded_as_a_whole(
     appended = Trust(None, str(hashed), str(bundle))
     appended.context()
     assert rebuilt.lazy and not appended.lazy
+
+
+def test_a_deploy_without_a_ca_file_trusts_the_system_directory(
+    tls: TlsMaterial,
+    tmp_path: Path,
+    gitops: CliRunner,
+    git_identity_env: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The whole path: no --ca-file, the system's CAs (here SSL_CERT_DIR, the test CA hashed into it)."""
+    for variable in ("SSL_CERT_FILE", "GITOPS_CA_FILE", "CI_SERVER_TLS_CA_FILE"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("SSL_CERT_DIR", str(hashed_directory(tmp_path / "certs", Path(tls.ca_file))))
+    monkeypatch.setenv("GITOPS_TOKEN", TOKEN)
+    bare = make_bare_repo(tmp_path / "srv", "group/manifests.git", manifest_files(["app0"]))
+    with GitLabContractServer(tls=tls) as gitlab:
+        gitlab.add_user("ci-bot")
+        gitlab.add_token(TOKEN, username="ci-bot", scopes=("api",))
+        gitlab.add_project("group/manifests", bare)
+        url = f"{gitlab.url}/group/manifests.git"
+        result = gitops(
+            "deploy", "--transport", "api", "--repo-url", url, "--branch", "main",
+            "--app", "app0", "--env", "dev", "--image", "registry.example.com/shop/app0:2.0.0",
+        )  # fmt: skip
+    assert result.code == 0, result.err
+    assert 'newTag: "2.0.0"' in read_blob(bare, "main", overlay("app0", "dev"))
