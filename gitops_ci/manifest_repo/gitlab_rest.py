@@ -30,9 +30,8 @@ log = logs.get_logger(__name__)
 MAX_ANSWER_BYTES = 16 << 20  # a file is at most 1 MiB (base64: 1.4), a tree page of 100 entries a few KiB
 
 
-Get = tuple[
-    str, dict[str, Any] | None, str
-]  # a path under the project, its query, what it reads (for errors)
+# A GET: a path under the project, its query, and what it reads (for errors)
+Get = tuple[str, dict[str, Any] | None, str]
 
 
 class GitLabRest:
@@ -71,9 +70,8 @@ class GitLabRest:
         answers: list[Answer | None] = []
         try:
             with answer_within(self.connection.timeout):
-                for index in reversed(
-                    range(len(gets))
-                ):  # a new connection's handshake first: it waits longer
+                # a new connection's handshake first: it waits longer than the kept-alive one
+                for index in reversed(range(len(gets))):
                     sent[index] = self._sent(index, gets[index])
                 meanwhile.while_waiting()
                 for index, get in enumerate(gets):

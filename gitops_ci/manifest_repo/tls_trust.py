@@ -26,10 +26,7 @@ class Trust:
     def __init__(
         self, ca_file: str | None, system_directory: str | None = None, system_bundle: str | None = None
     ) -> None:
-        defaults = ssl.get_default_verify_paths()
-        self._ca_file = ca_file
-        self._directory = system_directory or defaults.capath
-        self._bundle = os.path.realpath(system_bundle or defaults.openssl_cafile)
+        self._ca_file, self._directory, self._bundle = ca_file, system_directory, system_bundle
         self._context: ssl.SSLContext | None = None
         self.lazy = False  # the context reads the system's CA directory alone
 
@@ -51,25 +48,29 @@ class Trust:
     def _first(self) -> ssl.SSLContext:
         if self._ca_file is not None:
             return ssl.create_default_context(cafile=self._ca_file)
-        if self._directory and self._directory_holds_the_bundle(self._directory):
+        defaults = ssl.get_default_verify_paths()
+        directory = self._directory or defaults.capath
+        bundle = os.path.realpath(self._bundle or defaults.openssl_cafile)
+        if directory and _holds_the_bundle(directory, bundle):
             self.lazy = True
-            return ssl.create_default_context(capath=self._directory)
+            return ssl.create_default_context(capath=directory)
         return ssl.create_default_context()
 
-    def _directory_holds_the_bundle(self, directory: str) -> bool:
-        """As far as two stats tell: SSL_CERT_FILE unset or naming the system's bundle, the directory hashed,
-        and the bundle not changed after it (a CA appended to the bundle by hand leaves the directory as it
-        was; update-ca-certificates rewrites both)."""
-        named = os.environ.get("SSL_CERT_FILE")
-        if named is not None and os.path.realpath(named) != self._bundle:
+
+def _holds_the_bundle(directory: str, system_bundle: str) -> bool:
+    """As far as two stats tell: SSL_CERT_FILE unset or naming the system's bundle, the directory hashed, and
+    the bundle not changed after it (a CA appended to the bundle by hand leaves the directory as it was;
+    update-ca-certificates rewrites both)."""
+    named = os.environ.get("SSL_CERT_FILE")
+    if named is not None and os.path.realpath(named) != system_bundle:
+        return False
+    bundle = Path(system_bundle)
+    try:
+        if bundle.exists() and bundle.stat().st_mtime > Path(directory).stat().st_mtime:
             return False
-        bundle = Path(self._bundle)
-        try:
-            if bundle.exists() and bundle.stat().st_mtime > Path(directory).stat().st_mtime:
-                return False
-        except OSError:
-            return False
-        return _hashed(directory)
+    except OSError:
+        return False
+    return _hashed(directory)
 
 
 def _hashed(directory: str) -> bool:
