@@ -67,13 +67,18 @@ def unanswered(
             "CI_SERVER_TLS_CA_FILE at its CA bundle"
         )
     if str(err).startswith("Tunnel connection failed: 407"):
-        if proxy is not None and proxy_parts(proxy).username is not None:
-            return AuthError(f"{what}: the proxy in {proxy_variable} refused its user and password (407)")
-        return AuthError(
-            f"{what}: the proxy in {proxy_variable} wants a user and password (407); give them in its URL: "
-            "http://user:password@proxy:3128"
-        )
+        return proxy_refusal(what, proxy, proxy_variable)
     return RetryableError(f"{what}: {url} did not answer ({err or type(err).__name__})")
+
+
+def proxy_refusal(what: str, proxy: str | None, proxy_variable: str) -> AuthError:
+    """A proxy's 407, to a CONNECT tunnel or to a request it forwards."""
+    if proxy is not None and proxy_parts(proxy).username is not None:
+        return AuthError(f"{what}: the proxy in {proxy_variable} refused its user and password (407)")
+    return AuthError(
+        f"{what}: the proxy in {proxy_variable} wants a user and password (407); give them in its URL: "
+        "http://user:password@proxy:3128"
+    )
 
 
 def message_of(body: Any) -> str:

@@ -3,7 +3,8 @@ path of `--transport api`: Repository Files, Tree, Commits, Branches and merge_b
 serves merge requests and notes; importing it (or requests) would cost more than the requests themselves.
 
 Every answer is mapped here to our errors. Redirects are never followed (the token would go with them);
-HTTPS_PROXY/NO_PROXY are honoured through a CONNECT tunnel; a POST is never retried here: whether a lost one
+HTTPS_PROXY/NO_PROXY are honoured through a CONNECT tunnel (HTTP_PROXY for an http:// GitLab: requests in
+absolute form, as curl and requests send them); a POST is never retried here: whether a lost one
 landed is for the adapter to find out.
 """
 
@@ -21,7 +22,7 @@ from gitops_ci import logs
 from gitops_ci.deadline import AnswerTooSlow, answer_within
 from gitops_ci.errors import ConfigurationError, OperationalError, RetryableError
 from gitops_ci.manifest_repo import meanwhile
-from gitops_ci.manifest_repo.gitlab_answers import Answer, refusal, unanswered
+from gitops_ci.manifest_repo.gitlab_answers import Answer, proxy_refusal, refusal, unanswered
 from gitops_ci.manifest_repo.gitlab_connection import GitLabConnection
 from gitops_ci.manifest_repo.proxy_env import ascii_host, proxy_address, proxy_for, proxy_headers
 from gitops_ci.manifest_repo.tls_trust import Trust
@@ -46,6 +47,8 @@ class GitLabRest:
         self._netloc = url.netloc.rpartition("@")[2]
         self._proxy_variable = "HTTPS_PROXY" if self._https else "HTTP_PROXY"
         self._via: str | None = None  # the proxy of the connection, if any
+        self._forward = ""  # "http://host:port" before each target when an HTTP proxy forwards the requests
+        self._proxy_auth: dict[str, str] = {}
         self._project = f"{url.path.rstrip('/')}/api/v4/projects/{quote(connection.project_path, safe='')}"
         self._headers = {
             "PRIVATE-TOKEN": connection.token,
@@ -93,7 +96,7 @@ class GitLabRest:
         connection = None
         try:
             connection = self._open() if index else self._connection()
-            connection.request("GET", self._target(path, params), None, self._headers)
+            self._request(connection, "GET", self._target(path, params), None, self._headers)
         except (OSError, http.client.HTTPException) as err:
             self._failed(index, connection, err, what)
             return None
@@ -165,6 +168,8 @@ class GitLabRest:
             or (refused_ok and answer.status == 400)
         ):
             return answer
+        if answer.status == 407 and self._via:
+            raise proxy_refusal(what, self._via, self._proxy_variable)
         raise refusal(answer, self.connection, what)
 
     def _exchange(
@@ -177,7 +182,7 @@ class GitLabRest:
             try:
                 with answer_within(self.connection.timeout):
                     connection = self._connection()
-                    connection.request(method, target, body, headers)
+                    self._request(connection, method, target, body, headers)
                     meanwhile.while_waiting()
                     return self._answer_of(connection, what)
             except (AnswerTooSlow, OSError, http.client.HTTPException) as err:
@@ -188,6 +193,12 @@ class GitLabRest:
                     continue
                 raise error from None
         raise AssertionError("unreachable")
+
+    def _request(
+        self, connection: http.client.HTTPConnection, method: str, target: str, body: bytes | None,
+        headers: dict[str, str],
+    ) -> None:  # fmt: skip
+        connection.request(method, self._forward + target, body, {**headers, **self._proxy_auth})
 
     def _answer_of(
         self, connection: http.client.HTTPConnection, what: str
@@ -235,7 +246,7 @@ class GitLabRest:
         timeout = self.connection.timeout
         proxy = proxy_for(self._netloc, "https" if self._https else "http")
         host, port = proxy_address(proxy, self._proxy_variable) if proxy else (self._host, self._port)
-        if proxy and ":" in self._host and sys.version_info < (3, 12):  # 3.11 writes CONNECT ::1:443
+        if proxy and self._https and ":" in self._host and sys.version_info < (3, 12):  # CONNECT ::1:443
             raise ConfigurationError(
                 f"{self.connection.url}: an IPv6 address through a proxy needs Python 3.12; use its host "
                 "name, or add it to NO_PROXY"
@@ -247,8 +258,11 @@ class GitLabRest:
             connection = http.client.HTTPSConnection(host, port, timeout=timeout, context=context)
         else:
             connection = http.client.HTTPConnection(host, port, timeout=timeout)
-        if proxy:
+        if proxy and self._https:
             connection.set_tunnel(self._host, self._port, headers=proxy_headers(proxy))
+        elif proxy:  # proxies commonly refuse a CONNECT to port 80 (squid: to any port but 443)
+            authority = f"[{self._host}]" if ":" in self._host else self._host
+            self._forward, self._proxy_auth = f"http://{authority}:{self._port}", proxy_headers(proxy)
         return connection
 
     def _close(self) -> None:
