@@ -21,7 +21,7 @@ import_test_helpers()
 
 from manifests import BASE, DEPLOYMENT, ENVIRONMENTS, OVERLAY, overlay  # noqa: E402
 
-FORMAT_VERSION = 1  # bump when the generated content changes, so cached repos are rebuilt
+FORMAT_VERSION = 2  # bump when the generated content changes, so cached repos are rebuilt
 BRANCH = "main"
 EPOCH = 1_700_000_000
 SERVE_CONFIG = (
@@ -80,10 +80,13 @@ def write_stream(spec: RepoSpec, stream: IO[bytes]) -> None:
         for env in ENVIRONMENTS:
             stream.write(f"M 100644 inline {overlay(app, env)}\n".encode())
             _data(stream, OVERLAY.format(app=app, env=env).encode())
+    overlays = spec.apps * len(ENVIRONMENTS)
     for number in range(1, spec.commits):
-        # A stride that is coprime with the app count visits every app in a scattered order.
-        app = spec.app((number * 7919) % spec.apps)
-        env = ENVIRONMENTS[number % len(ENVIRONMENTS)]
+        # A stride coprime with the overlay count visits every overlay, in a scattered order. (Version 1
+        # stepped the app and the environment apart, and 7919 ≡ 2 (mod 3) tied each app to one environment:
+        # two thirds of the overlays were never bumped.)
+        index, env_index = divmod((number * 7919) % overlays, len(ENVIRONMENTS))
+        app, env = spec.app(index), ENVIRONMENTS[env_index]
         tag = f"1.{number // 1000}.{number % 1000}"
         _commit_header(stream, number, f"[skip ci] update image of app {app} - {env} to {tag}")
         stream.write(f"M 100644 inline {overlay(app, env)}\n".encode())
