@@ -45,7 +45,7 @@ class GitLabRest:
         self._https = url.scheme == "https"
         self._host, self._port = ascii_host(url.hostname or ""), url.port or (443 if self._https else 80)
         self._netloc = url.netloc.rpartition("@")[2]
-        self._proxy_variable = "HTTPS_PROXY" if self._https else "HTTP_PROXY"
+        self._proxy_variable = "HTTPS_PROXY" if self._https else "HTTP_PROXY"  # the one in use, once chosen
         self._via: str | None = None  # the proxy of the connection, if any
         self._forward = ""  # "http://host:port" before each target when an HTTP proxy forwards the requests
         self._proxy_auth: dict[str, str] = {}
@@ -244,7 +244,8 @@ class GitLabRest:
 
     def _new(self) -> http.client.HTTPConnection:
         timeout = self.connection.timeout
-        proxy = proxy_for(self._netloc, "https" if self._https else "http")
+        chosen = proxy_for(self._netloc, "https" if self._https else "http")
+        proxy, self._proxy_variable = chosen or (None, self._proxy_variable)
         host, port = proxy_address(proxy, self._proxy_variable) if proxy else (self._host, self._port)
         if proxy and self._https and ":" in self._host and sys.version_info < (3, 12):  # CONNECT ::1:443
             raise ConfigurationError(

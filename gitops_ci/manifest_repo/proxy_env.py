@@ -1,6 +1,6 @@
-"""Which proxy the environment names for a URL (HTTPS_PROXY, NO_PROXY), as urllib and curl read them, and
-the host names a CONNECT line needs: for the API transport's own HTTP client (gitlab_rest.py), which does not
-import urllib.request for it."""
+"""Which proxy the environment names for a URL (HTTPS_PROXY, ALL_PROXY, NO_PROXY), as curl and requests
+read them, and the host names a CONNECT line needs: for the API transport's own HTTP client (gitlab_rest.py),
+which does not import urllib.request for it."""
 
 from __future__ import annotations
 
@@ -16,13 +16,17 @@ from gitops_ci import logs
 from gitops_ci.errors import ConfigurationError
 
 
-def proxy_for(netloc: str, scheme: str) -> str | None:
-    """The proxy urllib would choose from the environment for a URL's `host[:port]`, without importing
-    urllib.request for it: a lowercase variable wins (set but empty, it cancels the uppercase one); a NO_PROXY
-    entry matches the host or host:port and their subdomains, `*` every host. An address in a CIDR entry
-    (10.0.0.0/8, fd00::/8) is not proxied either, as curl (git's transport) reads it; requests
-    (python-gitlab's) reads IPv4 ranges only."""
-    proxy, no_proxy = _variable(f"{scheme}_proxy"), _variable("no_proxy") or ""
+def proxy_for(netloc: str, scheme: str) -> tuple[str, str] | None:
+    """The proxy for a URL's `host[:port]` and the variable that names it, as urllib chooses it (without
+    importing urllib.request for it), and ALL_PROXY when the scheme's own is unset, as curl (git's transport)
+    and requests (python-gitlab's) read it: a lowercase variable wins (set but empty, it cancels the uppercase
+    one); a NO_PROXY entry matches the host or host:port and their subdomains, `*` every host. An address in a
+    CIDR entry (10.0.0.0/8, fd00::/8) is not proxied either, as curl reads it; requests reads IPv4 ranges
+    only."""
+    proxy = _variable(f"{scheme}_proxy") or _variable("all_proxy")  # an empty one cancels ALL_PROXY too
+    no_proxy = (_variable("no_proxy") or ("", ""))[0]
+    if proxy is None or not proxy[0]:
+        return None
     host = netloc.lower()
     hosts = (host, re.sub(r":\d*$", "", host)) if not host.endswith("]") else (host,)
     if no_proxy == "*":
@@ -51,20 +55,29 @@ def _networks(entries: list[str]) -> Iterator[ipaddress.IPv4Network | ipaddress.
                 yield ipaddress.ip_network(entry, strict=False)
 
 
-def _variable(lowercase: str) -> str | None:
-    value = os.environ.get(lowercase)
-    return (value if value is not None else os.environ.get(lowercase.upper())) or None
+def _variable(lowercase: str) -> tuple[str, str] | None:
+    """The value and the name of the variable, the lowercase one first; None if neither is set."""
+    for name in (lowercase, lowercase.upper()):
+        if name in os.environ:
+            return os.environ[name], name
+    return None
 
 
 def proxy_address(proxy: str, variable: str = "HTTPS_PROXY") -> tuple[str, int]:
-    """Host and port of a proxy URL (`proxy.corp:3128` without a scheme, as urllib accepts it)."""
+    """Host and port of an HTTP proxy's URL (`proxy.corp:3128` without a scheme, as urllib accepts it)."""
+    shown = proxy.rpartition("@")[2][:80]  # never its password
     try:
         parts = proxy_parts(proxy)
         port = parts.port or 3128
     except ValueError:
         parts, port = None, 0
+    if parts is not None and parts.scheme.startswith("socks"):
+        raise ConfigurationError(
+            f"the proxy {shown!r} ({variable}) is a SOCKS proxy, and --transport api speaks to HTTP "
+            "proxies only: name an HTTP proxy in HTTPS_PROXY (HTTP_PROXY for an http:// GitLab), or use "
+            "--transport git"
+        )
     if parts is None or not parts.hostname or not port:
-        shown = proxy.rpartition("@")[2][:80]  # never its password
         raise ConfigurationError(f"the proxy {shown!r} ({variable}) is not host:port; fix the variable")
     return parts.hostname, port
 

@@ -458,6 +458,26 @@ def test_a_proxy_that_wants_credentials_gets_them_from_the_proxy_url(
     assert 'newTag: "2.0.0"' in read_blob(bare, "main", overlay("app0", "dev"))
 
 
+def test_all_proxy_carries_the_requests_and_a_socks_one_is_refused(
+    run: Run, bare: Path, gitlab_api: GitLabContractServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As git (curl) and python-gitlab (requests) read ALL_PROXY; SOCKS is theirs alone: exit 2, none sent."""
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    netloc = urlsplit(gitlab_api.url).netloc
+    with ConnectProxy() as proxy:
+        monkeypatch.setenv("ALL_PROXY", proxy.url)
+        assert deploy(run).code == 0
+        assert proxy.forwarded == [netloc] * len(gitlab_api.calls) and proxy.forwarded
+    monkeypatch.setenv("ALL_PROXY", "socks5h://127.0.0.1:9")
+    calls = len(gitlab_api.calls)
+    refused = deploy(run, tag="3.0.0")
+    assert refused.code == 2 and "SOCKS" in refused.err and "(ALL_PROXY)" in refused.err, refused.err
+    assert len(gitlab_api.calls) == calls and 'newTag: "2.0.0"' in read_blob(
+        bare, "main", overlay("app0", "dev")
+    )
+
+
 def test_reads_are_retried_through_a_busy_gitlab(
     run: Run, bare: Path, gitlab_api: GitLabContractServer
 ) -> None:

@@ -49,11 +49,10 @@ from gitops_ci.manifest_repo.proxy_env import ascii_host, proxy_address, proxy_f
 def test_the_proxy_urllib_would_choose(
     env: dict[str, str], host: str, expected: str | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
+    clear_proxy_variables(monkeypatch)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    assert proxy_for(host, "https") == expected
+    assert (proxy_for(host, "https") or (None,))[0] == expected
     chosen = urllib.request.getproxies().get("https")  # what urllib's ProxyHandler does for https://HOST/
     assert (None if chosen and urllib.request.proxy_bypass(host) else chosen) == expected
 
@@ -74,14 +73,58 @@ def test_a_cidr_entry_in_no_proxy_bypasses_the_proxy_for_its_addresses(
     no_proxy: str, host: str, proxied: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """As curl (git's transport, since 7.86) reads NO_PROXY, and requests (python-gitlab's) for IPv4."""
-    for name in ("https_proxy", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
+    clear_proxy_variables(monkeypatch)
     monkeypatch.setenv("HTTPS_PROXY", "http://p:1")
     monkeypatch.setenv("NO_PROXY", no_proxy)
-    assert proxy_for(host, "https") == ("http://p:1" if proxied else None)
+    assert proxy_for(host, "https") == (("http://p:1", "HTTPS_PROXY") if proxied else None)
     if not host.startswith("["):  # requests reads IPv4 ranges only
         bypassed = requests.utils.should_bypass_proxies(f"https://{host}/", no_proxy=no_proxy)
         assert bypassed is not proxied
+
+
+def clear_proxy_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("https_proxy", "http_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"ALL_PROXY": "http://all:1"}, ("http://all:1", "ALL_PROXY")),
+        ({"all_proxy": "http://all:1", "ALL_PROXY": "http://upper:2"}, ("http://all:1", "all_proxy")),
+        ({"ALL_PROXY": "http://all:1", "HTTPS_PROXY": "http://p:1"}, ("http://p:1", "HTTPS_PROXY")),
+        ({"ALL_PROXY": "http://all:1", "NO_PROXY": "example.com"}, None),
+    ],
+)
+def test_all_proxy_serves_when_the_schemes_own_is_unset_as_curl_and_requests_read_it(
+    env: dict[str, str], expected: tuple[str, str] | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """git (curl) and python-gitlab (requests) go through ALL_PROXY: so does the API transport."""
+    clear_proxy_variables(monkeypatch)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    url = "https://gitlab.example.com/api/v4/projects"
+    assert proxy_for("gitlab.example.com", "https") == expected
+    chosen = requests.utils.select_proxy(url, requests.utils.get_environ_proxies(url))
+    assert chosen == (expected[0] if expected else None)
+
+
+def test_an_empty_scheme_proxy_cancels_all_proxy_as_in_curl(monkeypatch: pytest.MonkeyPatch) -> None:
+    """curl (git) reads a set but empty https_proxy as "no proxy"; requests would fall back to ALL_PROXY."""
+    clear_proxy_variables(monkeypatch)
+    monkeypatch.setenv("ALL_PROXY", "http://all:1")
+    monkeypatch.setenv("https_proxy", "")
+    assert proxy_for("gitlab.example.com", "https") is None
+
+
+@pytest.mark.parametrize("scheme", ["socks5", "socks5h", "socks4"])
+def test_a_socks_proxy_is_refused_with_what_to_do(scheme: str) -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        proxy_address(f"{scheme}://ci:s3cret@proxy.corp:1080", "ALL_PROXY")
+    message = str(refused.value)
+    assert "SOCKS" in message and "(ALL_PROXY)" in message and "--transport git" in message
+    assert "s3cret" not in message
 
 
 def test_a_proxy_is_host_and_port_with_or_without_a_scheme() -> None:
