@@ -247,7 +247,8 @@ class GitLabRest:
         chosen = proxy_for(self._netloc, "https" if self._https else "http")
         proxy, self._proxy_variable = chosen or (None, self._proxy_variable)
         host, port = proxy_address(proxy, self._proxy_variable) if proxy else (self._host, self._port)
-        if proxy and self._https and ":" in self._host and sys.version_info < (3, 12):  # CONNECT ::1:443
+        # Python 3.11 writes `CONNECT ::1:443`, without the brackets
+        if proxy and self._https and ":" in self._host and sys.version_info < (3, 12):
             raise ConfigurationError(
                 f"{self.connection.url}: an IPv6 address through a proxy needs Python 3.12; use its host "
                 "name, or add it to NO_PROXY"

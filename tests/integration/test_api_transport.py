@@ -473,9 +473,8 @@ def test_all_proxy_carries_the_requests_and_a_socks_one_is_refused(
     calls = len(gitlab_api.calls)
     refused = deploy(run, tag="3.0.0")
     assert refused.code == 2 and "SOCKS" in refused.err and "(ALL_PROXY)" in refused.err, refused.err
-    assert len(gitlab_api.calls) == calls and 'newTag: "2.0.0"' in read_blob(
-        bare, "main", overlay("app0", "dev")
-    )
+    assert len(gitlab_api.calls) == calls
+    assert 'newTag: "2.0.0"' in read_blob(bare, "main", overlay("app0", "dev"))
 
 
 def test_reads_are_retried_through_a_busy_gitlab(
