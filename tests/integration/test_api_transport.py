@@ -293,6 +293,29 @@ def test_a_lost_answer_is_found_on_the_branch_and_never_posted_twice(
     assert json.loads(result.out)["commit"] == rev_parse(bare, "main~1" if then_another_job else "main")
 
 
+@pytest.mark.parametrize(
+    ("fault", "sent"),
+    [
+        (Scripted("POST", "/repository/commits", status_after=504, reason="Gateway Time-out"), 1),
+        (Scripted("POST", "/repository/commits", status_after=502, reason="Bad Gateway"), 1),
+        (Scripted("POST", "/repository/commits", status=503), 2),
+    ],
+)
+def test_a_commit_answered_5xx_is_looked_for_on_the_branch_before_it_is_posted_again(
+    run: Run, bare: Path, gitlab_api: GitLabContractServer, fault: Scripted, sent: int
+) -> None:
+    """A gateway in front of GitLab answers 502 or 504 whether or not GitLab went on to apply the POST: the
+    branch says which, as after a lost answer. Applied, it is found and never posted twice; refused before
+    applying (503), it is posted again."""
+    gitlab_api.api.scripted.append(fault)
+    result = deploy(run)
+    assert result.code == 0, result.err
+    assert posts(gitlab_api) == sent and commit_count(bare, "main") == 2
+    assert ("landed after all" in result.err) is (sent == 1)
+    assert json.loads(result.out)["commit"] == rev_parse(bare, "main")
+    assert 'newTag: "2.0.0"' in read_blob(bare, "main", overlay("app0", "dev"))
+
+
 def test_twenty_concurrent_deploys_of_distinct_apps_each_land_once(
     run: Run, bare: Path, gitlab_api: GitLabContractServer
 ) -> None:

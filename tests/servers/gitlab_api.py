@@ -108,8 +108,9 @@ def route(method: str, template: str, handler: Handler, **flags: bool) -> Route:
 
 @dataclass(frozen=True)
 class Scripted:
-    """One request that misbehaves: answered `status` (with `headers`) before it is applied, or applied and
-    its answer lost (the connection closes): what a proxy in front of a busy GitLab does."""
+    """One request that misbehaves: answered `status` (with `headers`) before it is applied; or applied and
+    its answer lost (the connection closes), or applied and answered `status_after` (a gateway that gave up
+    waiting for GitLab, which went on): what a proxy in front of a busy GitLab does."""
 
     method: str
     path_end: str
@@ -117,6 +118,7 @@ class Scripted:
     reason: str = "Service Unavailable"
     headers: tuple[tuple[str, str], ...] = ()
     lose_answer: bool = False
+    status_after: int | None = None
 
 
 class GitLabApi:
@@ -206,6 +208,8 @@ class GitLabApi:
                 answer = self._route(method, url.path, url.query, query, body, headers)
                 if fault is not None and fault.lose_answer:
                     raise DropAnswer()
+                if fault is not None and fault.status_after is not None:
+                    return fault.status_after, {"message": f"{fault.status_after} {fault.reason}"}, {}
                 return answer
             except ApiError as error:
                 return error.status, error.body, error.headers
