@@ -133,8 +133,9 @@ class GitLabApiRepo:
         answer = self.rest.post("/repository/commits", body, what=f"committing to {branch}")
         if answer.status == 400:
             raise self._refused(message_of(answer.body), branch)
+        # read before the outcome is settled: an answer without them leaves it for the branch to tell
+        sha, parents = answer.value("id", kind=str), answer.value("parent_ids", kind=list)
         self._failure = "none"
-        sha, parents = str(answer.body["id"]), answer.body.get("parent_ids") or []
         if branch == self.branch and parents:
             self._base = str(parents[0])  # what GitLab built on: the tip it committed onto
         self._pending[sha] = pending
@@ -171,13 +172,13 @@ class GitLabApiRepo:
         answer = self.rest.get(
             "/repository/merge_base", {"refs[]": [ancestor, descendant]}, what="merge base"
         )
-        return answer.status == 200 and answer.body.get("id") == ancestor
+        return answer.status == 200 and answer.value("id", kind=str) == ancestor
 
     def branch_tip(self, branch: str) -> str | None:
         answer = self.rest.get(
             f"/repository/branches/{self.rest.quote(branch)}", what=f"reading branch {branch}"
         )
-        return str(answer.body["commit"]["id"]) if answer.status == 200 else None
+        return answer.value("commit", "id", kind=str) if answer.status == 200 else None
 
     def read_branch(self, branch: str, path: str, back: int = 0) -> str | None:
         ref: str | None = branch
@@ -185,7 +186,7 @@ class GitLabApiRepo:
             answer = self.rest.get(
                 f"/repository/branches/{self.rest.quote(branch)}", what=f"reading {branch}"
             )
-            parents = answer.body["commit"]["parent_ids"] if answer.status == 200 else []
+            parents = answer.value("commit", "parent_ids", kind=list) if answer.status == 200 else []
             ref = parents[0] if len(parents) >= back else None
         found = self._get_file(path, ref) if ref else None
         return found.text if found else None
@@ -239,18 +240,18 @@ class GitLabApiRepo:
     def _file_of(self, path: str, ref: str, answer: Answer) -> _Read | None:
         if answer.status == 404:
             return None
-        body = answer.body
+        commit, last = answer.value("commit_id", kind=str), answer.value("last_commit_id", kind=str)
         if self._base is None and ref == self.branch:
-            self._base = str(body["commit_id"])  # the first read pins the base the others read at
-        if int(body.get("size") or 0) > MAX_FILE_BYTES:
+            self._base = commit  # the first read pins the base the others read at
+        if answer.value("size", kind=int) > MAX_FILE_BYTES:
             raise KustomizationError(
                 f"{path}: larger than {MAX_FILE_BYTES // 1024} KiB; gitops-ci edits up to that"
             )
         try:
-            text = base64.b64decode(body["content"], validate=True).decode("utf-8")
+            text = base64.b64decode(answer.value("content", kind=str), validate=True).decode("utf-8")
         except (ValueError, UnicodeDecodeError):
             raise KustomizationError(f"{path}: not UTF-8; kustomize needs UTF-8") from None
-        return _Read(text, str(body["commit_id"]), str(body["last_commit_id"]))
+        return _Read(text, commit, last)
 
     def _tree(self, path: str, ref: str) -> Listing | None:
         files: list[str] = []
@@ -260,7 +261,7 @@ class GitLabApiRepo:
             answer = self.rest.get("/repository/tree", params, what=f"listing {path or '/'}")
             if answer.status == 404:
                 return None
-            for entry in answer.body:
+            for entry in answer.records("type", "name", "path"):
                 (dirs if entry["type"] == "tree" else files).append(str(entry["name"]))
                 if entry.get("mode") == "120000":
                     self._symlinks.add(str(entry["path"]))

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from gitops_ci.deadline import AnswerTooSlow
 from gitops_ci.errors import AuthError, ConfigurationError, OperationalError, RetryableError
 from gitops_ci.manifest_repo.gitlab_connection import GitLabConnection
 from gitops_ci.manifest_repo.proxy_env import proxy_parts
 
+T = TypeVar("T")
 API_SCOPE_HINT = (
     "--transport api commits through GitLab's API, which needs a token with the api scope (write_repository "
     "covers git over HTTPS only): give {variable} the api scope, or use --transport git"
@@ -20,11 +21,43 @@ API_SCOPE_HINT = (
 
 @dataclass(frozen=True)
 class Answer:
-    """A status, the JSON body and the headers (title-cased) of one answer."""
+    """A status, the JSON body and the headers (title-cased) of one answer, and the request it answered."""
 
     status: int
     body: Any
     headers: dict[str, str]
+    source: str = ""  # "reading PATH: https://gitlab.example.com", for errors
+
+    def value(self, *keys: str, kind: type[T]) -> T:
+        """The body's value at `keys` (`answer.value("commit", "id")`), of type `kind`; a body without it is
+        not GitLab's answer (NotGitLabError), never a KeyError."""
+        value = self.body
+        for key in keys:
+            if not isinstance(value, dict) or key not in value:
+                raise NotGitLabError(self, " / ".join(keys))
+            value = value[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise NotGitLabError(self, f"{' / '.join(keys)} as {kind.__name__}")
+        return value
+
+    def records(self, *fields: str) -> list[dict[str, Any]]:
+        """The body as a list of objects that each have `fields` (a page of a listing)."""
+        body = self.body
+        if isinstance(body, list) and all(isinstance(r, dict) and all(f in r for f in fields) for r in body):
+            return body
+        raise NotGitLabError(self, f"a list of objects with {', '.join(fields)}")
+
+
+class NotGitLabError(RetryableError):
+    """A success whose body lacks what GitLab's has: a proxy's page, another server, a lost part of the
+    answer. Retryable: after a commit POST, whether it landed is for the branch to say."""
+
+    def __init__(self, answer: Answer, wanted: str) -> None:
+        super().__init__(
+            f"{answer.source} answered {answer.status} without {wanted}: not GitLab's answer (a proxy's "
+            "page, or another server?); check --repo-url and GITOPS_GITLAB_URL, and that nothing answers in "
+            "GitLab's place"
+        )
 
 
 def refusal(answer: Answer, c: GitLabConnection, what: str) -> Exception:

@@ -119,7 +119,9 @@ class GitLabRest:
             return None
         log.debug("GET %s → %d (sent together)", self._target(path, params), status)
         try:
-            return self._checked(Answer(status, _json(data), headers), what, missing_ok=True)
+            return self._checked(
+                Answer(status, _json(data), headers, self._source(what)), what, missing_ok=True
+            )
         except RetryableError:
             if index == 0:
                 raise
@@ -157,7 +159,11 @@ class GitLabRest:
         headers = {**self._headers, **({"Content-Type": "application/json"} if body is not None else {})}
         status, data, answer_headers = self._exchange(method, target, body, headers, what)
         log.debug("%s %s → %d", method, target, status)
-        return self._checked(Answer(status, _json(data), answer_headers), what, missing_ok, refused_ok)
+        answer = Answer(status, _json(data), answer_headers, self._source(what))
+        return self._checked(answer, what, missing_ok, refused_ok)
+
+    def _source(self, what: str) -> str:
+        return f"{what}: {self.connection.url}"
 
     def _checked(
         self, answer: Answer, what: str, missing_ok: bool = False, refused_ok: bool = False

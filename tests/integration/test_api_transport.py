@@ -298,15 +298,16 @@ def test_a_lost_answer_is_found_on_the_branch_and_never_posted_twice(
     [
         (Scripted("POST", "/repository/commits", status_after=504, reason="Gateway Time-out"), 1),
         (Scripted("POST", "/repository/commits", status_after=502, reason="Bad Gateway"), 1),
+        (Scripted("POST", "/repository/commits", status_after=201, reason="Created"), 1),
         (Scripted("POST", "/repository/commits", status=503), 2),
     ],
 )
 def test_a_commit_answered_5xx_is_looked_for_on_the_branch_before_it_is_posted_again(
     run: Run, bare: Path, gitlab_api: GitLabContractServer, fault: Scripted, sent: int
 ) -> None:
-    """A gateway in front of GitLab answers 502 or 504 whether or not GitLab went on to apply the POST: the
-    branch says which, as after a lost answer. Applied, it is found and never posted twice; refused before
-    applying (503), it is posted again."""
+    """A gateway in front of GitLab answers 502 or 504 whether or not GitLab went on to apply the POST, and
+    a 201 whose body is not the commit says nothing of it either: the branch says which, as after a lost
+    answer. Applied, it is found and never posted twice; refused before applying (503), it is posted again."""
     gitlab_api.api.scripted.append(fault)
     result = deploy(run)
     assert result.code == 0, result.err

@@ -218,6 +218,27 @@ def test_kubernetes_credentials_follow_no_redirect(
 # --------------------------------------------------------------------------- hangs
 
 
+@pytest.mark.parametrize("flood", [None, 4096], ids=["json-without-fields", "not-json"])
+def test_a_server_answering_200_in_gitlabs_place_fails_with_exit_1_and_what_to_check(
+    gitops: CliRunner, tls_material: TlsMaterial, monkeypatch: pytest.MonkeyPatch, flood: int | None
+) -> None:
+    """A proxy's page or another server answering 200 to the API transport: an operational failure naming
+    the request and what to check, after the step's retries; never a traceback or "a gitops-ci bug"."""
+    monkeypatch.setenv("GITOPS_TOKEN", "glpat-x")
+    monkeypatch.setenv("GITOPS_BACKOFF_SECONDS", "0.01")
+    with HttpPeer(tls_material, status=200, flood=flood) as peer:
+        result = gitops(
+            "deploy", "--transport", "api", "--repo-url", f"{peer.url}/group/manifests.git",
+            "--ca-file", tls_material.ca_file, "--branch", "main", "--app", "app0", "--env", "dev",
+            "--image", "registry.example.com/shop/app0:2.0.0", "--max-attempts", "2",
+        )  # fmt: skip
+        posts = [seen for seen in peer.seen if seen.method == "POST"]
+    assert result.code == 1, result.err
+    assert f"{peer.url} answered 200 without commit_id: not GitLab's answer" in result.err
+    assert "check --repo-url" in result.err and "Traceback" not in result.err and "bug" not in result.err
+    assert posts == []
+
+
 def test_a_git_server_that_never_answers_is_given_up_on(
     deploy: Deploy, bare: Path, git_server: GitHttpServer
 ) -> None:
