@@ -97,6 +97,14 @@ def gitlab_errors(c: GitLabConnection, action: str) -> Iterator[None]:
 
     try:
         yield
+    except (gitlab.exceptions.GitlabParsingError, AttributeError, KeyError, TypeError, ValueError) as err:
+        # an answer without what GitLab's has (python-gitlab's objects raise AttributeError for a field
+        # they lack): retryable, so that a create whose answer is unreadable is looked for, not sent again
+        raise RetryableError(
+            f"{action}: {c.url} answered without GitLab's fields ({_message(err)}): not GitLab's answer (a "
+            "proxy's page, or another server?); check --gitlab-url and --repo-url, and that nothing "
+            "answers in GitLab's place"
+        ) from err
     except gitlab.exceptions.GitlabAuthenticationError:
         raise AuthError(
             f"{action}: {c.token_variable} was rejected by {c.url} (401); use {SCOPES_HINT}"

@@ -4,6 +4,7 @@ is declined for good. No token follows a redirect, nothing hangs past its bound,
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -237,6 +238,26 @@ def test_a_server_answering_200_in_gitlabs_place_fails_with_exit_1_and_what_to_c
     assert f"{peer.url} answered 200 without commit_id: not GitLab's answer" in result.err
     assert "check --repo-url" in result.err and "Traceback" not in result.err and "bug" not in result.err
     assert posts == []
+
+
+@pytest.mark.parametrize("flood", [None, 4096], ids=["json-without-fields", "not-json"])
+def test_a_server_answering_200_in_gitlabs_place_to_review_fails_with_exit_1(
+    gitops: CliRunner, tmp_path: Path, tls_material: TlsMaterial, monkeypatch: pytest.MonkeyPatch,
+    flood: int | None,
+) -> None:  # fmt: skip
+    """python-gitlab's objects lack the fields GitLab's answer has: exit 1 and what to check, not exit 3."""
+    monkeypatch.setenv("GITOPS_TOKEN", "glpat-x")
+    bare = make_bare_repo(tmp_path / "srv", REPO, manifest_files(["app0"]))
+    checkout = tmp_path / "checkout"
+    subprocess.run(["git", "clone", "-q", "--branch", "main", str(bare), str(checkout)], check=True)
+    with HttpPeer(tls_material, status=200, flood=flood) as peer:
+        result = gitops(
+            "review", checkout, "--base", "main", "--gitlab-url", peer.url, "--project", "group/manifests",
+            "--mr", "1", "--ca-file", tls_material.ca_file,
+        )  # fmt: skip
+    assert result.code == 1, result.err
+    assert f"(GET /user): {peer.url} answered without GitLab's fields" in result.err
+    assert "--gitlab-url" in result.err and "bug" not in result.err
 
 
 def test_a_git_server_that_never_answers_is_given_up_on(
