@@ -190,6 +190,7 @@ class KubeClient:
     def _errors(
         self, kind: CustomKind, namespace: str, name: str, verb: str, timeout: float
     ) -> Iterator[None]:
+        import json
         import ssl
 
         import urllib3
@@ -212,6 +213,11 @@ class KubeClient:
             raise RetryableError(f"kubernetes API unreachable for {what} ({root_cause(err)})") from None
         except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as err:
             raise RetryableError(f"kubernetes API failed for {what} ({err})") from None
+        except json.JSONDecodeError as err:  # the client parses every answer as JSON
+            raise RetryableError(
+                f"the kubernetes API ({self.settings.where()}) answered {what} with something that is not "
+                f"JSON ({err.msg}): a proxy's page, or not a kube-apiserver?"
+            ) from err
 
 
 def _default_kubeconfig() -> str | None:

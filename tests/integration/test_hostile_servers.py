@@ -185,35 +185,43 @@ def test_argocd_secrets_follow_no_redirect(
     assert elsewhere.seen == []
 
 
+def kubeconfig(path: Path, server: str, tls: TlsMaterial) -> Path:
+    cluster = {"server": server, "certificate-authority": str(tls.ca_file)}
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": cluster}],
+        "users": [{"name": "u", "user": {"token": "kube-token-stays-home"}}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "x",
+    }
+    path.write_text(json.dumps(config))
+    return path
+
+
 def test_kubernetes_credentials_follow_no_redirect(
     gitops: CliRunner, redirector: HttpPeer, elsewhere: HttpPeer, tls_material: TlsMaterial, tmp_path: Path
 ) -> None:
-    config = tmp_path / "kubeconfig"
-    config.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "c",
-                        "cluster": {
-                            "server": redirector.url,
-                            "certificate-authority": str(tls_material.ca_file),
-                        },
-                    }
-                ],
-                "users": [{"name": "u", "user": {"token": "kube-token-stays-home"}}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "x",
-            }
-        )
-    )
+    config = kubeconfig(tmp_path / "kubeconfig", redirector.url, tls_material)
     result = gitops(
         "sync", "--flux-kustomization", "flux-system/apps", "--kubeconfig", config, "--max-attempts", "1"
     )
     assert result.code == 1
     assert redirector.seen and elsewhere.seen == []
+
+
+@pytest.mark.parametrize("command", ["sync", "wait"])
+def test_a_kubernetes_api_answering_what_is_not_json_fails_with_exit_1(
+    gitops: CliRunner, tls_material: TlsMaterial, tmp_path: Path, command: str
+) -> None:
+    """A proxy's page in the kube-apiserver's place: the client's JSONDecodeError was exit 3."""
+    with HttpPeer(tls_material, status=200, flood=4096) as peer:
+        config = kubeconfig(tmp_path / "kubeconfig", peer.url, tls_material)
+        wait = ["--revision", SHA, "--timeout", "2s"] if command == "wait" else ["--max-attempts", "1"]
+        result = gitops(command, "--flux-kustomization", "flux-system/apps", "--kubeconfig", config, *wait)
+    assert result.code == 1, result.err
+    assert "answered Kustomization flux-system/apps with something that is not JSON" in result.err
+    assert "bug" not in result.err
 
 
 # --------------------------------------------------------------------------- hangs
