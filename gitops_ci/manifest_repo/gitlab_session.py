@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from gitops_ci.deadline import AnswerTooSlow, answer_within
-from gitops_ci.errors import AuthError, GitLabError, OperationalError, RetryableError
+from gitops_ci.errors import AuthError, GitLabError, GitopsCiError, OperationalError, RetryableError
 from gitops_ci.manifest_repo.gitlab_connection import SCOPES_HINT, GitLabConnection
 from gitops_ci.retry import SYSTEM_CLOCK, Clock, sleep_before_retry
 
@@ -110,26 +110,7 @@ def gitlab_errors(c: GitLabConnection, action: str) -> Iterator[None]:
             f"{action}: {c.token_variable} was rejected by {c.url} (401); use {SCOPES_HINT}"
         ) from None
     except gitlab.exceptions.GitlabError as err:
-        code = err.response_code
-        message = _message(err)
-        if code == 403:
-            raise AuthError(
-                f"{action}: {c.token_variable} is not allowed ({message}); use {SCOPES_HINT} "
-                f"with at least Developer access to {c.project_path}"
-            ) from None
-        if code == 404:
-            raise OperationalError(
-                f"{action}: {c.project_path} was not found on {c.url} ({message}); check --repo-url and "
-                f"--gitlab-url, and that {c.token_variable} can see the project"
-            ) from None
-        if code is not None and 300 <= code < 400:
-            raise GitLabError(
-                f"{action}: {c.url} answered {code} (a redirect); gitops-ci never sends the token to "
-                "another URL: set --gitlab-url (or CI_SERVER_URL) to GitLab's own external URL"
-            ) from None
-        if code is not None and code >= 500:
-            raise RetryableError(f"{action}: GitLab answered {code} ({message})") from None
-        raise GitLabError(f"{action}: GitLab answered {code} ({message})") from err
+        raise _answered(err, c, action) from err  # the cause's response_code: a 409, see gitlab.py
     except requests.exceptions.SSLError:
         raise OperationalError(
             f"{action}: TLS verification of {c.url} failed; "
@@ -141,6 +122,29 @@ def gitlab_errors(c: GitLabConnection, action: str) -> Iterator[None]:
         ) from None
     except requests.exceptions.RequestException as err:
         raise RetryableError(f"{action}: cannot reach {c.url} ({type(err).__name__})") from None
+
+
+def _answered(err: Any, c: GitLabConnection, action: str) -> GitopsCiError:
+    """What a status GitLab answered means: whose access is lacking, which path is wrong, or a retry."""
+    code, message = err.response_code, _message(err)
+    if code == 403:
+        return AuthError(
+            f"{action}: {c.token_variable} is not allowed ({message}); use {SCOPES_HINT} "
+            f"with at least Developer access to {c.project_path}"
+        )
+    if code == 404:
+        return OperationalError(
+            f"{action}: {c.project_path} was not found on {c.url} ({message}); check --repo-url and "
+            f"--gitlab-url, and that {c.token_variable} can see the project"
+        )
+    if code is not None and 300 <= code < 400:
+        return GitLabError(
+            f"{action}: {c.url} answered {code} (a redirect); gitops-ci never sends the token to "
+            "another URL: set --gitlab-url (or CI_SERVER_URL) to GitLab's own external URL"
+        )
+    if code is not None and code >= 500:
+        return RetryableError(f"{action}: GitLab answered {code} ({message})")
+    return GitLabError(f"{action}: GitLab answered {code} ({message})")
 
 
 def _message(err: Any) -> str:
