@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logs.get_logger(__name__)
 FilesPlanner = Callable[[ManifestRepo], dict[str, str]]
 PUSH_BACKOFF_CAP = 30.0
+CYCLES_CAP = 8  # a window stops doubling at 8 cycles: by then most contenders have landed
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -173,9 +174,9 @@ def _until_landed(
                 "the server is only slow"
             )
         # Contenders collide while one of them is between its fetch and its push, so the backoff window grows
-        # from the length of that cycle as measured here, not from a fixed base.
-        cap = max(0.0, min(PUSH_BACKOFF_CAP, deadline - clock.monotonic()))
+        # from the length of that cycle as measured here, not from a fixed base, and up to 8 of them.
         cycle = max(settings.backoff_seconds, clock.monotonic() - started)
+        cap = max(0.0, min(PUSH_BACKOFF_CAP, CYCLES_CAP * cycle, deadline - clock.monotonic()))
         sleep_before_retry(number, cycle, outcome.reason, cap=cap, clock=clock)
         tip = settings.retried(repo.refresh, "fetch", clock)
         # A push whose answer was lost may have landed, and another job may have landed on top of it since:
