@@ -55,7 +55,7 @@ class NotGitLabError(RetryableError):
     def __init__(self, answer: Answer, wanted: str) -> None:
         super().__init__(
             f"{answer.source} answered {answer.status} without {wanted}: not GitLab's answer (a proxy's "
-            "page, or another server?); check --repo-url and GITOPS_GITLAB_URL, and that nothing answers in "
+            "page, or another server?); check --repo-url and --gitlab-url, and that nothing answers in "
             "GitLab's place"
         )
 
