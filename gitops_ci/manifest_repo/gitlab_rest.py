@@ -113,15 +113,13 @@ class GitLabRest:
             return None
         path, params, what = get
         try:
-            status, data, headers = self._answer_of(connection, what)
+            raw = self._answer_of(connection, what)
         except (OSError, http.client.HTTPException) as err:
             self._failed(index, connection, err, what)
             return None
-        log.debug("GET %s → %d (sent together)", self._target(path, params), status)
+        log.debug("GET %s → %d (sent together)", self._target(path, params), raw[0])
         try:
-            return self._checked(
-                Answer(status, _json(data), headers, self._source(what)), what, missing_ok=True
-            )
+            return self._checked(raw, what, missing_ok=True)
         except RetryableError:
             if index == 0:
                 raise
@@ -159,15 +157,16 @@ class GitLabRest:
         headers = {**self._headers, **({"Content-Type": "application/json"} if body is not None else {})}
         status, data, answer_headers = self._exchange(method, target, body, headers, what)
         log.debug("%s %s → %d", method, target, status)
-        answer = Answer(status, _json(data), answer_headers, self._source(what))
-        return self._checked(answer, what, missing_ok, refused_ok)
-
-    def _source(self, what: str) -> str:
-        return f"{what}: {self.connection.url}"
+        return self._checked((status, data, answer_headers), what, missing_ok, refused_ok)
 
     def _checked(
-        self, answer: Answer, what: str, missing_ok: bool = False, refused_ok: bool = False
-    ) -> Answer:
+        self, raw: tuple[int, bytes, dict[str, str]], what: str, missing_ok: bool = False,
+        refused_ok: bool = False,
+    ) -> Answer:  # fmt: skip
+        """The answer, read (a body that is not JSON reads as None); a status the caller does not take is
+        raised as our error."""
+        status, data, headers = raw
+        answer = Answer(status, _json(data), headers, f"{what}: {self.connection.url}")
         if (
             answer.status < 300
             or (missing_ok and answer.status == 404)

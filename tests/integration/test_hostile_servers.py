@@ -15,7 +15,7 @@ from conftest import CliResult, CliRunner
 from manifests import manifest_files, overlay
 from servers.git_repos import commit_files, install_hook, log_messages, make_bare_repo, read_blob, rev_parse
 from servers.gitserver import Fault, GitHttpServer
-from servers.hostile import HttpPeer, Listener
+from servers.hostile import HttpPeer, Listener, kubeconfig
 from servers.tls import TlsMaterial, make_unrelated_ca
 
 pytest_plugins = ["servers.git_fixtures"]
@@ -23,6 +23,7 @@ pytestmark = pytest.mark.integration
 
 REPO = "group/manifests.git"
 SHA = "4f1c2e3d4b5a69788796a5b4c3d2e1f0a9b8c7d6"
+TOKEN_USER: dict[str, object] = {"token": "kube-token-stays-home"}
 Deploy = Callable[..., CliResult]
 
 
@@ -185,24 +186,10 @@ def test_argocd_secrets_follow_no_redirect(
     assert elsewhere.seen == []
 
 
-def kubeconfig(path: Path, server: str, tls: TlsMaterial) -> Path:
-    cluster = {"server": server, "certificate-authority": str(tls.ca_file)}
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "c", "cluster": cluster}],
-        "users": [{"name": "u", "user": {"token": "kube-token-stays-home"}}],
-        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-        "current-context": "x",
-    }
-    path.write_text(json.dumps(config))
-    return path
-
-
 def test_kubernetes_credentials_follow_no_redirect(
     gitops: CliRunner, redirector: HttpPeer, elsewhere: HttpPeer, tls_material: TlsMaterial, tmp_path: Path
 ) -> None:
-    config = kubeconfig(tmp_path / "kubeconfig", redirector.url, tls_material)
+    config = kubeconfig(tmp_path / "kubeconfig", redirector.url, tls_material.ca_file, TOKEN_USER)
     result = gitops(
         "sync", "--flux-kustomization", "flux-system/apps", "--kubeconfig", config, "--max-attempts", "1"
     )
@@ -216,7 +203,7 @@ def test_a_kubernetes_api_answering_what_is_not_json_fails_with_exit_1(
 ) -> None:
     """A proxy's page in the kube-apiserver's place: the client's JSONDecodeError was exit 3."""
     with HttpPeer(tls_material, status=200, flood=4096) as peer:
-        config = kubeconfig(tmp_path / "kubeconfig", peer.url, tls_material)
+        config = kubeconfig(tmp_path / "kubeconfig", peer.url, tls_material.ca_file, TOKEN_USER)
         wait = ["--revision", SHA, "--timeout", "2s"] if command == "wait" else ["--max-attempts", "1"]
         result = gitops(command, "--flux-kustomization", "flux-system/apps", "--kubeconfig", config, *wait)
     assert result.code == 1, result.err

@@ -6,7 +6,6 @@ plugin that never finishes is given up on like a request."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from conftest import CliRunner
 from manifests import manifest_files
 from servers.git_repos import make_bare_repo
 from servers.gitserver import GitHttpServer
-from servers.hostile import HttpPeer
+from servers.hostile import HttpPeer, kubeconfig
 from servers.tls import TlsMaterial
 
 pytest_plugins = ["servers.git_fixtures"]
@@ -97,23 +96,6 @@ def test_wait_returns_at_its_deadline_while_argocd_trickles(
     )  # fmt: skip
     assert code == 1 and "within 3s" in err, err
     assert elapsed < 6, elapsed
-
-
-def kubeconfig(path: Path, server: str, ca_file: Path | str, user: dict[str, object]) -> Path:
-    cluster = {"server": server, "certificate-authority": str(ca_file)}
-    path.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": cluster}],
-                "users": [{"name": "u", "user": user}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "x",
-            }
-        )
-    )
-    return path
 
 
 def test_the_kubernetes_client_gives_up_on_a_trickled_answer(

@@ -11,17 +11,19 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import ssl
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 from servers.tls import TlsMaterial
 
-__all__ = ["HttpPeer", "Listener", "SeenRequest"]
+__all__ = ["HttpPeer", "Listener", "SeenRequest", "kubeconfig"]
 
 
 class Listener:
@@ -167,3 +169,18 @@ def _handler_for(peer: HttpPeer) -> type[BaseHTTPRequestHandler]:
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
 
     return Handler
+
+
+def kubeconfig(path: Path, server: str, ca_file: Path | str, user: dict[str, object]) -> Path:
+    """A kubeconfig whose one context points at `server` (a peer here) with `user`'s credentials."""
+    cluster = {"server": server, "certificate-authority": str(ca_file)}
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": cluster}],
+        "users": [{"name": "u", "user": user}],
+        "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "x",
+    }
+    path.write_text(json.dumps(config))  # JSON is YAML
+    return path
