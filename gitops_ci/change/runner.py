@@ -174,10 +174,13 @@ def _until_landed(
                 "the server is only slow"
             )
         # Contenders collide while one of them is between its fetch and its push, so the backoff window grows
-        # from the length of that cycle as measured here, not from a fixed base, and up to 8 of them.
+        # from the length of that cycle as measured here, not from a fixed base, and up to 8 of them. A lost
+        # race says another writer is there: its first window spans two cycles, as binary exponential
+        # backoff's first spans two slots.
         cycle = max(settings.backoff_seconds, clock.monotonic() - started)
+        slots = 2 if outcome.status == "lost-race" else 1
         cap = max(0.0, min(PUSH_BACKOFF_CAP, CYCLES_CAP * cycle, deadline - clock.monotonic()))
-        sleep_before_retry(number, cycle, outcome.reason, cap=cap, clock=clock)
+        sleep_before_retry(number, slots * cycle, outcome.reason, cap=cap, clock=clock)
         tip = settings.retried(repo.refresh, "fetch", clock)
         # A push whose answer was lost may have landed, and another job may have landed on top of it since:
         # the tip's history, not the tip itself, says whether ours is in (never land it twice).
