@@ -143,8 +143,16 @@ def serving_copy(pristine: Path, server_root: Path, name: str) -> Path:
     run([git(), "clone", "-q", "--bare", "--local", str(pristine), str(destination)], env=env)
     for key, value in SERVE_CONFIG:
         run([git(), "--git-dir", str(destination), "config", key, value], env=env)
-    # Gitaly's housekeeping keeps a commit-graph with changed-path Bloom filters, which is what makes
-    # "last commit of this path" (the Files API's last_commit_id) cheap on GitLab: serve the same.
-    commit_graph = ["commit-graph", "write", "--reachable", "--changed-paths"]
+    # Gitaly's housekeeping keeps a commit-graph chain with changed-path Bloom filters, which is what makes
+    # "last commit of this path" (the Files API's last_commit_id) cheap on GitLab: serve the same, as a
+    # chain the servers' housekeeping extends (tests/servers/housekeeping.py).
+    commit_graph = [
+        "commit-graph",
+        "write",
+        "--reachable",
+        "--changed-paths",
+        "--size-multiple=4",
+        "--split=replace",
+    ]
     run([git(), "--git-dir", str(destination), *commit_graph], env=env)
     return destination

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
+from servers import housekeeping
 from servers.gitlab_git import GitRepo
 from servers.gitlab_model import (
     MergeRequest,
@@ -506,6 +507,7 @@ class GitLabContractServer:
             self._thread.join(timeout=10)
             self._thread = None
         self._httpd.server_close()
+        housekeeping.settle()
 
     def __enter__(self) -> GitLabContractServer:
         return self.start()

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from servers import housekeeping
 from servers.gitlab_git import GitRepo
 from servers.gitlab_model import Project
 from servers.gitlab_state import ApiError, as_bool
@@ -170,6 +171,7 @@ def create_commit(
     if not repo.update_ref(f"refs/heads/{branch}", sha, target_sha or ZERO):
         text = LEGACY_BRANCH_RACE.format(branch=branch) if faults.legacy_race_message else BRANCH_RACE
         raise ApiError(400, {"message": text})
+    housekeeping.pushed(repo.path)
     detail = _commit_detail(project, repo, sha)
     if faults.take_lost_answer():
         raise DropAnswer()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from servers import housekeeping
 from servers.gitlab_git import GitError, Ident
 from servers.gitlab_model import RUNNING, MergeRequest, Note, Pipeline, Project, Token, User, now_iso
 
@@ -392,6 +393,7 @@ class GitLabState:
                 new_target = merge_sha = repo.commit_tree(tree, [target, head], message, ident)
             if not repo.update_ref(f"refs/heads/{mr.target_branch}", new_target, target):
                 raise failed
+            housekeeping.pushed(repo.path)
         except GitError as exc:
             raise failed from exc
         mr.state, mr.merged_at, mr.updated_at, mr.merge_user = "merged", now_iso(), now_iso(), user

@@ -34,6 +34,7 @@ from types import TracebackType
 from typing import IO, Any, Final, Literal, Protocol, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from servers import housekeeping
 from servers.git_repos import GIT
 from servers.tls import TlsMaterial
 
@@ -164,6 +165,7 @@ class GitHttpServer:
         httpd.server_close()
         thread.join()
         self._close_open_connections()
+        housekeeping.settle()
         self._httpd = self._thread = None
 
     def __enter__(self) -> Self:
@@ -560,6 +562,14 @@ class _Handler(BaseHTTPRequestHandler):
                 process.stdout.close()
                 process.wait()
                 self._collect_stderr(stderr)
+        if (
+            self.command == "POST"
+            and process.returncode == 0
+            and env["PATH_INFO"].endswith("/git-receive-pack")
+        ):
+            # GitLab counts only pushes that moved a ref; a rejected one counts here too (a little more
+            # housekeeping, never less)
+            housekeeping.pushed(app.root / env["PATH_INFO"].strip("/").removesuffix("/git-receive-pack"))
 
     def _relay_cgi_output(self, stdout: IO[bytes], record: Callable[[int], None]) -> None:
         parsed = _read_cgi_headers(stdout)

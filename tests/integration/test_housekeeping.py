@@ -1,0 +1,103 @@
+"""The test servers keep their repositories as GitLab's housekeeping does (servers/housekeeping.py): every
+tenth push optimizes, in the background; more than 1,024 loose objects are packed and the new commits go
+into a Bloom-filtered commit-graph chain. Without it the API's last-commit walks slowed down as runs went on.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import gitlab
+import pytest
+
+from servers import housekeeping
+from servers.git_repos import make_bare_repo
+from servers.gitlab_api import GitLabContractServer
+from servers.gitserver import GitHttpServer, client_env
+
+if TYPE_CHECKING:  # imported by pytest_plugins below; importing it here first would skip assert rewriting
+    from servers.gitlab_fixtures import GitLabProject
+
+pytest_plugins = ["servers.gitlab_fixtures", "servers.git_fixtures"]
+pytestmark = pytest.mark.integration
+OVERLAY = "overlays/prod/kustomization.yaml"
+
+
+def chain(git_dir: Path) -> Path:
+    return git_dir / "objects" / "info" / "commit-graphs" / "commit-graph-chain"
+
+
+def graph_commits(git_dir: Path) -> int:
+    """Commits in the commit-graph chain: each graph file's fanout table ends with its commit count."""
+    total = 0
+    for name in chain(git_dir).read_text().split():
+        data = (git_dir / "objects" / "info" / "commit-graphs" / f"graph-{name}.graph").read_bytes()
+        chunks = [data[8 + 12 * i : 20 + 12 * i] for i in range(data[6])]
+        fanout = next(int.from_bytes(c[4:], "big") for c in chunks if c[:4] == b"OIDF")
+        total += int.from_bytes(data[fanout + 255 * 4 : fanout + 256 * 4], "big")
+    return total
+
+
+def git(git_dir: Path, *args: str, stdin: str | None = None) -> str:
+    return subprocess.run(
+        ["git", f"--git-dir={git_dir}", *args], input=stdin, capture_output=True, text=True, check=True
+    ).stdout
+
+
+def test_every_tenth_commit_through_the_api_extends_a_bloom_filtered_commit_graph(
+    gitlab_api: GitLabContractServer, gitlab_token: str, gitlab_project: Callable[..., GitLabProject]
+) -> None:
+    repo = gitlab_project("group/app", {OVERLAY: "images: []\n"})
+    git_dir = repo.repo_dir
+    project = gitlab.Gitlab(gitlab_api.url, private_token=gitlab_token, timeout=10).projects.get("group/app")
+
+    def commit(number: int) -> None:
+        action = {"action": "update", "file_path": OVERLAY, "content": f"# {number}\n"}
+        project.commits.create({"branch": "main", "commit_message": f"c{number}", "actions": [action]})
+
+    for number in range(9):
+        commit(number)
+    housekeeping.settle()
+    assert not chain(git_dir).exists()  # nine pushes: not its turn yet
+    commit(9)
+    housekeeping.settle()
+    assert housekeeping._has_bloom_filters(str(git_dir)) and graph_commits(git_dir) == 11
+
+
+def test_every_tenth_push_over_git_optimizes_too(git_server: GitHttpServer, tmp_path: Path) -> None:
+    bare = make_bare_repo(git_server.root, "group/manifests.git", {OVERLAY: "images: []\n"})
+    env = {**client_env(git_server), "HOME": str(tmp_path)}
+    work = tmp_path / "work"
+    subprocess.run(
+        ["git", "clone", "-q", git_server.url_for("group/manifests.git"), str(work)], env=env, check=True
+    )
+    for number in range(10):
+        (work / OVERLAY).write_text(f"# {number}\n")
+        ident = ["-c", "user.name=ci", "-c", "user.email=ci@example.invalid"]
+        subprocess.run(["git", *ident, "commit", "-qam", f"c{number}"], cwd=work, env=env, check=True)
+        subprocess.run(["git", "push", "-q", "origin", "HEAD"], cwd=work, env=env, check=True)
+    housekeeping.settle()
+    assert housekeeping._has_bloom_filters(str(bare)) and graph_commits(bare) == 11
+
+
+def test_more_loose_objects_than_gitalys_limit_are_packed_reachable_or_not(tmp_path: Path) -> None:
+    git_dir = tmp_path / "repo.git"
+    make_bare_repo(tmp_path, "repo.git", {OVERLAY: "images: []\n"})
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+    for number in range(housekeeping.LOOSE_OBJECT_LIMIT + 1):
+        (blobs / str(number)).write_text(f"unreachable {number}\n")
+    paths = "".join(f"{blobs / name}\n" for name in os.listdir(blobs))
+    git(git_dir, "hash-object", "-w", "--stdin-paths", stdin=paths)
+    assert housekeeping.loose_objects(str(git_dir)) > housekeeping.LOOSE_OBJECT_LIMIT
+    housekeeping.optimize(str(git_dir))
+    assert housekeeping.loose_objects(str(git_dir)) == 0
+    assert (
+        git(git_dir, "cat-file", "-p", git(git_dir, "hash-object", str(blobs / "7")).strip())
+        == "unreachable 7\n"
+    )
+    assert housekeeping._has_bloom_filters(str(git_dir)) and graph_commits(git_dir) == 1
