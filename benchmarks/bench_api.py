@@ -30,6 +30,7 @@ from servers.gitlab_api import GitLabContractServer
 VARIANTS = ("seed", "floor-no-checkout", "gitops-ci git", "gitops-ci api")
 API_CLIENT_FLOOR = "import click, ruamel.yaml, ssl, http.client, json"
 WRITERS = 20  # --quick: 10
+WRITERS_NICENESS = 19  # the server keeps the cores it needs, as on a machine of its own
 
 
 def run_benchmarks(quick: bool) -> list[Report]:
@@ -152,36 +153,55 @@ def _reachable(
 
 
 def concurrent(ctx: Context, gitlab: GitLabContractServer, quick: bool) -> Report:
-    count, size = (WRITERS // 2 if quick else WRITERS), "big"
-    spec = ctx.specs[size]
+    """Per transport: serial, at once with the writers niced, at once at the server's priority, serial again
+    (the mean of the two serial batches cancels a drift of the run). The target is read on the niced batch:
+    GitLab runs on machines of its own, and 20 writers starting at once on the same two cores stretched the
+    contract server's POST from ~100 to 400-900 ms, the window in which other writers lose their race."""
+    count = WRITERS // 2 if quick else WRITERS
+    spec = ctx.specs["big"]
     report = Report(f"deploy: {count} concurrent writers of distinct apps, each transport (big repo)")
     first = itertools.count(2000, count)
+
+    def batch(transport: str, parallel: bool, niceness: int = WRITERS_NICENESS) -> tuple[float, int]:
+        apps = [spec.app((next(first) + i) % spec.apps) for i in range(count)]
+        return _batch(ctx, gitlab, transport, apps, parallel, niceness)
+
     for transport in ("api", "git"):
-        serial = _batch(
-            ctx, gitlab, transport, [spec.app((next(first) + i) % spec.apps) for i in range(count)], False
+        before, niced, equal, after = (
+            batch(transport, False),
+            batch(transport, True),
+            batch(transport, True, 0),
+            batch(transport, False),
         )
-        at_once = _batch(
-            ctx, gitlab, transport, [spec.app((next(first) + i) % spec.apps) for i in range(count)], True
-        )
-        report.row(f"{transport}: {count} one after another", fmt_s(serial[0]))
+        serial = (before[0] + after[0]) / 2
         report.row(
-            f"{transport}: {count} at once",
-            f"{fmt_s(at_once[0])}, {at_once[1] / count:.1f} requests per deploy",
+            f"{transport}: {count} one after another (two batches)", f"{fmt_s(before[0])}, {fmt_s(after[0])}"
         )
+        for name, (seconds, made) in (("niced", niced), ("at the server's priority", equal)):
+            shown = (
+                f"{fmt_s(seconds)} = {seconds / serial:.2f}× serial, {made / count:.1f} requests per deploy"
+            )
+            report.row(f"{transport}: {count} at once, {name}", shown)
         report.target(
-            f"{transport}: concurrent / serial",
-            ratio(at_once[0], serial[0]),
+            f"{transport}: concurrent (niced) / serial",
+            ratio(niced[0], serial),
             "<=",
             1.5 if transport == "api" else 2.0,
         )
         if transport == "api":
-            report.target("api: requests per concurrent deploy (mean)", at_once[1] / count, "<=", 4)
-        report.data[transport] = {"serial_s": serial[0], "concurrent_s": at_once[0], "requests": at_once[1]}
+            report.target("api: requests per concurrent deploy (niced, mean)", niced[1] / count, "<=", 4)
+        report.data[transport] = {
+            "serial_s": [before[0], after[0]],
+            "concurrent_s": niced[0],
+            "requests": niced[1],
+            "equal_priority_s": equal[0],
+            "equal_priority_requests": equal[1],
+        }
     return report
 
 
 def _batch(
-    ctx: Context, gitlab: GitLabContractServer, transport: str, apps: list[str], parallel: bool
+    ctx: Context, gitlab: GitLabContractServer, transport: str, apps: list[str], parallel: bool, niceness: int
 ) -> tuple[float, int]:
     repo = ctx.repos["big"]
     before, calls, requests = commit_count(repo, BRANCH), len(gitlab.calls), len(ctx.server.requests)
@@ -195,7 +215,7 @@ def _batch(
             if transport == "api"
             else _gitops_argv(ctx, "big", app, tags[app])
         )
-        return run(argv, env=env, cwd=workdir, check=False).code
+        return run(["nice", "-n", str(niceness), *argv], env=env, cwd=workdir, check=False).code
 
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=len(apps) if parallel else 1) as pool:
