@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from gitops_ci.errors import AuthError, ConfigurationError, SyncError, WaitTimeoutError
 from gitops_ci.targets.argocd import REQUEST_TIMEOUT, WEBHOOK_SECRET_VARIABLE, PlannedRequest, send
+from gitops_ci.targets.fields import items, obj, text
 
 REQUESTED_AT_ANNOTATION = "reconcile.fluxcd.io/requestedAt"
 
@@ -62,29 +63,25 @@ def requested_at(now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def condition(obj: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
-    for item in (obj.get("status") or {}).get("conditions") or []:
-        if isinstance(item, Mapping) and item.get("type") == kind:
-            return item
-    return {}
+def condition(document: Mapping[str, Any], kind: str) -> Mapping[str, Any]:
+    return next((c for c in items(document, "status", "conditions") if text(c, "type") == kind), {})
 
 
 def source_ref(kustomization: Mapping[str, Any]) -> tuple[str, str, str]:
     """(kind, namespace, name) of the Kustomization's source; the namespace defaults to its own."""
-    ref = (kustomization.get("spec") or {}).get("sourceRef") or {}
-    namespace = ref.get("namespace") or (kustomization.get("metadata") or {}).get("namespace", "")
-    return str(ref.get("kind", "")), str(namespace), str(ref.get("name", ""))
+    ref = obj(kustomization, "spec", "sourceRef")
+    namespace = text(ref, "namespace") or text(kustomization, "metadata", "namespace") or ""
+    return text(ref, "kind") or "", namespace, text(ref, "name") or ""
 
 
 def source_handled(source: Mapping[str, Any], token: str) -> tuple[bool, str | None]:
     """Whether the source finished the reconcile we asked for, and the failure it reported, if any."""
-    status = source.get("status") or {}
-    if status.get("lastHandledReconcileAt") != token:
+    if text(source, "status", "lastHandledReconcileAt") != token:
         return False, None
     ready = condition(source, "Ready")
-    if ready.get("status") == "False":
-        return True, f"{ready.get('reason', 'Failed')}: {ready.get('message', '')}".rstrip(": ")
-    return ready.get("status") == "True", None
+    if text(ready, "status") == "False":
+        return True, f"{text(ready, 'reason') or 'Failed'}: {text(ready, 'message') or ''}".rstrip(": ")
+    return text(ready, "status") == "True", None
 
 
 def await_source(
@@ -106,8 +103,7 @@ def await_source(
         if failure:
             raise SyncError(f"{subject} failed to fetch the manifest repo: {failure}")
         if done:
-            artifact = (source.get("status") or {}).get("artifact") or {}
-            return str(artifact["revision"]) if artifact.get("revision") else None
+            return text(source, "status", "artifact", "revision") or None
         if clock() >= deadline:
             raise WaitTimeoutError(
                 f"{subject} did not handle the reconcile request within {timeout:g}s; "

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gitops_ci.targets import flux
+from gitops_ci.targets.fields import flag, items, number, obj, text, texts
 
 ContainsCheck = Callable[[str], bool]
 """Whether the commit given (a later revision the cluster reports) contains the awaited one."""
@@ -69,54 +70,52 @@ def revision_matches(reported: str | None, wanted: str, contains: ContainsCheck 
 
 
 def _resource(item: Mapping[str, Any]) -> str:
-    namespace = f"{item['namespace']}/" if item.get("namespace") else ""
-    return f"{item.get('kind', '?')} {namespace}{item.get('name', '?')}"
+    namespace = f"{ns}/" if (ns := text(item, "namespace")) else ""
+    return f"{text(item, 'kind') or '?'} {namespace}{text(item, 'name') or '?'}"
 
 
 def explain_application(status: Mapping[str, Any]) -> tuple[str, ...]:
     """What Argo CD says about why an app is not synced and healthy, most specific first."""
     out: list[str] = []
-    operation = status.get("operationState") or {}
-    if operation.get("phase") not in (None, "Succeeded") and operation.get("message"):
-        out.append(f"operation {operation['phase']}: {operation['message']}")
-    for item in (operation.get("syncResult") or {}).get("resources") or []:
-        if item.get("status") == "SyncFailed" or item.get("hookPhase") in ("Failed", "Error"):
-            out.append(f"{_resource(item)}: {item.get('message', 'sync failed')}")
-    health = status.get("health") or {}
-    if health.get("message"):  # Argo CD 2.x; 3.x leaves it empty and reports per resource
-        out.append(f"health: {health['message']}")
-    for item in status.get("resources") or []:
-        resource_health = item.get("health") or {}
-        if resource_health.get("status") not in (None, "Healthy"):
-            message = resource_health.get("message")
-            out.append(
-                f"{_resource(item)}: {resource_health['status']}" + (f": {message}" if message else "")
-            )
-    out.extend(f"{c.get('type')}: {c.get('message')}" for c in status.get("conditions") or [])
+    operation = obj(status, "operationState")
+    phase, message = text(operation, "phase"), text(operation, "message")
+    if phase not in (None, "Succeeded") and message:
+        out.append(f"operation {phase}: {message}")
+    for item in items(operation, "syncResult", "resources"):
+        if text(item, "status") == "SyncFailed" or text(item, "hookPhase") in ("Failed", "Error"):
+            out.append(f"{_resource(item)}: {text(item, 'message') or 'sync failed'}")
+    # Argo CD 2.x; 3.x leaves the app's health message empty and reports per resource
+    if health := text(status, "health", "message"):
+        out.append(f"health: {health}")
+    for item in items(status, "resources"):
+        state, detail = text(item, "health", "status"), text(item, "health", "message")
+        if state not in (None, "Healthy"):
+            out.append(f"{_resource(item)}: {state}" + (f": {detail}" if detail else ""))
+    out.extend(f"{text(c, 'type')}: {text(c, 'message')}" for c in items(status, "conditions"))
     return tuple(dict.fromkeys(out))[:10]
 
 
 def evaluate_application(
     name: str, app: Mapping[str, Any], wanted: str, contains: ContainsCheck | None = None
 ) -> TargetStatus:
-    status = app.get("status") or {}
-    sync = status.get("sync") or {}
-    revisions = [r for r in [sync.get("revision"), *(sync.get("revisions") or [])] if r]
-    sync_status = sync.get("status") or "Unknown"
-    health = (status.get("health") or {}).get("status") or "Unknown"
-    operation = status.get("operationState") or {}
-    phase = operation.get("phase")
-    op_revision = (operation.get("syncResult") or {}).get("revision") or (
-        (operation.get("operation") or {}).get("sync") or {}
-    ).get("revision")
-    text = f"{sync_status}, {health}" + (f", operation {phase}" if phase else "")
+    status = obj(app, "status")
+    sync = obj(status, "sync")
+    revisions = [r for r in [text(sync, "revision"), *texts(sync, "revisions")] if r]
+    sync_status = text(sync, "status") or "Unknown"
+    health = text(status, "health", "status") or "Unknown"
+    operation = obj(status, "operationState")
+    phase = text(operation, "phase")
+    op_revision = text(operation, "syncResult", "revision") or text(
+        operation, "operation", "sync", "revision"
+    )
+    summary = f"{sync_status}, {health}" + (f", operation {phase}" if phase else "")
     at_revision = any(revision_matches(r, wanted, contains) for r in revisions)
-    running = phase in ("Running", "Terminating") or bool(app.get("operation"))
+    running = phase in ("Running", "Terminating") or bool(obj(app, "operation"))
 
     def result(state: str) -> TargetStatus:
         messages = explain_application(status) if state != "ready" else ()
         return TargetStatus(
-            name, "argocd-application", state, revisions[0] if revisions else None, text, messages
+            name, "argocd-application", state, revisions[0] if revisions else None, summary, messages
         )
 
     if phase in ("Failed", "Error") and revision_matches(op_revision, wanted, contains):
@@ -131,48 +130,49 @@ def evaluate_application(
 
 def evaluate_kustomization(
     name: str,
-    obj: Mapping[str, Any],
+    kustomization: Mapping[str, Any],
     wanted: str,
     contains: ContainsCheck | None = None,
     source: Mapping[str, Any] | None = None,
 ) -> TargetStatus:
     """`source` (its GitRepository, when readable) only explains: Flux applies what the source fetched."""
-    status = obj.get("status") or {}
-    ready = flux.condition(obj, "Ready")
-    applied, attempted = status.get("lastAppliedRevision"), status.get("lastAttemptedRevision")
-    generation = (obj.get("metadata") or {}).get("generation", 0)
-    current = status.get("observedGeneration", -1) >= generation
-    text = f"Ready={ready.get('status', 'Unknown')}" + (f" {ready['reason']}" if ready.get("reason") else "")
+    status = obj(kustomization, "status")
+    ready = flux.condition(kustomization, "Ready")
+    ready_status, ready_reason = text(ready, "status"), text(ready, "reason")
+    applied, attempted = text(status, "lastAppliedRevision"), text(status, "lastAttemptedRevision")
+    observed = number(status, "observedGeneration")
+    current = observed is not None and observed >= (number(kustomization, "metadata", "generation") or 0)
+    summary = f"Ready={ready_status or 'Unknown'}" + (f" {ready_reason}" if ready_reason else "")
     messages = [
         _condition(c)
-        for c in status.get("conditions") or []
-        if (c.get("type"), c.get("status")) != ("Ready", "True")
+        for c in items(status, "conditions")
+        if (text(c, "type"), text(c, "status")) != ("Ready", "True")
     ]
     note = ""
     if source is not None:
-        source_name = f"{source.get('kind', 'source')} {_namespaced(source)}"
-        artifact = ((source.get("status") or {}).get("artifact") or {}).get("revision")
+        source_name = f"{text(source, 'kind') or 'source'} {_namespaced(source)}"
+        artifact = text(source, "status", "artifact", "revision")
         note = f"source {source_name} at {short(artifact)}" if artifact else f"source {source_name}"
         source_ready = flux.condition(source, "Ready")
-        if source_ready.get("status") != "True":
+        if text(source_ready, "status") != "True":
             messages.append(
                 f"{source_name}: {_condition(source_ready)}" if source_ready else f"{source_name}: not ready"
             )
 
     def result(state: str, revision: str | None = applied, extra: tuple[str, ...] = ()) -> TargetStatus:
         explained = extra + tuple(messages) if state != "ready" else ()
-        return TargetStatus(name, "flux-kustomization", state, revision, text, explained, note)
+        return TargetStatus(name, "flux-kustomization", state, revision, summary, explained, note)
 
-    if (obj.get("spec") or {}).get("suspend"):
+    if flag(kustomization, "spec", "suspend"):
         namespace, _, short_name = name.rpartition("/")
         hint = f"suspended: resume it with `flux resume kustomization {short_name} -n {namespace}`"
         return result("failed", extra=(hint,))
-    if current and ready.get("status") == "True" and revision_matches(applied, wanted, contains):
+    if current and ready_status == "True" and revision_matches(applied, wanted, contains):
         return result("ready")
     if (
         current
-        and ready.get("status") == "False"
-        and ready.get("reason") not in ("DependencyNotReady", "Progressing")
+        and ready_status == "False"
+        and ready_reason not in ("DependencyNotReady", "Progressing")
         and revision_matches(attempted, wanted, contains)
     ):
         return result("failed", attempted)
@@ -180,11 +180,10 @@ def evaluate_kustomization(
 
 
 def _condition(item: Mapping[str, Any]) -> str:
-    reason = f" {item['reason']}" if item.get("reason") else ""
-    message = f": {item['message']}" if item.get("message") else ""
-    return f"{item.get('type')}={item.get('status')}{reason}{message}"
+    reason = f" {r}" if (r := text(item, "reason")) else ""
+    message = f": {m}" if (m := text(item, "message")) else ""
+    return f"{text(item, 'type')}={text(item, 'status')}{reason}{message}"
 
 
-def _namespaced(obj: Mapping[str, Any]) -> str:
-    metadata = obj.get("metadata") or {}
-    return f"{metadata.get('namespace', '?')}/{metadata.get('name', '?')}"
+def _namespaced(document: Mapping[str, Any]) -> str:
+    return f"{text(document, 'metadata', 'namespace') or '?'}/{text(document, 'metadata', 'name') or '?'}"

@@ -306,6 +306,33 @@ def test_kustomization_later_revision_with_contains() -> None:
     assert flux_state(obj, contains=lambda sha: sha == LATER) == "ready"
 
 
+WRONG_SHAPES: list[Any] = [
+    {"status": []},
+    {"status": {"sync": "Synced"}},
+    {"status": {"sync": {"revision": 5, "revisions": "abc"}}},
+    {"status": {"health": ["Healthy"]}},
+    {"status": {"operationState": "Running"}},
+    {"status": {"operationState": {"phase": "Failed", "syncResult": "x", "operation": []}}},
+    {"status": {"resources": "x"}},
+    {"status": {"resources": [1, {"health": "Degraded", "kind": 3}]}},
+    {"status": {"conditions": "x"}},
+    {"status": {"conditions": ["x", {"type": 5, "message": []}]}},
+    {"status": {"observedGeneration": "1", "lastAppliedRevision": 5}},
+    {"metadata": "x", "spec": "x"},
+    {"spec": {"suspend": "yes", "sourceRef": "x"}},
+]
+
+
+@pytest.mark.parametrize("document", WRONG_SHAPES)
+def test_a_document_of_another_shape_than_the_api_waits_instead_of_crashing(document: Any) -> None:
+    """A proxy's JSON, or a server that is not Argo CD or a kube-apiserver: every field of the wrong shape
+    reads as absent (it was an AttributeError, exit 3)."""
+    app = evaluate_application("argocd/web", document, SHA)
+    flux = evaluate_kustomization("flux-system/apps", document, SHA, source={"kind": 3, "status": "x"})
+    assert app.state == "waiting" and app.status.startswith("Unknown, Unknown")
+    assert (flux.state, flux.status) == ("waiting", "Ready=Unknown")
+
+
 # --------------------------------------------------------------------------- Push Hook and names
 
 
