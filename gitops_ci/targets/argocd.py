@@ -26,6 +26,7 @@ from gitops_ci.errors import (
     SyncError,
     root_cause,
 )
+from gitops_ci.targets.fields import text
 
 log = logs.get_logger(__name__)
 REQUEST_TIMEOUT = 30.0
@@ -242,6 +243,11 @@ class ArgoCDApi:
         return "sync started"
 
     def _checked(self, answer: HttpAnswer, action: str, name: str) -> HttpAnswer:
+        if answer.status == 200 and text(answer.json(), "metadata", "name") is None:
+            raise RetryableError(
+                f"Argo CD: {self.server} answered 200 to {action} {name} without an Application: not Argo "
+                "CD's API (a proxy's or a sign-in page?); check --argocd-server"
+            )
         if answer.status == 200:
             return answer
         message = answer.message()

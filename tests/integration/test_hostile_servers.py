@@ -211,6 +211,27 @@ def test_a_kubernetes_api_answering_what_is_not_json_fails_with_exit_1(
     assert "bug" not in result.err
 
 
+@pytest.mark.parametrize("flood", [None, 4096], ids=["json-without-fields", "not-json"])
+def test_a_server_answering_200_in_argo_cds_place_is_no_sync_started(
+    gitops: CliRunner, tls_material: TlsMaterial, monkeypatch: pytest.MonkeyPatch, flood: int | None
+) -> None:
+    """A sign-in page in front of Argo CD answers 200: that started no sync (it printed "sync started")."""
+    monkeypatch.setenv("ARGOCD_AUTH_TOKEN", "argocd-token")
+    with HttpPeer(tls_material, status=200, flood=flood) as peer:
+        result = gitops(
+            "sync", "--argocd-server", peer.url, "--repo-url", "https://gitlab.example.com/group/manifests.git",
+            "--branch", "main", "--revision", SHA, "--app", "web", "--env", "dev", "--ca-file",
+            tls_material.ca_file, "--max-attempts", "2", "--backoff", "0.01",
+        )  # fmt: skip
+        posts = [seen for seen in peer.seen if seen.method == "POST"]
+    assert result.code == 1, result.err
+    assert f"{peer.url} answered 200 to sync web-dev without an Application" in result.err
+    assert (
+        "check --argocd-server" in result.err and "bug" not in result.err and "sync started" not in result.out
+    )
+    assert len(posts) == 2
+
+
 # --------------------------------------------------------------------------- hangs
 
 
