@@ -17,6 +17,7 @@ makes that many) and pruning (of objects two weeks old).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import threading
@@ -112,10 +113,13 @@ def _graph_has_bloom(path: str) -> bool:
 def _git(git_dir: str, *args: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, LC_ALL="C")
-    subprocess.run(
-        ["git", f"--git-dir={git_dir}", *args],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        env=env,
-        check=False,  # a repository deleted under it (a test's) is not a failure of the server
-    )
+    # bounded, as Gitaly bounds its RPCs (settle() waits for it); the next optimization tries again
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        subprocess.run(
+            ["git", f"--git-dir={git_dir}", *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            env=env,
+            timeout=300,
+            check=False,  # a repository deleted under it (a test's) is not a failure of the server
+        )
