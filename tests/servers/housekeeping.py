@@ -21,6 +21,7 @@ import contextlib
 import os
 import subprocess
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 PERIOD = 10  # ApplicationSetting housekeeping_optimize_repository_period's default
@@ -28,10 +29,10 @@ LOOSE_OBJECT_LIMIT = 1024  # Gitaly's looseObjectLimit
 _HEX = frozenset("0123456789abcdef")
 
 
+@dataclass
 class _Repository:
-    def __init__(self) -> None:
-        self.pushes = 0
-        self.running: threading.Thread | None = None
+    pushes: int = 0
+    running: threading.Thread | None = None
 
 
 _lock = threading.Lock()
@@ -60,18 +61,20 @@ def settle() -> None:
 
 
 def optimize(git_dir: str) -> None:
-    """Gitaly's OptimizeRepository for a repository with a Bloom-filtered commit-graph chain."""
+    """Gitaly's OptimizeRepository: pack the loose objects past the limit, and then, or when the commit-graph
+    lacks Bloom filters, write it (incrementally onto a Bloom-filtered chain, else replacing it)."""
     if not os.path.isdir(git_dir):
         return  # deleted meanwhile (a test's repository)
+    bloom = _has_bloom_filters(git_dir)
     if loose_objects(git_dir) > LOOSE_OBJECT_LIMIT:
         pack = os.path.join(git_dir, "objects", "pack", "pack")
         _git(git_dir, "pack-objects", "--pack-loose-unreachable", "--local", "--incremental", "--non-empty",
              "--quiet", pack)  # fmt: skip
         _git(git_dir, "prune-packed", "--quiet")
-    elif _has_bloom_filters(git_dir):
+    elif bloom:
         return
     chain = os.path.join(git_dir, "objects", "info", "commit-graphs", "commit-graph-chain")
-    split = "--split" if os.path.isfile(chain) and _has_bloom_filters(git_dir) else "--split=replace"
+    split = "--split" if bloom and os.path.isfile(chain) else "--split=replace"
     _git(git_dir, "commit-graph", "write", "--reachable", "--changed-paths", "--size-multiple=4", split)
 
 
