@@ -40,8 +40,32 @@ def mask(text: str) -> str:
     return text
 
 
+def _escape(code: int) -> str:
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+# C0 and C1 controls, DEL, line and paragraph separators, bidi marks, embeddings, overrides and isolates
+_CONTROLS = (*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, 0x200E, 0x200F, *range(0x202A, 0x202F),
+             *range(0x2066, 0x206A))  # fmt: skip
+_ALL_ESCAPED = {code: _escape(code) for code in _CONTROLS}
+_LINES_KEPT = {code: text for code, text in _ALL_ESCAPED.items() if code not in (0x09, 0x0A)}
+
+
+def shown(text: str) -> str:
+    """What may be written to the job log or stdout: secrets masked, and every control character but line
+    breaks and tabs as a visible escape (`\\x1b`), so nothing a server or a repo sent can colour, move, hide
+    or fold a line of the log, or mark a GitLab section."""
+    return mask(text).translate(_LINES_KEPT)
+
+
+def one_line(value: str, limit: int = 300) -> str:
+    """`value` on one line, control characters (and bidi overrides) as `\\xNN`/`\\uNNNN`, cut at `limit`."""
+    text = value.translate(_ALL_ESCAPED)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _mask_record(record: logging.LogRecord) -> bool:
-    record.msg = mask(record.getMessage())
+    record.msg = shown(record.getMessage())
     record.args = None
     return True
 
@@ -91,7 +115,7 @@ def section(name: str, title: str) -> Iterator[None]:
         return
     slug = "".join(c if c.isalnum() else "_" for c in name)
     sys.stderr.write(
-        f"\x1b[0Ksection_start:{int(time.time())}:{slug}[collapsed=true]\r\x1b[0K{mask(title)}\n"
+        f"\x1b[0Ksection_start:{int(time.time())}:{slug}[collapsed=true]\r\x1b[0K{shown(title)}\n"
     )
     try:
         yield

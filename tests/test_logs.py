@@ -26,3 +26,23 @@ def test_the_cli_logs_to_stderr_with_secrets_masked() -> None:
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout == "" and done.stderr == "token [MASKED] used\n"
+
+
+def test_a_log_line_shows_control_characters_as_escapes_but_keeps_its_line_breaks() -> None:
+    """A server's or a repo's text in our lines: no escape sequence, carriage return or bidi override can
+    colour, overwrite or reorder what the job log shows; our own multi-line messages stay multi-line."""
+    probe = (
+        "from gitops_ci import logs\n"
+        "logs.configure()\n"
+        "logs.get_logger('gitops_ci.x').info('said: %s', 'a\\x1b[31mb\\rc\\x07\\u202ed\\n\\te')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stderr == "said: a\\x1b[31mb\\x0dc\\x07\\u202ed\n\te\n"
+
+
+def test_one_line_escapes_line_breaks_too_and_cuts() -> None:
+    from gitops_ci.logs import one_line, shown
+
+    assert one_line("a\nb\r\x85\u2028") == "a\\x0ab\\x0d\\x85\\u2028"
+    assert one_line("x" * 400) == "x" * 300 + "…"
+    assert shown("tab\tand\nline") == "tab\tand\nline"

@@ -11,8 +11,9 @@ from gitops_ci.change.merge_request import gitlab_client_for
 from gitops_ci.change.model import MergeRequestAction, MergeRequestResult
 from gitops_ci.change.runner import FilesPlanner, FilesResult
 from gitops_ci.change.settings import RepoSettings
+from gitops_ci.logs import one_line
 from gitops_ci.manifest_repo.port import ManifestRepo
-from gitops_ci.review.markdown import check_note, code, one_line
+from gitops_ci.review.markdown import check_note, code
 
 log = logs.get_logger(__name__)
 

@@ -27,12 +27,13 @@ from gitops_ci.change.model import (
 from gitops_ci.change.settings import MergeRequestOptions, RepoSettings
 from gitops_ci.errors import GitLabError, OperationalError, PushRejectedError
 from gitops_ci.images.describe import image_of
+from gitops_ci.logs import one_line
 from gitops_ci.manifest_repo.gitlab import GitLabClient, MergeRequestInfo
 from gitops_ci.manifest_repo.open import gitlab_connection
 from gitops_ci.manifest_repo.port import ManifestRepo
 from gitops_ci.naming import check_ref_name, render
 from gitops_ci.retry import SYSTEM_CLOCK, Clock, sleep_before_retry
-from gitops_ci.review.markdown import check_note, code, one_line
+from gitops_ci.review.markdown import check_note, code
 
 log = logs.get_logger(__name__)
 _STILL_CHECKING = {"checking", "unchecked", "preparing", "approvals_syncing", "cannot_be_merged_recheck"}

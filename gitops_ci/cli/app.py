@@ -128,11 +128,11 @@ def cli() -> None:
 def emit(text: str) -> None:
     """Results go to stdout; logs go to stderr."""
     if text:
-        click.echo(logs.mask(text), nl=False)
+        click.echo(logs.shown(text), nl=False)
 
 
 def _fail(message: str) -> None:
-    click.echo(f"gitops-ci: error: {logs.mask(message)}", err=True)
+    click.echo(f"gitops-ci: error: {logs.shown(message)}", err=True)
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -7,6 +7,7 @@ import ssl
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from gitops_ci import logs
 from gitops_ci.deadline import AnswerTooSlow
 from gitops_ci.errors import AuthError, ConfigurationError, OperationalError, RetryableError
 from gitops_ci.manifest_repo.gitlab_connection import GitLabConnection
@@ -117,5 +118,5 @@ def proxy_refusal(what: str, proxy: str | None, proxy_variable: str) -> AuthErro
 def message_of(body: Any) -> str:
     if isinstance(body, dict):
         value = body.get("message") or body.get("error_description") or body.get("error") or ""
-        return str(value[0] if isinstance(value, list) and value else value)[:300] or "no message"
+        return logs.one_line(str(value[0] if isinstance(value, list) and value else value)) or "no message"
     return "no message"

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from gitops_ci import logs
 from gitops_ci.deadline import AnswerTooSlow, answer_within
 from gitops_ci.errors import AuthError, GitLabError, GitopsCiError, OperationalError, RetryableError
 from gitops_ci.manifest_repo.gitlab_connection import SCOPES_HINT, GitLabConnection
@@ -149,4 +150,5 @@ def _answered(err: Any, c: GitLabConnection, action: str) -> GitopsCiError:
 
 def _message(err: Any) -> str:
     text = str(getattr(err, "error_message", "") or err)
-    return text.splitlines()[0][:300] if text else "no details"
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    return logs.one_line(first) if first else "no details"

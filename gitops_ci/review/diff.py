@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from gitops_ci.review.markdown import one_line
+from gitops_ci.logs import one_line
 from gitops_ci.validate import yaml_files as validate_yaml
 from gitops_ci.validate.objects import Document, object_id
 

@@ -12,16 +12,10 @@ from __future__ import annotations
 import re
 
 from gitops_ci.errors import InternalError
+from gitops_ci.logs import one_line
 
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _BACKTICKS = re.compile(r"`+")
 _LINE_BREAKS = re.compile("\r\n|[\n\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
-
-
-def one_line(value: str, limit: int = 300) -> str:
-    """`value` on one line, control characters (and bidi overrides) as `\\xNN`/`\\uNNNN`, cut at `limit`."""
-    text = _CONTROL.sub(_escape, value)
-    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def code(value: str, *, cell: bool = False, limit: int = 300) -> str:
@@ -63,8 +57,3 @@ def check_note(text: str) -> str:
                 "nothing was posted: this is a gitops-ci bug"
             )
     return text
-
-
-def _escape(match: re.Match[str]) -> str:
-    char = match.group()
-    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"

@@ -74,8 +74,8 @@ class HttpAnswer:
         """grpc-gateway's `message`, else the first line of the body."""
         data = self.json()
         if isinstance(data, dict) and data.get("message"):
-            return str(data["message"])
-        return (self.text.strip().splitlines() or [f"HTTP {self.status}"])[0][:300]
+            return logs.one_line(str(data["message"]))
+        return logs.one_line((self.text.strip().splitlines() or [f"HTTP {self.status}"])[0])
 
 
 def send(

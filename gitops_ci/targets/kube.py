@@ -237,9 +237,9 @@ def _tls_error(what: str, err: Exception) -> OperationalError:
 def _api_error(err: Any, what: str, verb: str, settings: KubeSettings) -> OperationalError:
     status = int(err.status or 0)
     try:
-        message = str(json.loads(err.body or "{}").get("message") or err.reason)
+        message = logs.one_line(str(json.loads(err.body or "{}").get("message") or err.reason))
     except (ValueError, AttributeError):
-        message = str(err.reason)
+        message = logs.one_line(str(err.reason))
     if status == 401:
         return AuthError(f"the kubernetes API rejected the credentials of {settings.where()} ({message})")
     if status == 403:

@@ -219,6 +219,18 @@ def test_text_output_groups_a_base_defect_across_overlays(gitops: CliRunner, rep
     assert "bitnami.com/v1alpha1 SealedSecret" in gitops("validate", repo, "--verbose").out
 
 
+def test_a_name_with_terminal_controls_reaches_the_log_escaped(gitops: CliRunner, tmp_path: Path) -> None:
+    """A repo's file names are printed: an escape sequence or carriage return in one could rewrite the job
+    log's line ("all good") instead of showing the name."""
+    overlay = tmp_path / "repo" / "apps" / "web" / "overlays" / "dev\x1b[2K\rall good"
+    overlay.mkdir(parents=True)
+    (overlay / "kustomization.yaml").write_text("resources:\n- ../../base\n")
+    result = gitops("validate", tmp_path / "repo")
+    assert result.code == 1
+    assert "apps/web/overlays/dev\\x1b[2K\\x0dall good/kustomization.yaml:2" in result.out, result.out
+    assert "\x1b" not in result.out + result.err and "\r" not in result.out + result.err
+
+
 def test_a_clean_repo_exits_0(gitops: CliRunner, repo: Path) -> None:
     for app in ("secrets", "types", "unknown", "required", "broken", "images", "layout", "argocd"):
         shutil.rmtree(repo / "kustomize" / app)

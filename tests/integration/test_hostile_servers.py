@@ -232,6 +232,41 @@ def test_a_server_answering_200_in_argo_cds_place_is_no_sync_started(
     assert len(posts) == 2
 
 
+INJECTED = (
+    "denied\x1b[2K\r\x1b[32mDeployed to production\x1b[0m\n"
+    "\x1b[0Ksection_start:1:hidden[collapsed=true]\r\x1b[0K"
+)
+
+
+@pytest.mark.parametrize("server", ["argocd", "kubernetes", "gitlab"])
+def test_what_a_server_says_reaches_the_log_on_one_line_without_terminal_controls(
+    gitops: CliRunner, tls_material: TlsMaterial, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: str
+) -> None:
+    """A server's message is quoted in our error: its escape sequences, carriage returns and line breaks
+    could colour, overwrite or fake a line of the job log, or open a collapsed GitLab section."""
+    monkeypatch.setenv("ARGOCD_AUTH_TOKEN", "argocd-token")
+    monkeypatch.setenv("GITOPS_TOKEN", "glpat-x")
+    body = json.dumps({"message": INJECTED, "kind": "Status", "code": 403}).encode()
+    with HttpPeer(tls_material, status=403, body=body) as peer:
+        once = ["--ca-file", str(tls_material.ca_file), "--max-attempts", "1"]
+        app = ["--app", "web", "--env", "dev"]
+        config = kubeconfig(tmp_path / "kubeconfig", peer.url, tls_material.ca_file, TOKEN_USER)
+        argv = {
+            "argocd": ["sync", "--argocd-server", peer.url, "--repo-url", f"{peer.url}/g/m.git",
+                       "--branch", "main", "--revision", SHA, *app, *once],
+            "kubernetes": ["sync", "--flux-kustomization", "flux-system/apps", "--kubeconfig", str(config),
+                           "--max-attempts", "1"],
+            "gitlab": ["deploy", "--transport", "api", "--repo-url", f"{peer.url}/g/m.git", "--branch",
+                       "main", *app, "--image", "registry.example.com/shop/web:2.0.0", *once],
+        }[server]  # fmt: skip
+        result = gitops(*argv)
+    assert result.code == 1, result.err
+    error = next(line for line in result.err.splitlines() if line.startswith("gitops-ci: error:"))
+    assert "denied\\x1b[2K\\x0d\\x1b[32mDeployed to production" in error, result.err
+    assert "\x1b" not in result.err and "\r" not in result.err
+    assert not any(line.startswith(("Deployed", "section_start")) for line in result.err.splitlines())
+
+
 # --------------------------------------------------------------------------- hangs
 
 

@@ -8,8 +8,9 @@ import re
 import pytest
 
 from gitops_ci.errors import InternalError
+from gitops_ci.logs import one_line
 from gitops_ci.review.diff import ImageChange, Render, diff_renders
-from gitops_ci.review.markdown import check_note, code, one_line
+from gitops_ci.review.markdown import check_note, code
 from gitops_ci.review.note import MARKER, OverlayReview, render_note
 from gitops_ci.validate.findings import Finding, Severity
 

@@ -5,7 +5,7 @@
 - ``HttpPeer``: an HTTP(S) server that records every request with its headers and answers with a fixed
   status, or redirects every request to another origin (``redirect_to``), or trickles its answer
   (``trickle``: one byte of a long body per interval, so that no single read ever times out), or floods it
-  (``flood``: a body of that many bytes).
+  (``flood``: a body of that many bytes), or answers ``body``.
 """
 
 from __future__ import annotations
@@ -95,8 +95,10 @@ class HttpPeer:
         redirect_to: str | None = None,
         trickle: float | None = None,
         flood: int | None = None,
+        body: bytes | None = None,
     ) -> None:
         self.status = status
+        self.body = body
         self.redirect_to = redirect_to
         self.trickle = trickle
         self.flood = flood
@@ -149,7 +151,8 @@ def _handler_for(peer: HttpPeer) -> type[BaseHTTPRequestHandler]:
             if peer.trickle is not None:
                 self._trickle(peer.trickle)
                 return
-            body = b" " * peer.flood if peer.flood is not None else b"{}"
+            flooded = b" " * peer.flood if peer.flood is not None else b"{}"
+            body = peer.body if peer.body is not None else flooded
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             with contextlib.suppress(OSError):  # the client stopped reading
