@@ -154,7 +154,8 @@ def _reachable(
 
 def concurrent(ctx: Context, gitlab: GitLabContractServer, quick: bool) -> Report:
     """Per transport: serial, at once with the writers niced, at once at the server's priority, serial again
-    (the mean of the two serial batches cancels a drift of the run). The target is read on the niced batch:
+    (niced too: one writer at a time leaves a core free either way; the mean of the two serial batches
+    cancels a drift of the run). The target is read on the niced batch:
     GitLab runs on machines of its own, and 20 writers starting at once on the same two cores stretched the
     contract server's POST from ~100 to 400-900 ms, the window in which other writers lose their race."""
     count = WRITERS // 2 if quick else WRITERS
