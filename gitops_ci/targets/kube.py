@@ -31,7 +31,12 @@ from gitops_ci.errors import (
 log = logs.get_logger(__name__)
 T = TypeVar("T")
 REQUEST_TIMEOUT = 30.0
+MAX_ANSWER_BYTES = 16 << 20  # an Application with its resource tree is a few hundred KiB
 MERGE_PATCH = "application/merge-patch+json"
+
+
+class _AnswerTooLarge(Exception):
+    pass
 
 
 @dataclass(frozen=True)
@@ -184,7 +189,9 @@ class KubeClient:
             configuration.ssl_ca_cert = self.settings.ca_file
         for value in (configuration.api_key or {}).values():
             logs.register_secret(str(value).removeprefix("Bearer "))
-        return client.ApiClient(configuration)
+        api = client.ApiClient(configuration)
+        api.rest_client.request = _bounded(api.rest_client.request)  # type: ignore[method-assign]  # no hook
+        return api
 
     @contextmanager
     def _errors(
@@ -213,11 +220,32 @@ class KubeClient:
             raise RetryableError(f"kubernetes API unreachable for {what} ({root_cause(err)})") from None
         except (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError) as err:
             raise RetryableError(f"kubernetes API failed for {what} ({err})") from None
+        except _AnswerTooLarge:
+            raise OperationalError(
+                f"the kubernetes API ({self.settings.where()}) answered {what} with more than "
+                f"{MAX_ANSWER_BYTES >> 20} MiB: not a kube-apiserver's answer?"
+            ) from None
         except json.JSONDecodeError as err:  # the client parses every answer as JSON
             raise RetryableError(
                 f"the kubernetes API ({self.settings.where()}) answered {what} with something that is not "
                 f"JSON ({err.msg}): a proxy's page, or not a kube-apiserver?"
             ) from err
+
+
+def _bounded(request: Callable[..., Any]) -> Callable[..., Any]:
+    """The REST client's `request` with its answer read here, up to MAX_ANSWER_BYTES: the client itself
+    reads an answer whole, however large, within the time the deadline gives it."""
+
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        answer = request(*args, **kwargs)
+        data = answer.response.read(MAX_ANSWER_BYTES + 1)
+        if len(data) > MAX_ANSWER_BYTES:
+            answer.response.close()
+            raise _AnswerTooLarge
+        answer.data = data  # what the client's RESTResponse.read() then returns
+        return answer
+
+    return bounded
 
 
 def _default_kubeconfig() -> str | None:

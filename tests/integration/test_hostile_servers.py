@@ -267,6 +267,21 @@ def test_what_a_server_says_reaches_the_log_on_one_line_without_terminal_control
     assert not any(line.startswith(("Deployed", "section_start")) for line in result.err.splitlines())
 
 
+@pytest.mark.parametrize(("command", "status"), [("sync", 200), ("wait", 200), ("sync", 403)])
+def test_a_kubernetes_api_answering_more_than_16_mib_is_cut_off(
+    gitops: CliRunner, tls_material: TlsMaterial, tmp_path: Path, command: str, status: int
+) -> None:
+    """The kubernetes client reads an answer whole, success or error: within the network timeout a server
+    could send gigabytes. GitLab's and Argo CD's answers were bounded; now the cluster's is too."""
+    with HttpPeer(tls_material, status=status, flood=(16 << 20) + 1) as peer:
+        config = kubeconfig(tmp_path / "kubeconfig", peer.url, tls_material.ca_file, TOKEN_USER)
+        wait = ["--revision", SHA, "--timeout", "5s"] if command == "wait" else ["--max-attempts", "1"]
+        result = gitops(command, "--flux-kustomization", "flux-system/apps", "--kubeconfig", config, *wait)
+    assert result.code == 1, result.err
+    assert "answered Kustomization flux-system/apps with more than 16 MiB" in result.err
+    assert "bug" not in result.err
+
+
 # --------------------------------------------------------------------------- hangs
 
 
