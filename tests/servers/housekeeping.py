@@ -7,9 +7,10 @@ Gitaly's heuristical strategy (internal/git/housekeeping/optimization_strategy.g
 commit_graph.go) then packs every loose object into a new pack once there are more than 1,024 of them, and
 writes the new commits into the commit-graph chain, with changed-path Bloom filters.
 
-Without it every commit of a long run stays loose and outside the commit-graph, and the run slows down: 20
-serial API deploys took 5.8 s at the start of a probe and 12 s after 160 more commits. With it they rise from
-4.0 to 7.6 s and fall back when the loose objects are packed.
+Without it every commit of a long run stays loose and outside the commit-graph, where each walk for a path's
+last commit (the Files API's `last_commit_id`, the commit POST's checks) diffs its trees: 0.7 ms per commit
+on a 3,000-app repo. 20 serial API deploys took 5.8 s at the start of a probe and 12 s after 160 more
+commits; with it they rise from 4.0 to 7.6 s and fall back when the loose objects are packed.
 
 Left out: full repacks (Gitaly's when packfiles outnumber max(5, log1.3 of their size in MiB); no run here
 makes that many) and pruning (of objects two weeks old).
