@@ -16,6 +16,7 @@ import pytest
 from servers import housekeeping
 from servers.git_repos import commit_files, make_bare_repo
 from servers.gitlab_api import GitLabContractServer
+from servers.gitlab_git import GitRepo
 from servers.gitserver import GitHttpServer, client_env
 
 if TYPE_CHECKING:  # imported by pytest_plugins below; importing it here first would skip assert rewriting
@@ -39,12 +40,6 @@ def graph_commits(git_dir: Path) -> int:
         fanout = next(int.from_bytes(c[4:], "big") for c in chunks if c[:4] == b"OIDF")
         total += int.from_bytes(data[fanout + 255 * 4 : fanout + 256 * 4], "big")
     return total
-
-
-def git(git_dir: Path, *args: str, stdin: str | None = None) -> str:
-    return subprocess.run(
-        ["git", f"--git-dir={git_dir}", *args], input=stdin, capture_output=True, text=True, check=True
-    ).stdout
 
 
 def test_every_tenth_commit_through_the_api_extends_a_bloom_filtered_commit_graph(
@@ -95,11 +90,12 @@ def test_past_gitalys_loose_object_limit_all_are_packed_and_the_new_commits_join
     blobs.mkdir()
     for number in range(housekeeping.LOOSE_OBJECT_LIMIT + 1):
         (blobs / str(number)).write_text(f"unreachable {number}\n")
-    git(git_dir, "hash-object", "-w", "--stdin-paths", stdin="".join(f"{path}\n" for path in blobs.iterdir()))
+    repo = GitRepo(git_dir)
+    repo.run("hash-object", "-w", "--stdin-paths", stdin="".join(f"{path}\n" for path in blobs.iterdir()))
     assert housekeeping.loose_objects(str(git_dir)) > housekeeping.LOOSE_OBJECT_LIMIT
     housekeeping.optimize(str(git_dir))
 
     assert housekeeping.loose_objects(str(git_dir)) == 0  # reachable or not, as Gitaly's incremental repack
-    kept = git(git_dir, "hash-object", str(blobs / "7")).strip()
-    assert git(git_dir, "cat-file", "-p", kept) == "unreachable 7\n"
+    kept = repo.run("hash-object", str(blobs / "7")).stdout.strip()
+    assert repo.run("cat-file", "-p", kept).stdout == "unreachable 7\n"
     assert graph_commits(git_dir) == 2 and housekeeping._has_bloom_filters(str(git_dir))

@@ -25,6 +25,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from servers.git_repos import GIT, git_env
+
 PERIOD = 10  # ApplicationSetting housekeeping_optimize_repository_period's default
 LOOSE_OBJECT_LIMIT = 1024  # Gitaly's looseObjectLimit
 _HEX = frozenset("0123456789abcdef")
@@ -115,15 +117,13 @@ def _graph_has_bloom(path: str) -> bool:
 
 
 def _git(git_dir: str, *args: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull, LC_ALL="C")
     # bounded, as Gitaly bounds its RPCs (settle() waits for it); the next optimization tries again
     with contextlib.suppress(subprocess.TimeoutExpired):
         subprocess.run(
-            ["git", f"--git-dir={git_dir}", *args],
+            [GIT, f"--git-dir={git_dir}", *args],
             stdin=subprocess.DEVNULL,
             capture_output=True,
-            env=env,
+            env=git_env(),
             timeout=300,
             check=False,  # a repository deleted under it (a test's) is not a failure of the server
         )
