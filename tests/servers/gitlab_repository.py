@@ -160,11 +160,7 @@ def create_commit(
     # Gitaly call, which resolves the parent itself: a move in between makes the swap fail.
     target_sha = repo.branch_sha(branch)
     parent = repo.branch_sha(start) or checked_on
-    tree = repo.tree(parent)
-    for path, text in files.items():  # only the trees on each path are rewritten, as Gitaly does
-        tree = _with_file(
-            repo, tree, path.split("/"), repo.run("hash-object", "-w", "--stdin", stdin=text).stdout.strip()
-        )
+    tree = _rewritten_tree(repo, repo.tree(parent), files)
     sha = _commit(repo, tree, parent, str(message), user, params)
     if (hook := faults.before_ref_update) is not None:  # read once: the hook may clear it
         hook()
@@ -201,22 +197,36 @@ def _checked_action(repo: GitRepo, parent: str, action: dict[str, Any]) -> str:
     return str(content or "")
 
 
-def _with_file(repo: GitRepo, tree: str | None, parts: list[str], blob: str) -> str:
-    """`tree` with the file at `parts` set to `blob`: ls-tree and mktree of each directory on the way."""
-    entries: dict[str, str] = {}
-    if tree is not None:
-        for record in filter(None, repo.run("ls-tree", "-z", tree).stdout.split("\0")):
-            meta, name = record.split("\t", 1)
+def _rewritten_tree(repo: GitRepo, root: str, files: dict[str, str]) -> str:
+    """`root` with `files` (path -> text) written over it, as Gitaly's userCommitFilesGit builds it: the whole
+    tree read with one `ls-tree -z -r -t` (localrepo.ReadTree WithRecursive), then only the trees on the
+    changed paths written again, deepest first (TreeEntry.Write; `--missing`: Gitaly's hash-object of a tree
+    does not look its entries up either). On a 3,000-app repo the read is most of the commit's cost, on GitLab
+    as here."""
+    blobs = {
+        path: repo.run("hash-object", "-w", "--stdin", stdin=text).stdout.strip()
+        for path, text in files.items()
+    }
+    trees: dict[str, dict[str, str]] = {"": {}}
+    for path in blobs:
+        parts = path.split("/")
+        trees.update(("/".join(parts[:depth]), {}) for depth in range(1, len(parts)))
+    for record in filter(None, repo.run("ls-tree", "-z", "-r", "-t", root).stdout.split("\0")):
+        meta, _, path = record.partition("\t")
+        directory, _, name = path.rpartition("/")
+        if (entries := trees.get(directory)) is not None:
             entries[name] = meta
-    name = parts[0]
-    if len(parts) == 1:
-        entries[name] = f"100644 blob {blob}"
-    else:
-        current = entries.get(name, "")
-        subtree = current.split()[2] if current.split()[1:2] == ["tree"] else None
-        entries[name] = f"040000 tree {_with_file(repo, subtree, parts[1:], blob)}"
-    listing = "".join(f"{meta}\t{entry}\0" for entry, meta in sorted(entries.items()))
-    return repo.run("mktree", "-z", stdin=listing).stdout.strip()
+    for path, blob in blobs.items():
+        directory, _, name = path.rpartition("/")
+        trees[directory][name] = f"100644 blob {blob}"
+    written = ""
+    for directory in sorted(trees, key=lambda d: d.count("/") + bool(d), reverse=True):
+        listing = "".join(f"{meta}\t{name}\0" for name, meta in sorted(trees[directory].items()))
+        written = repo.run("mktree", "-z", "--missing", stdin=listing).stdout.strip()
+        if directory:
+            parent, _, name = directory.rpartition("/")
+            trees[parent][name] = f"040000 tree {written}"
+    return written
 
 
 def _file_has_changed(repo: GitRepo, branch_head: str, path: str, commit_id: str) -> bool:
