@@ -52,5 +52,6 @@ def test_a_commit_of_files_in_nested_shared_and_new_directories_writes_the_tree_
     )
 
     assert commit.parent_ids == [parent]
+    assert commit.stats == {"additions": 5, "deletions": 3, "total": 8}  # three files updated, two created
     assert repo.tree(commit.id) == repo.write_files(changed, base=parent)
     assert repo.run("fsck", "--no-dangling", "--strict").returncode == 0

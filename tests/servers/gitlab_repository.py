@@ -270,11 +270,21 @@ def _commit_detail(project: Project, repo: GitRepo, sha: str) -> dict[str, Any]:
         "committed_date": cd,
         "trailers": {},
         "web_url": f"{project.web_url}/-/commit/{full}",
-        "stats": {"additions": 1, "deletions": 1, "total": 2},
+        "stats": _stats(repo, full),
         "status": None,
         "project_id": project.id,
         "last_pipeline": None,
     }
+
+
+def _stats(repo: GitRepo, sha: str) -> dict[str, int]:
+    """CommitDetail's `stats` (the API's `stats` parameter defaults to true): Gitaly's CommitStats, a numstat
+    diff against the first parent."""
+    numstat = repo.run("diff-tree", "-r", "--numstat", "--no-renames", "--no-commit-id", "--root", sha).stdout
+    counts = [line.split("\t", 2)[:2] for line in numstat.splitlines()]
+    additions = sum(int(a) for a, _ in counts if a.isdigit())
+    deletions = sum(int(d) for _, d in counts if d.isdigit())
+    return {"additions": additions, "deletions": deletions, "total": additions + deletions}
 
 
 def _resolve(repo: GitRepo, ref: str) -> str | None:
