@@ -142,14 +142,20 @@ def _reachable(
     """What the API deploy is made of: the server's answering time and the client's own, against the
     client's dependency floor (the interpreter importing click, ruamel.yaml, ssl, http.client, json)."""
     report.row("  api client floor: python importing its dependencies", fmt_samples(floor))
+    server = {size: statistics.median(served[size]) for size in ctx.specs}
     for size in ctx.specs:
-        server = statistics.median(served[size])
-        client = samples[("gitops-ci api", size)].median - server
-        shares = f"{fmt_s(server)} / {fmt_s(client)}"
+        client = samples[("gitops-ci api", size)].median - server[size]
+        shares = f"{fmt_s(server[size])} / {fmt_s(client)}"
         report.row(f"  api {size}: server answering / the rest (client)", shares)
     git = samples[("gitops-ci git", "big")].median
-    best = floor.median + statistics.median(served["big"])
-    report.row("  api / git (big) with a client at its floor (floor + server) / git", f"{best / git:.2f}")
+    best = {size: floor.median + server[size] for size in ctx.specs}
+    report.row(
+        "  api / git (big) with a client at its floor (floor + server) / git", f"{best['big'] / git:.2f}"
+    )
+    report.row(
+        "  api / git (big) with no client at all (the server alone) / git", f"{server['big'] / git:.2f}"
+    )
+    report.row("  api big / small with a client at its floor", f"{best['big'] / best['small']:.2f}")
 
 
 def concurrent(ctx: Context, gitlab: GitLabContractServer, quick: bool) -> Report:
