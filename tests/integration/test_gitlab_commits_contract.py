@@ -32,8 +32,7 @@ FILES = {
 def test_a_commit_of_files_in_nested_shared_and_new_directories_writes_the_tree_an_index_would(
     gitlab_api: GitLabContractServer, gitlab_token: str, gitlab_project: Callable[..., GitLabProject]
 ) -> None:
-    project_info = gitlab_project("group/manifests", FILES)
-    repo = GitRepo(project_info.repo_dir)
+    repo = GitRepo(gitlab_project("group/manifests", FILES).repo_dir)
     parent = repo.branch_sha("main")
     changed = {
         "apps/a/overlays/prod/kustomization.yaml": "images: [{name: a, newTag: '2'}]\n",

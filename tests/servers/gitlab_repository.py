@@ -8,9 +8,10 @@ app/services/commits/create_service.rb and Gitaly's UserCommitFiles (internal/gi
 commit_files.go). Where the docs are silent the comment says which source the behaviour comes from.
 
 The commit endpoint runs without the server's state lock, as GitLab runs concurrent requests: it reads the
-branch head first (Rails' `target_sha`), checks `last_commit_id` per file, writes the tree and the commit, and
-moves the branch with a compare-and-swap (`git update-ref NEW OLD`), so two POSTs that read the same head
-really race and one loses with Gitaly's message.
+branch head first (Rails' `target_sha`), checks `last_commit_id` per file, reads the whole tree and writes the
+trees on the changed paths and the commit (as Gitaly does), and moves the branch with a compare-and-swap
+(`git update-ref NEW OLD`), so two POSTs that read the same head really race and one loses with Gitaly's
+message.
 """
 
 from __future__ import annotations
