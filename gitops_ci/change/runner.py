@@ -37,7 +37,6 @@ log = logs.get_logger(__name__)
 FilesPlanner = Callable[[ManifestRepo], dict[str, str]]
 PUSH_BACKOFF_CAP = 30.0
 CYCLES_CAP = 8  # a window stops doubling at 8 cycles: by then most contenders have landed
-LOST_RACE_CYCLES = 4  # the first window after a lost race (see test_runner for the measurements)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,9 +175,10 @@ def _until_landed(
             )
         # Contenders collide while one of them is between its fetch and its push, so the backoff window grows
         # from the length of that cycle as measured here, not from a fixed base, and up to 8 of them. A lost
-        # race says other writers are there, and they lost too: its first window spans four cycles.
+        # race says another writer is there: its first window spans two cycles, as binary exponential
+        # backoff's first spans two slots.
         cycle = max(settings.backoff_seconds, clock.monotonic() - started)
-        slots = LOST_RACE_CYCLES if outcome.status == "lost-race" else 1
+        slots = 2 if outcome.status == "lost-race" else 1
         cap = max(0.0, min(PUSH_BACKOFF_CAP, CYCLES_CAP * cycle, deadline - clock.monotonic()))
         sleep_before_retry(number, slots * cycle, outcome.reason, cap=cap, clock=clock)
         tip = settings.retried(repo.refresh, "fetch", clock)
