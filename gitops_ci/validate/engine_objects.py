@@ -8,14 +8,11 @@ Checked on every render of an app's overlay, so review sees it in the merge requ
 
 from __future__ import annotations
 
-import functools
-
-from gitops_ci.errors import GitopsCiError
 from gitops_ci.naming import SETTINGS_FILE
-from gitops_ci.onboard.conventions import Conventions, parse_conventions
 from gitops_ci.onboard.manifests import ARGOCD_KINDS
 from gitops_ci.validate.findings import ENGINE_OBJECT, OUTSIDE_ENVIRONMENT, Finding, Severity
 from gitops_ci.validate.objects import Document, ManifestFiles, find_source, object_id
+from gitops_ci.validate.onboarding import repo_conventions
 
 _FLUX_GROUPS = (".toolkit.fluxcd.io", ".extensions.fluxcd.io", "fluxcd.controlplane.io")
 _SCANNING = {("image.toolkit.fluxcd.io", "ImageRepository"), ("image.toolkit.fluxcd.io", "ImagePolicy")}
@@ -24,8 +21,8 @@ _SCANNING = {("image.toolkit.fluxcd.io", "ImageRepository"), ("image.toolkit.flu
 def engine_objects(files: ManifestFiles, overlay: str, docs: list[Document]) -> list[Finding]:
     if SETTINGS_FILE not in files.layout.files:
         return []
-    conventions = _conventions(files.text(SETTINGS_FILE))
-    found = conventions.overlay_of(overlay) if conventions is not None else None
+    conventions = repo_conventions(files.text(SETTINGS_FILE))  # layout_rules reports what is wrong with it
+    found = None if isinstance(conventions, str) else conventions.overlay_of(overlay)
     if found is None:
         return []
     env, out = found[1], []
@@ -55,11 +52,3 @@ def _problem(obj: Document, env: str) -> tuple[str, str] | None:
             "ships no Namespace: the environment's namespace belongs to the cluster's layout"
         )
     return None
-
-
-@functools.lru_cache(maxsize=8)
-def _conventions(text: str) -> Conventions | None:
-    try:
-        return parse_conventions(text)
-    except GitopsCiError:  # layout_rules reports it
-        return None

@@ -4,6 +4,7 @@ Applications stay on their cluster (its AppProject and API server)."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,16 +37,25 @@ class _Child:
 def layout_rules(files: ManifestFiles) -> list[Finding]:
     if SETTINGS_FILE not in files.layout.files:
         return []
-    try:
-        conventions = parse_conventions(files.text(SETTINGS_FILE))
-    except GitopsCiError as err:
-        return [Finding(Severity.ERROR, KUSTOMIZATION_INVALID, SETTINGS_FILE, str(err))]
+    conventions = repo_conventions(files.text(SETTINGS_FILE))
+    if isinstance(conventions, str):
+        return [Finding(Severity.ERROR, KUSTOMIZATION_INVALID, SETTINGS_FILE, conventions)]
     children = _children(files, conventions)
     found = _system_environments(conventions)
     found += _missing(files, conventions, children) + _misplaced(files, conventions, children)
     confined = unconfined_roots(files, conventions) + unconfined_children(files, conventions)
     confined += unconfined_projects(files, conventions)
     return found + foreign_objects(files, conventions) + confined
+
+
+@functools.lru_cache(maxsize=8)
+def repo_conventions(text: str) -> Conventions | str:
+    """gitops-ci.yaml parsed once (these rules and each overlay's engine objects read it): the conventions,
+    or why they are not."""
+    try:
+        return parse_conventions(text)
+    except GitopsCiError as err:
+        return str(err)
 
 
 def _system_environments(c: Conventions) -> list[Finding]:
