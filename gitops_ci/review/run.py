@@ -17,7 +17,7 @@ from pathlib import Path
 
 from gitops_ci import logs
 from gitops_ci.errors import ConfigurationError
-from gitops_ci.manifest_repo.credentials import resolve_credentials
+from gitops_ci.manifest_repo.credentials import Credentials, resolve_credentials
 from gitops_ci.manifest_repo.git_checkout import ReviewCheckout
 from gitops_ci.manifest_repo.gitlab import GitLabClient
 from gitops_ci.manifest_repo.gitlab_connection import GitLabConnection
@@ -78,13 +78,15 @@ def review(settings: ReviewSettings) -> ReviewResult:
             "(CI_MERGE_REQUEST_DIFF_BASE_SHA)"
         )
     check_revision(settings.base, "--base")
-    client = None if settings.dry_run else _client(settings)  # bad settings fail before any build
+    credentials = resolve_credentials()
+    client = None if settings.dry_run else _client(settings, credentials)  # bad settings fail before a build
     checkout = ReviewCheckout(settings.path)
     head = checkout.commit("HEAD")
     base = checkout.merge_base(checkout.commit(settings.base), head)
     changed = checkout.changed_paths(base)
     timings: dict[str, float] = {}
-    reviews, unchanged = _render_changes(checkout, base, head, changed, settings, timings, _fingerprint_key())
+    key = _fingerprint_key(credentials)
+    reviews, unchanged = _render_changes(checkout, base, head, changed, settings, timings, key)
     laid_out = checkout.holds(head, SETTINGS_FILE) or SETTINGS_FILE in changed  # by gitops-ci init
     layout = [p for p in changed if laid_out and (p == SETTINGS_FILE or p.startswith(_LAYOUT_DIRS))]
     note = _masked(
@@ -230,18 +232,17 @@ def _render(build: BuildResult | None, key: bytes) -> Render:
     return render_from_output(build.output, key)
 
 
-def _fingerprint_key() -> bytes:
+def _fingerprint_key(credentials: Credentials | None) -> bytes:
     """What the note's Secret fingerprints are keyed with: derived from the job's credential (GITOPS_TOKEN
     when the note is posted), so that a re-run shows the same fingerprints (and edits nothing) while no
     reader of the note can test a guess against one; a random key when there is none. A new token changes
     every fingerprint once."""
-    credentials = resolve_credentials()
     if credentials is None:
         return os.urandom(32)
     return hashlib.sha256(b"gitops-ci review fingerprints\0" + credentials.token.encode()).digest()
 
 
-def _client(settings: ReviewSettings) -> GitLabClient:
+def _client(settings: ReviewSettings, credentials: Credentials | None) -> GitLabClient:
     missing = [
         option
         for option, value in (
@@ -255,7 +256,6 @@ def _client(settings: ReviewSettings) -> GitLabClient:
         raise ConfigurationError(
             f"set {', '.join(missing)} to post the review note (or use --dry-run to print it)"
         )
-    credentials = resolve_credentials()
     if credentials is None or credentials.variable == "CI_JOB_TOKEN":
         raise ConfigurationError(
             "posting a merge request note needs GITOPS_TOKEN: a project or group access token with the "
