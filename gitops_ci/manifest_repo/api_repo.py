@@ -28,7 +28,7 @@ from gitops_ci.errors import (
     UnsafePathError,
 )
 from gitops_ci.images.text_io import MAX_FILE_BYTES
-from gitops_ci.manifest_repo.gitlab_answers import Answer, message_of
+from gitops_ci.manifest_repo.gitlab_answers import Answer, NotGitLabError, message_of
 from gitops_ci.manifest_repo.gitlab_rest import Get, GitLabRest
 from gitops_ci.manifest_repo.paths import checked_repo_path
 from gitops_ci.manifest_repo.port import Identity, Listing, kustomization_by_listing
@@ -225,7 +225,7 @@ class GitLabApiRepo:
         for other, answer in zip(ahead, answers, strict=True):
             if answer is None or answer.status == 404:
                 continue
-            with contextlib.suppress(KustomizationError):
+            with contextlib.suppress(KustomizationError, NotGitLabError):
                 read = self._file_of(other, ref, answer)
                 if read is not None and read.commit_id == self._base:
                     self._reads[other] = read

@@ -527,6 +527,19 @@ def test_a_read_ahead_answered_502_is_read_again_when_needed_without_retrying_th
     assert calls[2:] == ["kustomization.yaml", "commits"]
 
 
+def test_a_read_ahead_answered_200_without_gitlabs_fields_is_read_again_when_needed(
+    run: Run, bare: Path, gitlab_api: GitLabContractServer
+) -> None:
+    """A proxy's page in place of the overlay read ahead: that answer is dropped as a 502 is, not the step."""
+    gitlab_api.api.scripted.append(Scripted("GET", "kustomization.yaml", status=200, reason="OK"))
+    result = deploy(run)
+    assert result.code == 0 and "retrying" not in result.err, result.err
+    calls = [c.path.rsplit("/", 1)[-1].rsplit("%2F", 1)[-1] for c in gitlab_api.calls]
+    assert sorted(calls[:2]) == ["gitops-ci.yaml", "kustomization.yaml"]
+    assert calls[2:] == ["kustomization.yaml", "commits"]
+    assert 'newTag: "2.0.0"' in read_blob(bare, "main", overlay("app0", "dev"))
+
+
 def test_a_read_that_keeps_failing_is_an_operational_error(
     run: Run, bare: Path, gitlab_api: GitLabContractServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
