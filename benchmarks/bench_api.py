@@ -95,9 +95,9 @@ def sequential(ctx: Context, gitlab: GitLabContractServer, quick: bool) -> Repor
     report = Report("deploy: --transport api vs --transport git vs the plain-git floor vs the seed job")
     for variant in VARIANTS:
         for size in ctx.specs:
-            requests = statistics.median(made[(variant, size)])
+            median = statistics.median(made[(variant, size)])
             report.row(
-                f"{variant:<17} {size}", f"{fmt_samples(samples[(variant, size)])}, {requests:.0f} requests"
+                f"{variant:<17} {size}", f"{fmt_samples(samples[(variant, size)])}, {median:.0f} requests"
             )
 
     def med(variant: str, size: str) -> float:

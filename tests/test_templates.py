@@ -60,6 +60,12 @@ JOB_KEYWORDS_17_0 = {
     "secrets", "services", "stage", "tags", "timeout", "trigger", "variables", "when",
 }  # fmt: skip
 _INPUT = re.compile(r"\$\[\[\s*inputs\.([\w-]+)\s*(?:\|[^\]]*)?\]\]")
+_INPUT_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str,
+    "boolean": bool,
+    "array": list,
+    "number": (int, float),
+}
 _COMPONENT_FIELD = re.compile(r"\$\[\[\s*component\.([\w-]+)\s*\]\]")
 _HOST = re.compile(r"\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|io|dev|cloud|de|invalid|local)\b", re.I)
 
@@ -194,7 +200,7 @@ def test_inputs_are_described_typed_and_used(name: str) -> None:
         kind = spec.get("type", "string")
         if "default" in spec:
             default = spec["default"]
-            expected = {"string": str, "boolean": bool, "array": list, "number": (int, float)}[kind]
+            expected = _INPUT_TYPES[kind]
             assert isinstance(default, expected), f"{name}: {key} default {default!r} is not a {kind}"
             if "options" in spec:
                 assert default in spec["options"], f"{name}: {key} default is not one of its options"

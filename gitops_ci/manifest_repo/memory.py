@@ -30,7 +30,7 @@ class InMemoryManifestRepo:
     branch: str = "main"
     commits: dict[str, Commit] = field(default_factory=dict)
     branches: dict[str, str] = field(default_factory=dict)
-    on_publish: Callable[[InMemoryManifestRepo, str, str], None] | None = None
+    on_publish: Callable[[InMemoryManifestRepo, str, str], object] | None = None
     published: list[tuple[str, str]] = field(default_factory=list)
     _base: str = ""
 

@@ -14,7 +14,7 @@ from gitops_ci.errors import OperationalError, RetryableError
 from gitops_ci.manifest_repo.memory import InMemoryManifestRepo
 from manifests import manifest_files, overlay
 
-Hook = Callable[[InMemoryManifestRepo, str, str], None]
+Hook = Callable[[InMemoryManifestRepo, str, str], object]
 
 
 def change(tag: str = "2.0", **settings: object) -> Change:

@@ -307,11 +307,11 @@ def test_the_base_tree_is_read_through_one_git_process(
         files[f"{where}/gen.yaml"] = GENERATOR.replace("leak", "settings").replace("untracked.env", "app.env")
         files[f"{where}/app.env"] = f"APP={app}\n"
     odd_overlay = overlay("app2", "dev").replace("/dev/", f"/odd{odd}name/")
-    files[odd_overlay] = manifest_files(["app2"])[overlay("app2", "dev")]
+    odd_text = files[odd_overlay] = manifest_files(["app2"])[overlay("app2", "dev")]
     commit(repo, files, "generated config")
     git(repo, "branch", "-f", "main", "HEAD")
     renamed = {p: t.replace("settings", "settings-v2") for p, t in files.items() if t and "settings" in t}
-    commit(repo, {**renamed, odd_overlay: files[odd_overlay] + "commonLabels: {tier: web}\n"})
+    commit(repo, {**renamed, odd_overlay: odd_text + "commonLabels: {tier: web}\n"})
     git_argv_recorder.clear()
     result = review(gitops, repo, "--format", "json")
     assert result.code == 0, result.out + result.err

@@ -330,7 +330,9 @@ def test_a_merge_request_whose_answer_was_lost_is_created_once(
 ) -> None:
     gitlab_api.api.scripted.append(Scripted("POST", "/merge_requests", lose_answer=True))
     data = mr_deploy(run, "registry.example.com/shop/app0:2.0.0", "--env", "prod")
-    (mr,) = data["merge_requests"]  # type: ignore[misc]
+    mrs = data["merge_requests"]
+    assert isinstance(mrs, list)
+    (mr,) = mrs
     assert mr["action"] in ("created", "updated") and mr["iid"] == 1
     created = [c for c in gitlab_api.calls if c.method == "POST" and c.path.endswith("/merge_requests")]
     assert len(created) == 1 and len(gitlab_api.merge_requests("group/manifests")) == 1

@@ -192,7 +192,7 @@ def test_a_marked_note_by_someone_else_is_left_alone(
     assert again.out == "review note already up to date: 2 overlays changed\n"
 
     notes = gitlab_api.notes(PROJECT, merge_request)
-    by_author = {str(n["author"]["username"]): n for n in notes[1:]}  # type: ignore[index]
+    by_author = {str(n["author"]["username"]): n for n in notes[1:]}
     assert set(by_author) == {"alice", "ci-bot"} and len(notes) == 3
     assert by_author["alice"]["body"] == quoted
     assert "#### `app0` / `prod`" in str(by_author["ci-bot"]["body"])

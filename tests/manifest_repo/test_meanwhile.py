@@ -68,7 +68,7 @@ def test_a_module_is_imported_while_a_request_is_out(modules: Path, tls_material
     meanwhile.import_later("request_probe")
     with HttpPeer(tls_material) as peer:
         connection = GitLabConnection(peer.url, "group/manifests", "glpat-probe", "GITOPS_TOKEN",
-                                      tls_material.ca_file)  # fmt: skip
+                                      str(tls_material.ca_file))  # fmt: skip
         answer = GitLabRest(connection).get("/repository/files/x", {"ref": "main"}, what="reading x")
     assert answer.status == 200 and len(peer.seen) == 1
     assert sys.modules["request_probe"].loaded and meanwhile._later == []
