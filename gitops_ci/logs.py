@@ -30,8 +30,8 @@ class _Setup:
 
 def register_secret(value: str | None) -> None:
     """Hide `value` in every log line and error message from now on (short values are not worth masking)."""
-    if value and len(value) >= 4:
-        _secrets.add(value)
+    if value and len(value) >= 4:  # and as a repr or an escape would show a control character in it
+        _secrets.update({value, repr(value)[1:-1], value.translate(_ALL_ESCAPED)})
 
 
 def mask(text: str) -> str:

@@ -25,6 +25,16 @@ DEFAULT_APP_NAME_TEMPLATE = "{app}-{env}"  # Argo CD names are global: the seed 
 SETTINGS_FILE = "gitops-ci.yaml"  # the repo's conventions, written by `gitops-ci init`
 
 
+def check_secret(value: str | None, variable: str) -> str | None:
+    """A secret from the job's environment, refused (never shown) when it holds a line break or another
+    control character: no token has one, a paste that took the newline does."""
+    if value and any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ConfigurationError(
+            f"{variable} holds a line break or another control character: set it to the secret alone"
+        )
+    return value
+
+
 def check_name(value: str, option: str) -> str:
     """An app or environment name: a path component of letters, digits, `.`, `_` and `-`."""
     if not _NAME.fullmatch(value) or ".." in value:

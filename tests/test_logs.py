@@ -46,3 +46,16 @@ def test_one_line_escapes_line_breaks_too_and_cuts() -> None:
     assert one_line("a\nb\r\x85\u2028") == "a\\x0ab\\x0d\\x85\\u2028"
     assert one_line("x" * 400) == "x" * 300 + "…"
     assert shown("tab\tand\nline") == "tab\tand\nline"
+
+
+def test_a_secret_is_masked_as_a_repr_or_an_escape_shows_it_too() -> None:
+    """A library's message may quote a header value with repr(): a token with a stray line break in it must
+    not come out that way."""
+    probe = (
+        "from gitops_ci import logs\n"
+        "logs.register_secret('glpat-abcd\\n')\n"
+        "t = 'glpat-abcd\\n'\n"
+        "print(logs.shown(repr(t.encode()) + ' ' + repr(t) + ' ' + logs.one_line(t)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert "glpat" not in done.stdout and done.stdout.count("[MASKED]") == 3, done.stdout

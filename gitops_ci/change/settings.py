@@ -14,7 +14,7 @@ from gitops_ci import logs
 from gitops_ci.errors import ConfigurationError, ImageArgumentError
 from gitops_ci.images.reference import ImageUpdate, parse_image_arguments, split_reference
 from gitops_ci.manifest_repo.port import Identity
-from gitops_ci.naming import check_name, check_ref_name, render
+from gitops_ci.naming import check_name, check_ref_name, check_secret, render
 from gitops_ci.retry import Clock, with_retries
 
 if TYPE_CHECKING:  # signing is imported only when a key is given
@@ -150,6 +150,7 @@ def signing_key_from(path: str | None, environ: Mapping[str, str] | None = None)
     env = os.environ if environ is None else environ
     passphrase = env.get(PASSPHRASE_VARIABLE)
     logs.register_secret(passphrase)
+    check_secret(passphrase, PASSPHRASE_VARIABLE)
     return load_signing_key(path, passphrase)
 
 

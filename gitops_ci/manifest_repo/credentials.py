@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from gitops_ci import logs
 from gitops_ci.errors import ConfigurationError
+from gitops_ci.naming import check_secret
 
 DEFAULT_USERNAME = "oauth2"
 JOB_TOKEN_USERNAME = "gitlab-ci-token"
@@ -46,6 +47,7 @@ def resolve_credentials(environ: Mapping[str, str] | None = None) -> Credentials
 
 def _registered(credentials: Credentials) -> Credentials:
     logs.register_secret(credentials.token)
+    check_secret(credentials.token, credentials.variable)
     logs.register_secret(credentials.basic_header().split(" ", 2)[2])
     return credentials
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from gitops_ci import logs
 from gitops_ci.errors import ConfigurationError, OperationalError, RetryableError, SyncError, WaitTimeoutError
-from gitops_ci.naming import DEFAULT_APP_NAME_TEMPLATE
+from gitops_ci.naming import DEFAULT_APP_NAME_TEMPLATE, check_secret
 from gitops_ci.targets import argocd, flux
 from gitops_ci.targets.argocd import ArgoCDApi
 from gitops_ci.targets.durations import format_duration
@@ -70,6 +70,7 @@ class WaitSettings:
         if self.timeout_seconds <= 0 or self.interval_seconds <= 0:
             raise ConfigurationError("--timeout and --interval must be positive")
         logs.register_secret(self.argocd_token)
+        check_secret(self.argocd_token, argocd.TOKEN_VARIABLE)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,59 @@
+"""Values a red-team pass found accepted: each is bad input (exit 2, one line, nothing written) and shows no
+secret."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cli.test_bad_input import assert_refused, deploy
+from conftest import CliRunner
+from manifests import manifest_files
+from servers.git_repos import make_bare_repo, rev_parse
+
+SECRET = "glpat-Secret1234567"
+REVISION = "a" * 40
+
+
+@pytest.fixture
+def bare(tmp_path: Path) -> Path:
+    return make_bare_repo(tmp_path / "srv", "manifests.git", manifest_files(["app0"]))
+
+
+def assert_unseen(err: str) -> None:
+    assert "Secret1234567" not in err and "Secret123" not in err.replace("\\", ""), err
+
+
+@pytest.mark.parametrize("variable", ["GITOPS_TOKEN", "GITOPS_PASSWORD", "CI_JOB_TOKEN"])
+@pytest.mark.parametrize("tail", ["\n", "\r", "\r\n", "\t"])
+def test_a_repo_secret_pasted_with_a_line_break_is_bad_input_and_never_shown(
+    gitops: CliRunner, bare: Path, monkeypatch: pytest.MonkeyPatch, variable: str, tail: str
+) -> None:
+    monkeypatch.setenv(variable, SECRET + tail)
+    head = rev_parse(bare, "main")
+    for transport in ("git", "api"):
+        result = deploy(gitops, bare, "--transport", transport)
+        assert_refused(result, variable)
+        assert_unseen(result.err)
+    assert rev_parse(bare, "main") == head
+
+
+@pytest.mark.parametrize(
+    ("variable", "args"),
+    [
+        ("GITOPS_WEBHOOK_SECRET", ("sync", "--argocd-webhook", "https://argocd.example.com/api/webhook")),
+        ("GITOPS_WEBHOOK_SECRET", ("sync", "--flux-receiver", "https://flux.example.com/hook/x")),
+        ("ARGOCD_AUTH_TOKEN", ("sync", "--argocd-server", "https://argocd.example.com")),
+        ("ARGOCD_AUTH_TOKEN", ("wait", "--argocd-server", "https://argocd.example.com", "--timeout", "1s")),
+    ],
+)
+def test_a_sync_secret_with_a_line_break_is_bad_input_and_never_shown(
+    gitops: CliRunner, monkeypatch: pytest.MonkeyPatch, variable: str, args: tuple[str, ...]
+) -> None:
+    monkeypatch.setenv(variable, SECRET + "\n")
+    common = ("--app", "app0", "--env", "dev", "--revision", REVISION)
+    webhook = ("--repo-url", "https://gitlab.example.com/g/m.git", "--branch", "main")
+    result = gitops(*args, *common, *(webhook if "--argocd-server" not in args else ()))
+    assert_refused(result, variable)
+    assert_unseen(result.err)
