@@ -189,6 +189,11 @@ def plain_repo_path(raw: str) -> str:
         raise ConfigurationError(
             f"overlay path {raw[:120]!r} leaves the repository; fix --path-template, --app or --env"
         )
+    if any(part.lower() == ".git" for part in normalised.split("/")):
+        raise ConfigurationError(
+            f"overlay path {raw[:120]!r} is inside .git, git's own directory and not the repo's content; fix "
+            "--path-template or the path_template of gitops-ci.yaml"
+        )
     odd = next((part for part in normalised.split("/") if not _PLAIN_DIRECTORY.fullmatch(part)), None)
     if odd is not None:
         raise ConfigurationError(

@@ -47,6 +47,8 @@ def assert_refused(result: CliResult, fragment: str = "") -> None:
         (("--path-template", "kustomize/{app}/*/{env}"), "not a plain directory name"),
         (("--path-template", "kustomize/{app}\n/*\n/{env}"), "not a plain directory name"),
         (("--path-template", "-x/{app}/{env}"), "not a plain directory name"),
+        (("--path-template", ".git/{app}/{env}"), "inside .git"),
+        (("--path-template", "x/.GIT/{app}/{env}"), "inside .git"),
         (("--app", "a" * 5000), "--app"),
         (("--app", "app*"), "--app"),
         (("--app", "app\x1b[31m"), "--app"),

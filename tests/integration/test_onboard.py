@@ -232,6 +232,23 @@ def test_refusals_write_nothing(run: Run, empty: Path, args: tuple[str, ...], fr
     assert rev_parse(empty, "main") == head
 
 
+@pytest.mark.parametrize("template", [".git/{app}/{env}", "apps/.Git/{app}/{env}", "{app}/./.git/{env}"])
+def test_a_path_template_inside_git_is_refused_from_the_cli_and_from_the_repo(
+    run: Run, empty: Path, template: str
+) -> None:
+    """new-app would write the overlay into the clone's .git and report it pushed, the commit without it."""
+    result = run("init", *CLUSTERS, *ENVS, "--path-template", template)
+    assert result.code == 2 and "inside .git" in result.err, result.err
+    assert commit_count(empty, "main") == 1
+    assert run("init", *CLUSTERS, *ENVS).code == 0
+    default = "kustomize/{app}/overlays/{env}"
+    settings = read_blob(empty, "main", "gitops-ci.yaml").replace(default, f"'{template}'")
+    head = commit_files(empty, "main", {"gitops-ci.yaml": settings}, "a hostile template")
+    made = run("new-app", "--app", "web", "--env", "dev", "--image", IMAGE)
+    assert made.code == 2 and "inside .git" in made.err, made.err
+    assert rev_parse(empty, "main") == head
+
+
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
