@@ -160,7 +160,7 @@ _MR_OPTIONS = [
     ),
     click.option(
         "--merge-timeout",
-        type=click.FloatRange(min=0),
+        type=target.Seconds(),
         default=300.0,
         envvar="GITOPS_MERGE_TIMEOUT",
         show_default=True,
@@ -168,7 +168,7 @@ _MR_OPTIONS = [
     ),
     click.option(
         "--poll-interval",
-        type=click.FloatRange(min=0),
+        type=target.Seconds(),
         default=2.0,
         envvar="GITOPS_POLL_INTERVAL",
         show_default=True,

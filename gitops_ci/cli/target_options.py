@@ -15,6 +15,21 @@ from gitops_ci.targets.durations import parse_duration
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class Seconds(click.FloatRange):
+    """A finite number of seconds, 0 to a day: `nan` passes a range check and `inf` overflows the clock."""
+
+    name = "seconds"
+
+    def __init__(self) -> None:
+        super().__init__(min=0, max=86_400)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if seconds != seconds:
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return seconds
+
+
 def duration(ctx: click.Context, param: click.Parameter, value: str | float) -> float:
     """`10m`, `90s`, `1h`, `1h30m` or plain seconds, as a click callback."""
     try:
@@ -43,7 +58,7 @@ def max_attempts_option(default: int, help_text: str) -> Callable[[F], F]:
 BACKOFF = click.option(
     "--backoff",
     envvar="GITOPS_BACKOFF_SECONDS",
-    type=click.FloatRange(min=0),
+    type=Seconds(),
     default=0.5,
     show_default=True,
     help="Base of the jittered exponential backoff, in seconds.",

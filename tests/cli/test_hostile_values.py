@@ -3,6 +3,7 @@ secret."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,12 @@ REVISION = "a" * 40
 @pytest.fixture
 def bare(tmp_path: Path) -> Path:
     return make_bare_repo(tmp_path / "srv", "manifests.git", manifest_files(["app0"]))
+
+
+def branches(bare: Path) -> list[str]:
+    argv = ["git", "-C", str(bare), "branch", "--format=%(refname:short)"]
+    listed = subprocess.run(argv, capture_output=True, text=True, check=True)
+    return listed.stdout.split()
 
 
 def assert_unseen(err: str) -> None:
@@ -57,3 +64,15 @@ def test_a_sync_secret_with_a_line_break_is_bad_input_and_never_shown(
     result = gitops(*args, *common, *(webhook if "--argocd-server" not in args else ()))
     assert_refused(result, variable)
     assert_unseen(result.err)
+
+
+@pytest.mark.parametrize("option", ["--poll-interval", "--merge-timeout", "--backoff"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e400", "86401"])
+def test_seconds_that_are_not_a_finite_day_are_refused_before_anything_is_pushed(
+    gitops: CliRunner, bare: Path, option: str, value: str
+) -> None:
+    """`--poll-interval nan` passed the range check: the branch was pushed, the merge request opened, then a
+    crash (exit 3)."""
+    result = deploy(gitops, bare, "--mode", "merge-request", "--auto-merge", option, value)
+    assert_refused(result, option)
+    assert branches(bare) == ["main"]
