@@ -160,6 +160,7 @@ class KubeClient:
 
     def _api_client(self) -> Any:
         import urllib3
+        import yaml
         from kubernetes import client, config
 
         configuration = client.Configuration()
@@ -181,6 +182,15 @@ class KubeClient:
                 )
         except config.ConfigException as err:
             raise ConfigurationError(f"cannot use {self.settings.where()}: {err}") from None
+        except (TypeError, AttributeError, ValueError, KeyError, IndexError, yaml.YAMLError) as err:
+            # the loader indexes what the file holds without checking its shape; its message may quote the
+            # file (a token), so only where it broke is said
+            mark = getattr(err, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark is not None else ""
+            raise ConfigurationError(
+                f"cannot use {self.settings.where()}: not a kubeconfig{where} ({type(err).__name__} while "
+                "reading it); check the file, e.g. with `kubectl config view`"
+            ) from None
         # A redirect comes back as an answer (an error below), never followed with the credentials.
         configuration.retries = urllib3.util.Retry(total=0, redirect=False)
         if not configuration.ssl_ca_cert and self.settings.ca_file:

@@ -76,3 +76,36 @@ def test_seconds_that_are_not_a_finite_day_are_refused_before_anything_is_pushed
     result = deploy(gitops, bare, "--mode", "merge-request", "--auto-merge", option, value)
     assert_refused(result, option)
     assert branches(bare) == ["main"]
+
+
+HEAD = "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+USER = (
+    "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+    "users: [{name: u, user: {token: glpat-Secret1234567}}]\n"
+)
+CA = "certificate-authority-data: abcde"
+KUBECONFIGS = {
+    "text": "root:x:0:0:root:/root:/bin/bash\n",
+    "list": "- a\n- b\n",
+    "clusters-int": "apiVersion: v1\nkind: Config\nclusters: 5\n",
+    "server-int": HEAD + "clusters: [{name: k, cluster: {server: 5}}]\n" + USER,
+    "bad-ca": HEAD + f"clusters: [{{name: k, cluster: {{server: 'https://127.0.0.1:1', {CA}}}}}]\n" + USER,
+    "binary": "\udcff\udcfe\x00\x01",
+    "bad-yaml": "users:\n- user: {token: glpat-Secret1234567\n",
+}
+
+
+@pytest.mark.parametrize("shape", sorted(KUBECONFIGS))
+@pytest.mark.parametrize("command", ["wait", "sync"])
+def test_a_file_that_is_not_a_kubeconfig_is_bad_input(
+    gitops: CliRunner, tmp_path: Path, shape: str, command: str
+) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_bytes(KUBECONFIGS[shape].encode("utf-8", "surrogateescape"))
+    target = (
+        ("--argocd-kube", "--timeout", "1s") if command == "wait" else ("--flux-kustomization", "flux/apps")
+    )
+    result = gitops(command, "--revision", REVISION, "--app", "app0", "--env", "dev", *target,
+                    "--kubeconfig", kubeconfig)  # fmt: skip
+    assert_refused(result, "kubeconfig")
+    assert_unseen(result.err)
