@@ -25,6 +25,26 @@ DEFAULT_APP_NAME_TEMPLATE = "{app}-{env}"  # Argo CD names are global: the seed 
 SETTINGS_FILE = "gitops-ci.yaml"  # the repo's conventions, written by `gitops-ci init`
 
 
+def check_http_url(url: str, option: str) -> str:
+    """A server's http(s) URL as an option gives it: with a host, without credentials (they belong in the
+    variables that are masked) or characters that could split a log line or a request."""
+    from urllib.parse import urlsplit
+
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url):
+        raise ConfigurationError(f"{option} holds a space or a control character; give the URL alone")
+    try:
+        parts = urlsplit(url)
+        credentials = parts.username is not None or parts.password is not None
+        host = parts.hostname
+    except ValueError:
+        parts, credentials, host = None, False, None
+    if credentials:
+        raise ConfigurationError(f"{option} contains credentials; remove them (tokens go in their variables)")
+    if parts is None or parts.scheme not in ("http", "https") or not host:
+        raise ConfigurationError(f"{option} {url[:80]!r} is not an http(s) URL with a host")
+    return url
+
+
 def check_secret(value: str | None, variable: str) -> str | None:
     """A secret from the job's environment, refused (never shown) when it holds a line break or another
     control character: no token has one, a paste that took the newline does."""

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from gitops_ci.errors import ConfigurationError
+from gitops_ci.naming import check_http_url
 
+GITLAB_URL_OPTION = "--gitlab-url (or CI_SERVER_URL)"
 SCOPES_HINT = "a project or group access token with the api and write_repository scopes"
 
 
@@ -43,7 +45,10 @@ def connection_for(
             f"CI_JOB_TOKEN cannot create merge requests in another project; set GITOPS_TOKEN to {SCOPES_HINT}"
         )
     repo = urlsplit(repo_url)
-    base = (gitlab_url or os.environ.get("CI_SERVER_URL") or f"{repo.scheme}://{repo.netloc}").rstrip("/")
+    given = gitlab_url or os.environ.get("CI_SERVER_URL")
+    base = (check_http_url(given, GITLAB_URL_OPTION) if given else f"{repo.scheme}://{repo.netloc}").rstrip(
+        "/"
+    )
     prefix = urlsplit(base).path.rstrip("/")
     path = repo.path.removeprefix(prefix).strip("/").removesuffix(".git")
     if not path or "/" not in path:

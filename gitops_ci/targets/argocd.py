@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from gitops_ci import logs
 from gitops_ci.deadline import AnswerTooSlow, answer_within
@@ -26,6 +26,7 @@ from gitops_ci.errors import (
     SyncError,
     root_cause,
 )
+from gitops_ci.naming import check_http_url
 from gitops_ci.targets.fields import text
 
 log = logs.get_logger(__name__)
@@ -172,9 +173,7 @@ def post_webhook(request: PlannedRequest, *, ca_file: str | None, timeout: float
 def server_url(server: str) -> str:
     """`argocd.example.com` (the argocd CLI's ARGOCD_SERVER form) or a full URL, without a trailing /."""
     url = server if "://" in server else f"https://{server}"
-    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
-        raise ConfigurationError(f"--argocd-server {server!r} is not an http(s) URL")
-    return url.rstrip("/")
+    return check_http_url(url, "--argocd-server").rstrip("/")
 
 
 class ArgoCDApi:

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from gitops_ci import logs
 from gitops_ci.errors import ConfigurationError
-from gitops_ci.naming import DEFAULT_APP_NAME_TEMPLATE, check_name, check_secret, render
+from gitops_ci.naming import DEFAULT_APP_NAME_TEMPLATE, check_http_url, check_name, check_secret, render
 from gitops_ci.retry import with_retries
 from gitops_ci.targets import argocd, flux
 from gitops_ci.targets.argocd import ArgoCDApi, PlannedRequest
@@ -105,6 +105,10 @@ class SyncSettings:
             if not value:
                 variable = {"--revision": "GITOPS_COMMIT_SHA"}.get(option, f"GITOPS_{option[2:].upper()}")
                 raise ConfigurationError(f"a webhook needs {option} (or {variable})")
+        hooks = (("--argocd-webhook", self.argocd_webhook), ("--flux-receiver", self.flux_receiver))
+        for option, url in hooks:
+            if url:
+                check_http_url(url, option)
         if self.max_attempts < 1:
             raise ConfigurationError("--max-attempts must be at least 1")
         logs.register_secret(self.webhook_secret)

@@ -109,3 +109,55 @@ def test_a_file_that_is_not_a_kubeconfig_is_bad_input(
                     "--kubeconfig", kubeconfig)  # fmt: skip
     assert_refused(result, "kubeconfig")
     assert_unseen(result.err)
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (
+            ("sync", "--argocd-webhook", "https://u:Secret1234567@argocd.example.com/api/webhook"),
+            "--argocd-webhook",
+        ),
+        (("sync", "--flux-receiver", "https://u:Secret1234567@flux.example.com/hook/x"), "--flux-receiver"),
+        (
+            ("sync", "--argocd-server", "https://u:Secret1234567@argocd.example.com", "--dry-run"),
+            "--argocd-server",
+        ),
+        (("sync", "--argocd-server", "ftp://argocd.example.com"), "--argocd-server"),
+        (("sync", "--argocd-webhook", "https://argocd.example.com/api/webhook\r\nX: y"), "--argocd-webhook"),
+    ],
+)
+def test_a_sync_url_with_credentials_or_not_http_is_bad_input_and_never_shown(
+    gitops: CliRunner, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...], option: str
+) -> None:
+    monkeypatch.setenv("ARGOCD_AUTH_TOKEN", "argocd-token")
+    webhook = ("--repo-url", "https://gitlab.example.com/g/m.git", "--branch", "main")
+    result = gitops(*args, "--app", "app0", "--env", "dev", "--revision", REVISION, *webhook)
+    assert_refused(result, option)
+    assert_unseen(result.err)
+    assert "Secret1234567" not in result.out
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("http://u:Secret1234567@127.0.0.1:9", "contains credentials"),
+        ("ftp://127.0.0.1:9", "not an http(s) URL"),
+    ],
+)
+def test_a_gitlab_url_with_credentials_or_not_http_is_bad_input_and_never_shown(
+    gitops: CliRunner, bare: Path, monkeypatch: pytest.MonkeyPatch, url: str, fragment: str
+) -> None:
+    monkeypatch.setenv("GITOPS_TOKEN", "glpat-token-of-the-job")
+    for args in (
+        ("--mode", "merge-request", "--gitlab-url", url),
+        ("--transport", "api", "--gitlab-url", url),
+    ):
+        result = deploy(gitops, bare, *args)
+        assert_refused(result, fragment)
+        assert_unseen(result.err)
+    monkeypatch.setenv("CI_SERVER_URL", url)
+    review = gitops("review", "--base", "HEAD", "--project", "g/m", "--mr", "1", bare)
+    assert_refused(review, "--gitlab-url")
+    assert_unseen(review.err)
+    assert branches(bare) == ["main"]
