@@ -89,6 +89,11 @@ def validate_name(value: str) -> str:
             f"image name {value[:80]!r} must be printable ASCII without spaces (a look-alike or invisible "
             "character?), as the containers' image fields write it"
         )
+    if any(c in value for c in "*?[]") or value.startswith(("-", "#")):
+        raise ImageArgumentError(
+            f"image name {value[:80]!r} holds a glob character or starts with - or #: kustomize matches the "
+            "name exactly, so write the image's repository as the manifests do"
+        )
     return value
 
 

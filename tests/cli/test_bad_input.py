@@ -76,7 +76,15 @@ def test_workdir_that_is_a_file(gitops: CliRunner, bare: Path, tmp_path: Path) -
 
 @pytest.mark.parametrize(
     "image",
-    ["registry.example.com/app0", "аpp0=registry.example.com/app0:2", "app0\u200b=registry.example.com/x:2"],
+    [
+        "registry.example.com/app0",
+        "аpp0=registry.example.com/app0:2",
+        "app0\u200b=registry.example.com/x:2",
+        "app*=registry.example.com/app0:2",
+        "ap?0=registry.example.com/app0:2",
+        "app[0]=registry.example.com/app0:2",
+        "#app0=registry.example.com/app0:2",
+    ],
 )
 def test_image_names_that_would_add_a_bogus_entry(gitops: CliRunner, bare: Path, image: str) -> None:
     assert_refused(deploy(gitops, bare, image=image))
