@@ -131,8 +131,10 @@ def emit(text: str) -> None:
         click.echo(logs.shown(text), nl=False)
 
 
-def _fail(message: str) -> None:
-    click.echo(f"gitops-ci: error: {logs.shown(message)}", err=True)
+def _fail(message: str, *, one_line: bool = False) -> None:
+    """The error, masked; bad input on one line (a value it quotes may hold a line break)."""
+    shown = logs.one_line(logs.mask(message), limit=2000) if one_line else logs.shown(message)
+    click.echo(f"gitops-ci: error: {shown}", err=True)
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -148,7 +150,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             import traceback
 
             logs.get_logger(logs.ROOT).debug("%s", traceback.format_exc())
-        _fail(str(err))
+        _fail(str(err), one_line=err.exit_code == 2)
         return err.exit_code
     except (KeyboardInterrupt, click.exceptions.Abort):
         _fail("interrupted")

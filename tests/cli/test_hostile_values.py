@@ -10,8 +10,8 @@ import pytest
 
 from cli.test_bad_input import assert_refused, deploy
 from conftest import CliRunner
-from manifests import manifest_files
-from servers.git_repos import make_bare_repo, rev_parse
+from manifests import manifest_files, overlay
+from servers.git_repos import Symlink, make_bare_repo, rev_parse
 
 SECRET = "glpat-Secret1234567"
 REVISION = "a" * 40
@@ -161,3 +161,14 @@ def test_a_gitlab_url_with_credentials_or_not_http_is_bad_input_and_never_shown(
     assert_refused(review, "--gitlab-url")
     assert_unseen(review.err)
     assert branches(bare) == ["main"]
+
+
+def test_a_symlink_target_from_the_repo_cannot_add_a_line_to_the_error(
+    gitops: CliRunner, tmp_path: Path
+) -> None:
+    files: dict[str, str | Symlink] = dict(manifest_files(["app0"]))
+    files[overlay("app0", "dev")] = Symlink("\x1b[2J\nfake: line")
+    bare = make_bare_repo(tmp_path / "srv", "manifests.git", files)
+    result = deploy(gitops, bare)
+    assert_refused(result, "symlink")
+    assert "\x1b" not in result.err and not any(line.startswith("fake") for line in result.err.splitlines())
