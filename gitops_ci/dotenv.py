@@ -9,6 +9,7 @@ out.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -80,6 +81,18 @@ class DotenvReport:
     path: Path
     max_bytes: int = MAX_BYTES
     max_variables: int = MAX_VARIABLES
+
+    def __post_init__(self) -> None:
+        """Checked before the change: a report that cannot be written would fail a job whose change landed."""
+        existing = next(p for p in (self.path, *self.path.absolute().parents) if p.exists())
+        if existing == self.path and (not self.path.is_file() or not os.access(self.path, os.W_OK)):
+            raise ConfigurationError(
+                f"--dotenv {self.path} is not a writable file; name a file, e.g. deploy.env"
+            )
+        if existing != self.path and (not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK)):
+            raise ConfigurationError(
+                f"--dotenv {self.path}: cannot create it under {existing}; name a writable path"
+            )
 
 
 def write_dotenv(

@@ -172,3 +172,18 @@ def test_a_symlink_target_from_the_repo_cannot_add_a_line_to_the_error(
     result = deploy(gitops, bare)
     assert_refused(result, "symlink")
     assert "\x1b" not in result.err and not any(line.startswith("fake") for line in result.err.splitlines())
+
+
+def test_a_dotenv_path_that_cannot_be_written_is_refused_before_the_push(
+    gitops: CliRunner, bare: Path, tmp_path: Path
+) -> None:
+    """The report is written after the change landed: found then, it failed a job whose change was pushed."""
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    head = rev_parse(bare, "main")
+    for path in ("", str(tmp_path), str(a_file / "deploy.env")):
+        assert_refused(deploy(gitops, bare, "--dotenv", path), "--dotenv")
+    assert rev_parse(bare, "main") == head
+    written = tmp_path / "new" / "dir" / "deploy.env"
+    assert deploy(gitops, bare, "--dotenv", str(written)).code == 0
+    assert "GITOPS_COMMIT_SHA=" in written.read_text()
