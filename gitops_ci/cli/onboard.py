@@ -63,7 +63,9 @@ def init_command(
     "--port", type=int, default=8080, show_default=True, help="Container port (probes and Service)."
 )
 @click.option(
-    "--replicas", type=click.IntRange(min=0), help="Replicas in each overlay (default: the base's 1)."
+    "--replicas",
+    type=click.IntRange(min=0, max=2**31 - 1),
+    help="Replicas in each overlay (default: the base's 1).",
 )
 @click.option("--update", is_flag=True, help="The app exists: add only the missing environments.")
 @repo_options()

@@ -221,6 +221,7 @@ def test_deploy_and_promote_take_their_defaults_from_gitops_ci_yaml(
         (("--app", "web", "--env", "qa"), "--env qa is not an environment of this repo"),
         (("--app", "web", "--env", "dev", "--image", "registry.example.com/shop/web"), "no tag"),
         (("--app", "cluster-root", "--env", "dev"), "dev-cluster-root names a cluster's root or project"),
+        (("--app", "web", "--env", "dev", "--replicas", str(2**31)), "is not in the range 0<=x<=2147483647"),
     ],
 )
 def test_refusals_write_nothing(run: Run, empty: Path, args: tuple[str, ...], fragment: str) -> None:
