@@ -12,6 +12,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from gitops_ci.logs import one_line
+
 
 class Severity(StrEnum):
     ERROR = "error"
@@ -75,7 +77,7 @@ class Finding:
         if self.field:
             parts.append(f"{self.field}:")
         parts.append(self.message)
-        return " ".join(parts)
+        return one_line(" ".join(parts), limit=10_000)  # a repo's file name may hold a line break
 
 
 @dataclass(frozen=True)

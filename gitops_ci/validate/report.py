@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from gitops_ci.errors import OperationalError
+from gitops_ci.logs import one_line
 from gitops_ci.validate.findings import PLAINTEXT_SECRET, Finding, Severity, ValidationReport
 
 _CODE_QUALITY_SEVERITY = {Severity.ERROR: "major", Severity.WARNING: "minor", Severity.INFO: "info"}
@@ -103,7 +104,7 @@ def _describe_group(f: Finding, overlays: list[str]) -> str:
     parts += [
         p for p in (f.object.split("/")[0] + "/" + f.object.rpartition("/")[2], f"{f.field}:") if p != ":"
     ]
-    return " ".join([*parts, f.message])
+    return one_line(" ".join([*parts, f.message]), limit=10_000)
 
 
 def junit_xml(report: ValidationReport) -> str:
@@ -115,18 +116,18 @@ def junit_xml(report: ValidationReport) -> str:
         cases.append(("(repository)", "repository", "", 0.0, extra))
     failures = 0
     for name, role, file, seconds, findings in cases:
-        case = ET.SubElement(suite, "testcase", classname=f"gitops-ci.validate.{role}", name=name)
+        case = ET.SubElement(suite, "testcase", classname=f"gitops-ci.validate.{role}", name=_xml(name))
         case.set("time", f"{seconds:.3f}")
         if file:
-            case.set("file", file)
+            case.set("file", _xml(file))
         errors = [f for f in findings if f.severity is Severity.ERROR]
         if errors:
             failures += 1
             failure = ET.SubElement(case, "failure", type=errors[0].rule, message=_count(errors, "error"))
-            failure.text = "\n".join(f.describe() for f in errors) + "\n"
+            failure.text = "\n".join(_xml(f.describe()) for f in errors) + "\n"
         others = [f for f in findings if f.severity is not Severity.ERROR]
         if others:
-            ET.SubElement(case, "system-out").text = "\n".join(f.describe() for f in others) + "\n"
+            ET.SubElement(case, "system-out").text = "\n".join(_xml(f.describe()) for f in others) + "\n"
     total_time = sum(case[3] for case in cases)
     for element in (suites, suite):
         element.set("tests", str(len(cases)))
@@ -135,6 +136,11 @@ def junit_xml(report: ValidationReport) -> str:
         element.set("time", f"{total_time:.3f}")
     ET.indent(suites)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+
+
+def _xml(text: str) -> str:
+    """What XML 1.0 can hold: controls escaped, a file name's undecodable bytes (surrogates) as `\\udcff`."""
+    return one_line(text, limit=10_000).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def code_quality(findings: Sequence[Finding]) -> list[dict[str, Any]]:

@@ -291,3 +291,16 @@ def test_a_missing_kustomize_binary_is_bad_input(
 def test_a_missing_directory_is_bad_input(gitops: CliRunner, tmp_path: Path) -> None:
     result = gitops("validate", tmp_path / "absent")
     assert result.code == 2 and "no such directory" in result.err
+
+
+def test_a_file_name_with_a_line_break_cannot_forge_a_line_or_break_the_junit_report(
+    gitops: CliRunner, tmp_path: Path
+) -> None:
+    odd = tmp_path / "manifests" / "kustomize" / "web" / "overlays" / "x\n\x1b[31mFAKE: all valid"
+    odd.mkdir(parents=True)
+    (odd / "kustomization.yaml").write_text("images:\n- name: web\n  newTag: 'bad tag!'\n")
+    result = gitops("validate", tmp_path / "manifests", "--junit", tmp_path / "junit.xml")
+    assert result.code == 1, result.err
+    assert not any(line.startswith(("FAKE", "\x1b", "\\x1b")) for line in result.out.splitlines()), result.out
+    suites = ET.parse(tmp_path / "junit.xml").getroot()  # well-formed XML 1.0
+    assert any("FAKE" in (case.get("name") or "") for case in suites.iter("testcase"))
