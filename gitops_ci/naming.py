@@ -12,6 +12,7 @@ import re
 import string
 
 from gitops_ci.errors import ConfigurationError
+from gitops_ci.logs import one_line
 
 MAX_NAME = 100
 MAX_REF = 255
@@ -109,6 +110,10 @@ def render(template: str, option: str, **values: str) -> str:
     """`template` with `{name}` replaced by `values[name]`; anything else in braces is refused."""
     if len(template) > MAX_TEMPLATE:
         raise ConfigurationError(f"{option} is longer than {MAX_TEMPLATE} characters")
+    if one_line(template, limit=MAX_TEMPLATE * 6) != template:  # what it renders reaches a log or a commit
+        raise ConfigurationError(
+            f"{option} holds a line break or another control character; give it on one line"
+        )
     available = ", ".join("{" + name + "}" for name in values)
     out: list[str] = []
     try:

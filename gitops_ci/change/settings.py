@@ -228,11 +228,6 @@ def commit_message(
     subject = render(template, "--message", app=app, env=", ".join(environments), image=", ".join(images))
     if not subject.strip():
         raise ConfigurationError("--message is empty; give a commit subject, e.g. 'update {app} in {env}'")
-    if subject != logs.one_line(subject, limit=len(subject)):
-        raise ConfigurationError(
-            "--message holds a line break or another control character; give one subject line (gitops-ci "
-            "adds the trailers)"
-        )
     if mode == "merge-request" and template == DEFAULT_MESSAGE:
         subject = subject.removeprefix(SKIP_CI)
     return subject

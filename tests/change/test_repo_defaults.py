@@ -118,7 +118,19 @@ def test_promote_without_from_needs_an_order_that_has_one(
 def test_a_hostile_path_template_in_the_settings_file_is_refused_before_any_commit() -> None:
     text = render_conventions(CONVENTIONS).replace("apps/{app}/{env}", '"apps/{app}/*\\n/{env}"')
     repo = InMemoryManifestRepo({**moved(manifest_files(["web"])), "gitops-ci.yaml": text})
-    with pytest.raises(UsageError, match="not a plain directory name"):
+    with pytest.raises(UsageError, match="holds a line break"):
+        land(repo, deploy_change(deploy()), FakeClock(), defaults=repo_defaults(repo))
+    assert len(repo.history()) == 1
+
+
+@pytest.mark.parametrize("template", ["{env}-{app}\\e]0;pwn\\a", "{env}-{app}\\r", "{env}\\u202e-{app}"])
+def test_an_app_name_template_with_a_control_character_in_the_settings_file_is_refused(template: str) -> None:
+    """It went on to the dotenv raw (GITOPS_ARGOCD_APP_NAME_TEMPLATE), for the job's sync and wait."""
+    written = 'app_name_template: "{env}-{app}"'
+    text = render_conventions(CONVENTIONS).replace(written, f'app_name_template: "{template}"')
+    assert template in text
+    repo = InMemoryManifestRepo({**moved(manifest_files(["web"])), "gitops-ci.yaml": text})
+    with pytest.raises(UsageError, match="app_name_template holds a line break or another control"):
         land(repo, deploy_change(deploy()), FakeClock(), defaults=repo_defaults(repo))
     assert len(repo.history()) == 1
 

@@ -49,7 +49,7 @@ def assert_refused(result: CliResult, fragment: str = "") -> None:
         (("--path-template", "{app.__class__}/{env}"), "--path-template"),
         (("--path-template", "{env:>99999999999}"), "--path-template"),
         (("--path-template", "kustomize/{app}/*/{env}"), "not a plain directory name"),
-        (("--path-template", "kustomize/{app}\n/*\n/{env}"), "not a plain directory name"),
+        (("--path-template", "kustomize/{app}\n/*\n/{env}"), "--path-template holds a line break"),
         (("--path-template", "-x/{app}/{env}"), "not a plain directory name"),
         (("--path-template", ".git/{app}/{env}"), "inside .git"),
         (("--path-template", "x/.GIT/{app}/{env}"), "inside .git"),
