@@ -19,6 +19,7 @@ MAX_REF = 255
 MAX_TEMPLATE = 1000
 _NAME = re.compile(rf"[A-Za-z0-9](?:[A-Za-z0-9._-]{{0,{MAX_NAME - 2}}}[A-Za-z0-9])?")
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
+_PROJECT_PART = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,254}")
 _HEX = re.compile(r"[0-9a-fA-F]{7,64}")
 _REV_SUFFIX = re.compile(r"(?:[~^][0-9]{0,6})+$")
 
@@ -44,6 +45,16 @@ def check_http_url(url: str, option: str) -> str:
     if parts is None or parts.scheme not in ("http", "https") or not host:
         raise ConfigurationError(f"{option} {url[:80]!r} is not an http(s) URL with a host")
     return url
+
+
+def check_project_path(path: str, option: str) -> str:
+    """A GitLab project's full path (`group/sub/project`): GitLab's path characters, no `.` or `..`."""
+    parts = path.split("/")
+    if len(parts) < 2 or not all(_PROJECT_PART.fullmatch(p) and p not in (".", "..") for p in parts):
+        raise ConfigurationError(
+            f"{option} {path[:120]!r} is not a GitLab project path; use group/project, as CI_PROJECT_PATH is"
+        )
+    return path
 
 
 def check_secret(value: str | None, variable: str) -> str | None:

@@ -27,7 +27,10 @@ from gitops_ci.review import DEFAULT_MAX_DIFF_LINES
     "--project", envvar="CI_PROJECT_PATH", help="Project path of the manifest repo (CI_PROJECT_PATH)."
 )
 @click.option(
-    "--mr", type=int, envvar="CI_MERGE_REQUEST_IID", help="Merge request IID (CI_MERGE_REQUEST_IID)."
+    "--mr",
+    type=click.IntRange(min=1),
+    envvar="CI_MERGE_REQUEST_IID",
+    help="Merge request IID (CI_MERGE_REQUEST_IID).",
 )
 @click.option("--ca-file", envvar=["GITOPS_CA_FILE", "CI_SERVER_TLS_CA_FILE"], help="CA bundle for HTTPS.")
 @dry_run_option("Print the note instead of posting it.")

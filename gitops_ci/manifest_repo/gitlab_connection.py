@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from gitops_ci.errors import ConfigurationError
-from gitops_ci.naming import check_http_url
+from gitops_ci.naming import check_http_url, check_project_path
 
 GITLAB_URL_OPTION = "--gitlab-url (or CI_SERVER_URL)"
 SCOPES_HINT = "a project or group access token with the api and write_repository scopes"
@@ -55,4 +55,5 @@ def connection_for(
         raise ConfigurationError(
             f"cannot tell the GitLab project from --repo-url {repo_url!r}; use group/project"
         )
+    check_project_path(path, "the project of --repo-url")
     return GitLabConnection(base, path, token, token_variable, ca_file, timeout)

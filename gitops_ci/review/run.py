@@ -21,7 +21,7 @@ from gitops_ci.manifest_repo.credentials import Credentials, resolve_credentials
 from gitops_ci.manifest_repo.git_checkout import ReviewCheckout
 from gitops_ci.manifest_repo.gitlab import GitLabClient
 from gitops_ci.manifest_repo.gitlab_connection import GITLAB_URL_OPTION, GitLabConnection
-from gitops_ci.naming import SETTINGS_FILE, check_http_url, check_revision
+from gitops_ci.naming import SETTINGS_FILE, check_http_url, check_project_path, check_revision
 from gitops_ci.review import DEFAULT_MAX_DIFF_LINES
 from gitops_ci.review.diff import Render, diff_renders, image_changes, render_from_output
 from gitops_ci.review.note import OverlayReview, app_and_env, is_review_note, render_note
@@ -257,6 +257,7 @@ def _client(settings: ReviewSettings, credentials: Credentials | None) -> GitLab
             f"set {', '.join(missing)} to post the review note (or use --dry-run to print it)"
         )
     check_http_url(str(settings.gitlab_url), GITLAB_URL_OPTION)
+    check_project_path(str(settings.project), "--project (CI_PROJECT_PATH)")
     if credentials is None or credentials.variable == "CI_JOB_TOKEN":
         raise ConfigurationError(
             "posting a merge request note needs GITOPS_TOKEN: a project or group access token with the "

@@ -187,3 +187,29 @@ def test_a_dotenv_path_that_cannot_be_written_is_refused_before_the_push(
     written = tmp_path / "new" / "dir" / "deploy.env"
     assert deploy(gitops, bare, "--dotenv", str(written)).code == 0
     assert "GITOPS_COMMIT_SHA=" in written.read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("--project", "../../x", "--mr", "1"), "is not a GitLab project path"),
+        (("--project", "group", "--mr", "1"), "is not a GitLab project path"),
+        (("--project", "g/m", "--mr", "-5"), "--mr"),
+        (("--project", "g/m", "--mr", "0"), "--mr"),
+    ],
+)
+def test_review_refuses_a_project_or_merge_request_that_cannot_be_one(
+    gitops: CliRunner, bare: Path, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...], fragment: str
+) -> None:
+    monkeypatch.setenv("GITOPS_TOKEN", "glpat-token-of-the-job")
+    result = gitops("review", "--base", "HEAD", "--gitlab-url", "https://gitlab.example.com", *args, bare)
+    assert_refused(result, fragment)
+
+
+def test_a_project_path_with_dot_segments_in_the_repo_url_is_refused(
+    gitops: CliRunner, bare: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GITOPS_TOKEN", "glpat-token-of-the-job")
+    url = "https://gitlab.example.com/group/../../api/v4/x.git"
+    result = deploy(gitops, bare, "--transport", "api", "--repo-url", url)
+    assert_refused(result, "not a GitLab project path")
