@@ -93,6 +93,8 @@ class RepoSettings:
             raise ConfigurationError(f"--mode {self.mode!r} is not push or merge-request")
         if self.branch is not None:
             check_ref_name(self.branch, "--branch")
+        if self.ca_file and not Path(self.ca_file).is_file():
+            raise ConfigurationError(f"--ca-file {self.ca_file} is not a file; point it at a PEM CA bundle")
 
     def retried(self, step: Callable[[], T], what: str, clock: Clock) -> T:
         """`step`, tried again on a transient failure: --max-attempts in all, --backoff apart."""

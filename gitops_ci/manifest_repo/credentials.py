@@ -78,6 +78,11 @@ def check_repo_url(url: str) -> str:
             f"--repo-url {url[:80]!r} is not a plain URL; use https://gitlab.example.com/group/repo.git"
         )
     parts = urlsplit(url)
+    if parts.scheme not in ("https", "http", "file", ""):
+        raise ConfigurationError(
+            f"--repo-url uses {parts.scheme[:20]}://; gitops-ci reaches GitLab over HTTPS: use "
+            "https://gitlab.example.com/group/repo.git"
+        )
     if parts.username or parts.password:
         raise ConfigurationError(
             "--repo-url contains credentials; remove them and set GITOPS_USERNAME and GITOPS_TOKEN"
