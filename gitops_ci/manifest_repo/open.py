@@ -5,6 +5,7 @@ and nothing of git imported)."""
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -31,6 +32,10 @@ def _remote(settings: RepoSettings) -> Remote:
     url = check_repo_url(settings.repo_url)
     credentials = resolve_credentials()
     variable = credentials.variable if credentials else None
+    if any(name.lower().endswith("_proxy") for name in os.environ):  # read only when one is set
+        from gitops_ci.manifest_repo.proxy_env import register_proxy_passwords
+
+        register_proxy_passwords()
     env = git_environment(url, credentials, settings.ca_file, stall_seconds=settings.network_timeout_seconds)
     return Remote(url, env, variable, timeout=settings.git_timeout_seconds)
 

@@ -82,6 +82,19 @@ def proxy_address(proxy: str, variable: str = "HTTPS_PROXY") -> tuple[str, int]:
     return parts.hostname, port
 
 
+def register_proxy_passwords() -> None:
+    """The passwords in the proxy variables git reads, masked in what git says (it may quote the URL)."""
+    for lowercase in ("https_proxy", "http_proxy", "all_proxy"):
+        found = _variable(lowercase)
+        try:
+            password = urlsplit(found[0]).password if found else None
+        except ValueError:
+            password = None
+        if password:
+            logs.register_secret(password)
+            logs.register_secret(unquote(password))
+
+
 def proxy_headers(proxy: str) -> dict[str, str]:
     """Basic credentials for the CONNECT, from `http://user:password@proxy:port` (as urllib sends them)."""
     parts = proxy_parts(proxy)

@@ -213,3 +213,18 @@ def test_a_project_path_with_dot_segments_in_the_repo_url_is_refused(
     url = "https://gitlab.example.com/group/../../api/v4/x.git"
     result = deploy(gitops, bare, "--transport", "api", "--repo-url", url)
     assert_refused(result, "not a GitLab project path")
+
+
+def test_a_proxy_password_is_masked_in_what_git_says(
+    gitops: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """git quotes the proxy URL it cannot parse (a %0A in the password): the password must not come out."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://user:Secret1234567%0Aproxy@127.0.0.1:1")
+    monkeypatch.setenv("GITOPS_TOKEN", "glpat-token-of-the-job")
+    url = "https://127.0.0.1:9/group/manifests.git"
+    image = "registry.example.com/app0:2"
+    result = gitops(
+        "deploy", "--app", "app0", "--env", "dev", "--image", image, "--repo-url", url, "--max-attempts", "1"
+    )
+    assert result.code == 1 and "[MASKED]" in result.err, result.err
+    assert_unseen(result.err)
