@@ -29,6 +29,7 @@ from gitops_ci.targets.kube import (
     CustomKind,
     KubeClient,
     KubeSettings,
+    check_namespace,
     parse_object_ref,
 )
 from gitops_ci.targets.push_hook import changed_overlay_files, push_hook_payload
@@ -105,6 +106,15 @@ class SyncSettings:
             if not value:
                 variable = {"--revision": "GITOPS_COMMIT_SHA"}.get(option, f"GITOPS_{option[2:].upper()}")
                 raise ConfigurationError(f"a webhook needs {option} (or {variable})")
+        if self.app_namespace:
+            check_namespace(self.app_namespace, "--app-namespace")
+        for path in self.changed_files:
+            if path.startswith("/") or ".." in path.split("/") or logs.one_line(path, len(path)) != path:
+                raise ConfigurationError(
+                    f"--changed-file {path[:80]!r} is not a path inside the manifest repo"
+                )
+        for ref in self.flux_kustomizations:
+            parse_object_ref(ref, "--flux-kustomization")
         hooks = (("--argocd-webhook", self.argocd_webhook), ("--flux-receiver", self.flux_receiver))
         for option, url in hooks:
             if url:

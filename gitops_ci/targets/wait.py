@@ -25,6 +25,7 @@ from gitops_ci.targets.kube import (
     SOURCE_KINDS,
     KubeClient,
     KubeSettings,
+    check_namespace,
     parse_object_ref,
 )
 from gitops_ci.targets.sync import app_names, check_revision, from_env
@@ -69,6 +70,10 @@ class WaitSettings:
         check_revision(self.revision)
         if self.timeout_seconds <= 0 or self.interval_seconds <= 0:
             raise ConfigurationError("--timeout and --interval must be positive")
+        if self.app_namespace:
+            check_namespace(self.app_namespace, "--app-namespace")
+        for ref in self.flux_kustomizations:
+            parse_object_ref(ref, "--flux-kustomization")
         logs.register_secret(self.argocd_token)
         check_secret(self.argocd_token, argocd.TOKEN_VARIABLE)
 

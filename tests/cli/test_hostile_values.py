@@ -15,6 +15,7 @@ from servers.git_repos import Symlink, make_bare_repo, rev_parse
 
 SECRET = "glpat-Secret1234567"
 REVISION = "a" * 40
+HOOK = "https://argocd.example.com/api/webhook"
 
 
 @pytest.fixture
@@ -228,3 +229,24 @@ def test_a_proxy_password_is_masked_in_what_git_says(
     )
     assert result.code == 1 and "[MASKED]" in result.err, result.err
     assert_unseen(result.err)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("sync", "--flux-kustomization", "flux-system/\x1b[2Japps"), "not a Kubernetes object name"),
+        (("wait", "--flux-kustomization", "Flux_System/apps"), "not a Kubernetes namespace"),
+        (("sync", "--argocd-server", "argocd.example.com", "--app-namespace", "../../x"), "--app-namespace"),
+        (("wait", "--argocd-server", "argocd.example.com", "--app-namespace", "a\nb"), "--app-namespace"),
+        (("sync", "--argocd-webhook", HOOK, "--changed-file", "../../etc/passwd"), "--changed-file"),
+        (("sync", "--argocd-webhook", HOOK, "--changed-file", "/etc/passwd"), "--changed-file"),
+    ],
+)  # fmt: skip
+def test_sync_and_wait_refuse_names_kubernetes_or_the_repo_cannot_hold(
+    gitops: CliRunner, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...], fragment: str
+) -> None:
+    monkeypatch.setenv("ARGOCD_AUTH_TOKEN", "argocd-token")
+    webhook = ("--repo-url", "https://gitlab.example.com/g/m.git", "--branch", "main")
+    repo = webhook if args[0] == "sync" else ()
+    result = gitops(*args, "--app", "app0", "--env", "dev", "--revision", REVISION, *repo)
+    assert_refused(result, fragment)
