@@ -209,6 +209,8 @@ def image_updates(app: str, images: Sequence[str]) -> list[ImageUpdate]:
     """`--image ref` means `app=ref`; with `=` it is set-image syntax. A plain reference must name a tag or
     a digest: without one it is almost always a forgotten `:$CI_COMMIT_SHORT_SHA`."""
     for image in images:
+        if not image:
+            raise ImageArgumentError("--image is empty (an unset variable?); pass the image the job built")
         if "=" not in image and split_reference(image)[1:] == (None, None):
             raise ImageArgumentError(
                 f"--image {image!r} has no tag or digest (a forgotten :$CI_COMMIT_SHORT_SHA?); add one, or "

@@ -42,6 +42,7 @@ def assert_refused(result: CliResult, fragment: str = "") -> None:
         (("--message", "{app.__init__.__globals__}"), "--message"),
         (("--message", "{app:>99999999999}"), "--message"),
         (("--message", ""), "--message is empty"),
+        (("--image", ""), "--image is empty"),
         (("--message", "subj\x1b]0;pwn\x07"), "--message holds"),
         (("--message", "subj\rX"), "--message holds"),
         (("--message", "subj\u202eX"), "--message holds"),
