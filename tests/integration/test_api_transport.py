@@ -204,7 +204,7 @@ def test_a_symlinked_kustomization_is_refused_and_nothing_posted(
     commit_files(bare, "main", {overlay("app0", "dev"): Symlink("../../../../etc/passwd")}, "a symlink")
     result = deploy(run)
     assert result.code == 2, result.err
-    assert "kustomization.yaml" in result.err and posts(gitlab_api) == 0, result.err
+    assert "kustomization.yaml is a symbolic link" in result.err and posts(gitlab_api) == 0, result.err
 
 
 def test_several_environments_are_one_commit_and_a_rerun_posts_nothing(
