@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -69,29 +68,6 @@ class KubeSettings:
         return (f"kubeconfig {source}" if source else "the in-cluster service account") + (
             f", context {self.context}" if self.context else ""
         )
-
-
-_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
-_SUBDOMAIN = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*")
-
-
-def parse_object_ref(value: str, option: str) -> tuple[str, str]:
-    """`NAMESPACE/NAME` → (namespace, name)."""
-    namespace, slash, name = value.partition("/")
-    if not slash or not namespace or not name or "/" in name:
-        raise ConfigurationError(f"{option} {value[:80]!r} must be NAMESPACE/NAME, e.g. flux-system/apps")
-    check_namespace(namespace, option)
-    if len(name) > 253 or not _SUBDOMAIN.fullmatch(name):
-        raise ConfigurationError(
-            f"{option}: {name[:80]!r} is not a Kubernetes object name (DNS-1123 subdomain)"
-        )
-    return namespace, name
-
-
-def check_namespace(value: str, option: str) -> str:
-    if not _LABEL.fullmatch(value):
-        raise ConfigurationError(f"{option}: {value[:80]!r} is not a Kubernetes namespace (DNS-1123 label)")
-    return value
 
 
 class KubeClient:

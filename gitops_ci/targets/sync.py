@@ -29,9 +29,8 @@ from gitops_ci.targets.kube import (
     CustomKind,
     KubeClient,
     KubeSettings,
-    check_namespace,
-    parse_object_ref,
 )
+from gitops_ci.targets.object_names import check_namespace, parse_object_ref
 from gitops_ci.targets.push_hook import changed_overlay_files, push_hook_payload
 from gitops_ci.targets.target import SYNC_KINDS, Target, choose, given
 

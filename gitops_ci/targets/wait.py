@@ -25,9 +25,8 @@ from gitops_ci.targets.kube import (
     SOURCE_KINDS,
     KubeClient,
     KubeSettings,
-    check_namespace,
-    parse_object_ref,
 )
+from gitops_ci.targets.object_names import check_namespace, parse_object_ref
 from gitops_ci.targets.sync import app_names, check_revision, from_env
 from gitops_ci.targets.target import WAIT_KINDS, Target, choose, given
 from gitops_ci.targets.wait_status import (

@@ -9,7 +9,7 @@ import pytest
 from gitops_ci.errors import ConfigurationError, SyncError, WaitTimeoutError
 from gitops_ci.targets import flux
 from gitops_ci.targets.argocd import ArgoCDApi, server_url, webhook_request
-from gitops_ci.targets.kube import parse_object_ref
+from gitops_ci.targets.object_names import parse_object_ref
 from gitops_ci.targets.sync import SyncSettings, check_revision
 from gitops_ci.targets.wait import WaitSettings
 from gitops_ci.targets.wait_status import evaluate_kustomization
