@@ -58,6 +58,11 @@ def shown(text: str) -> str:
     return mask(text).translate(_LINES_KEPT)
 
 
+def has_controls(text: str) -> bool:
+    """Whether `text` holds a control character, a line break or a bidi mark (what `one_line` escapes)."""
+    return text.translate(_ALL_ESCAPED) != text
+
+
 def one_line(value: str, limit: int = 300) -> str:
     """`value` on one line, control characters (and bidi overrides) as `\\xNN`/`\\uNNNN`, cut at `limit`."""
     text = value.translate(_ALL_ESCAPED)

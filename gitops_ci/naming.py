@@ -12,7 +12,7 @@ import re
 import string
 
 from gitops_ci.errors import ConfigurationError
-from gitops_ci.logs import one_line
+from gitops_ci.logs import has_controls
 
 MAX_NAME = 100
 MAX_REF = 255
@@ -60,7 +60,7 @@ def check_project_path(path: str, option: str) -> str:
 def check_secret(value: str | None, variable: str) -> str | None:
     """A secret from the job's environment, refused (never shown) when it holds a line break or another
     control character: no token has one, a paste that took the newline does."""
-    if value and any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+    if value and has_controls(value):
         raise ConfigurationError(
             f"{variable} holds a line break or another control character: set it to the secret alone"
         )
@@ -121,7 +121,7 @@ def render(template: str, option: str, **values: str) -> str:
     """`template` with `{name}` replaced by `values[name]`; anything else in braces is refused."""
     if len(template) > MAX_TEMPLATE:
         raise ConfigurationError(f"{option} is longer than {MAX_TEMPLATE} characters")
-    if one_line(template, limit=MAX_TEMPLATE * 6) != template:  # what it renders reaches a log or a commit
+    if has_controls(template):  # what it renders reaches a log line or a commit
         raise ConfigurationError(
             f"{option} holds a line break or another control character; give it on one line"
         )

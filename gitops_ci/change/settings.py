@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 from gitops_ci import logs
 from gitops_ci.errors import ConfigurationError, ImageArgumentError
 from gitops_ci.images.reference import ImageUpdate, parse_image_arguments, split_reference
+from gitops_ci.manifest_repo.paths import inside_git
 from gitops_ci.manifest_repo.port import Identity
 from gitops_ci.naming import check_name, check_ref_name, check_secret, render
 from gitops_ci.retry import Clock, with_retries
@@ -191,7 +192,7 @@ def plain_repo_path(raw: str) -> str:
         raise ConfigurationError(
             f"overlay path {raw[:120]!r} leaves the repository; fix --path-template, --app or --env"
         )
-    if any(part.lower() == ".git" for part in normalised.split("/")):
+    if inside_git(normalised):
         raise ConfigurationError(
             f"overlay path {raw[:120]!r} is inside .git, git's own directory and not the repo's content; fix "
             "--path-template or the path_template of gitops-ci.yaml"

@@ -46,9 +46,8 @@ def connection_for(
         )
     repo = urlsplit(repo_url)
     given = gitlab_url or os.environ.get("CI_SERVER_URL")
-    base = (check_http_url(given, GITLAB_URL_OPTION) if given else f"{repo.scheme}://{repo.netloc}").rstrip(
-        "/"
-    )
+    base = check_http_url(given, GITLAB_URL_OPTION) if given else f"{repo.scheme}://{repo.netloc}"
+    base = base.rstrip("/")
     prefix = urlsplit(base).path.rstrip("/")
     path = repo.path.removeprefix(prefix).strip("/").removesuffix(".git")
     if not path or "/" not in path:

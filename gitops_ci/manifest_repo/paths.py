@@ -68,7 +68,7 @@ def writable_file(root: Path, relative: str) -> Path:
     parts = relative.split("/")
     if ".." in parts or relative.startswith("/"):
         raise UnsafePathError(f"{relative} leaves the manifest repo; nothing was written")
-    if any(part.lower() == ".git" for part in parts):
+    if inside_git(relative):
         raise UnsafePathError(f"{relative} is inside .git, not the repo's content; nothing was written")
     current = root
     for part in parts:
@@ -100,10 +100,15 @@ def readable_file(root: Path, relative: str) -> Path:
     return root / relative
 
 
+def inside_git(path: str) -> bool:
+    """Whether a repo-relative path lies in `.git` (in any case, as git refuses it): git's, not the repo's."""
+    return any(part.lower() == ".git" for part in path.split("/"))
+
+
 def checked_repo_path(path: str) -> str:
     """A repo-relative path for an adapter without a work tree: refused when absolute or climbing out."""
     if path.startswith("/") or ".." in path.split("/"):
         raise UnsafePathError(f"{path}: leaves the manifest repo; use a path inside it")
-    if any(part.lower() == ".git" for part in path.split("/")):
+    if inside_git(path):
         raise UnsafePathError(f"{path}: inside .git, not the repo's content; use a path outside it")
     return path

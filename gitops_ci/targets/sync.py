@@ -108,7 +108,7 @@ class SyncSettings:
         if self.app_namespace:
             check_namespace(self.app_namespace, "--app-namespace")
         for path in self.changed_files:
-            if path.startswith("/") or ".." in path.split("/") or logs.one_line(path, len(path)) != path:
+            if path.startswith("/") or ".." in path.split("/") or logs.has_controls(path):
                 raise ConfigurationError(
                     f"--changed-file {path[:80]!r} is not a path inside the manifest repo"
                 )
