@@ -6,6 +6,11 @@ import subprocess
 import sys
 
 
+def run_probe(code: str) -> subprocess.CompletedProcess[str]:
+    """`code` in a fresh interpreter: logging is configured once per process."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+
+
 def test_importing_gitops_ci_installs_no_logging_handler() -> None:
     probe = (
         "import logging, importlib, pkgutil, gitops_ci\n"
@@ -13,7 +18,7 @@ def test_importing_gitops_ci_installs_no_logging_handler() -> None:
         "    if not m.name.endswith('__main__'): importlib.import_module(m.name)\n"
         "print(len(logging.getLogger('gitops_ci').handlers), len(logging.getLogger().handlers))\n"
     )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    out = run_probe(probe).stdout
     assert out.split() == ["0", "0"]
 
 
@@ -24,7 +29,7 @@ def test_the_cli_logs_to_stderr_with_secrets_masked() -> None:
         "logs.register_secret('glpat-abcdefgh')\n"
         "logs.get_logger('gitops_ci.x').info('token glpat-abcdefgh used')\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    done = run_probe(probe)
     assert done.stdout == "" and done.stderr == "token [MASKED] used\n"
 
 
@@ -36,7 +41,7 @@ def test_a_log_line_shows_control_characters_as_escapes_but_keeps_its_line_break
         "logs.configure()\n"
         "logs.get_logger('gitops_ci.x').info('said: %s', 'a\\x1b[31mb\\rc\\x07\\u202ed\\n\\te')\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    done = run_probe(probe)
     assert done.stderr == "said: a\\x1b[31mb\\x0dc\\x07\\u202ed\n\te\n"
 
 
@@ -57,5 +62,5 @@ def test_a_secret_is_masked_as_a_repr_or_an_escape_shows_it_too() -> None:
         "t = 'glpat-abcd\\n'\n"
         "print(logs.shown(repr(t.encode()) + ' ' + repr(t) + ' ' + logs.one_line(t)))\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    done = run_probe(probe)
     assert "glpat" not in done.stdout and done.stdout.count("[MASKED]") == 3, done.stdout

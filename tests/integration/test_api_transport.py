@@ -516,15 +516,19 @@ def test_reads_are_retried_through_a_busy_gitlab(
     assert 'newTag: "2.0.0"' in read_blob(bare, "main", overlay("app0", "dev"))
 
 
-def test_a_read_ahead_answered_502_is_read_again_when_needed_without_retrying_the_step(
-    run: Run, bare: Path, gitlab_api: GitLabContractServer
-) -> None:
-    gitlab_api.api.scripted.append(Scripted("GET", "kustomization.yaml", status=502, reason="Bad Gateway"))
-    result = deploy(run)
+def assert_read_again_without_retrying_the_step(result: CliResult, gitlab_api: GitLabContractServer) -> None:
+    """The overlay read ahead was dropped: read again before the POST, and the step was not retried."""
     assert result.code == 0 and "retrying" not in result.err, result.err
     calls = [c.path.rsplit("/", 1)[-1].rsplit("%2F", 1)[-1] for c in gitlab_api.calls]
     assert sorted(calls[:2]) == ["gitops-ci.yaml", "kustomization.yaml"]
     assert calls[2:] == ["kustomization.yaml", "commits"]
+
+
+def test_a_read_ahead_answered_502_is_read_again_when_needed_without_retrying_the_step(
+    run: Run, bare: Path, gitlab_api: GitLabContractServer
+) -> None:
+    gitlab_api.api.scripted.append(Scripted("GET", "kustomization.yaml", status=502, reason="Bad Gateway"))
+    assert_read_again_without_retrying_the_step(deploy(run), gitlab_api)
 
 
 def test_a_read_ahead_answered_200_without_gitlabs_fields_is_read_again_when_needed(
@@ -532,11 +536,7 @@ def test_a_read_ahead_answered_200_without_gitlabs_fields_is_read_again_when_nee
 ) -> None:
     """A proxy's page in place of the overlay read ahead: that answer is dropped as a 502 is, not the step."""
     gitlab_api.api.scripted.append(Scripted("GET", "kustomization.yaml", status=200, reason="OK"))
-    result = deploy(run)
-    assert result.code == 0 and "retrying" not in result.err, result.err
-    calls = [c.path.rsplit("/", 1)[-1].rsplit("%2F", 1)[-1] for c in gitlab_api.calls]
-    assert sorted(calls[:2]) == ["gitops-ci.yaml", "kustomization.yaml"]
-    assert calls[2:] == ["kustomization.yaml", "commits"]
+    assert_read_again_without_retrying_the_step(deploy(run), gitlab_api)
     assert 'newTag: "2.0.0"' in read_blob(bare, "main", overlay("app0", "dev"))
 
 
