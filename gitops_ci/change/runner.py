@@ -184,7 +184,7 @@ def _until_landed(
         tip = settings.retried(repo.refresh, "fetch", clock)
         # A push whose answer was lost may have landed, and another job may have landed on top of it since:
         # the tip's history, not the tip itself, says whether ours is in (never land it twice).
-        if landed := repo.landed(sha, tip):
+        if landed := settings.retried(partial(repo.landed, sha, tip), "looking for the push", clock):
             log.info("the previous push of %s landed after all", landed[:12])
             return step.result(landed, step.base)
     raise AssertionError("unreachable")

@@ -7,8 +7,7 @@ together with gitops-ci.yaml, on connections of their own, so the wait is one an
 refuses a POST whose file changed since it was read ("The file has changed since you started editing it")
 and one whose branch moved between its read and its update (Gitaly's compare-and-swap). After a branch race
 the cached reads stay valid and the runner's retry is one more POST; after a file change that file is read
-again. A POST whose answer was lost is looked up on the branch: it landed iff one commit after our read
-holds exactly our content in every file (`landed`).
+again. A POST whose answer was lost is looked up in the branch's history (api_history.py).
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from gitops_ci.errors import (
     UnsafePathError,
 )
 from gitops_ci.images.text_io import MAX_FILE_BYTES
+from gitops_ci.manifest_repo.api_history import find_landed
 from gitops_ci.manifest_repo.gitlab_answers import Answer, NotGitLabError, message_of
 from gitops_ci.manifest_repo.gitlab_rest import Get, GitLabRest
 from gitops_ci.manifest_repo.paths import checked_repo_path
@@ -159,15 +159,13 @@ class GitLabApiRepo:
         if self._failure != "unknown" or commit not in self._pending:
             return None
         ours = self._pending[commit]
-        now = {path: self._get_file(path, self.branch) for path in ours.files}
-        if any(read is None or read.text != ours.files[path] for path, read in now.items()):
-            return None
-        lasts = {read.last_commit_id for read in now.values() if read is not None}
-        sent = {read.last_commit_id for path in ours.files if (read := self._sent.get(path)) is not None}
-        if len(lasts) != 1 or lasts & sent:  # one commit after our read set every file to our content
-            return None
-        self._failure = "none"
-        return lasts.pop()
+        since = {path: read.last_commit_id if read else None for path, read in self._sent.items()}
+        found = find_landed(
+            self.rest, self.branch, ours.files, ours.message, ours.author, since, self._text_at
+        )
+        if found:
+            self._failure = "none"
+        return found
 
     def contains(self, ancestor: str, descendant: str) -> bool:
         if ancestor == descendant:
@@ -232,6 +230,10 @@ class GitLabApiRepo:
                 read = self._file_of(other, ref, answer)
                 if read is not None and read.commit_id == self._base:
                     self._reads[other] = read
+
+    def _text_at(self, path: str, ref: str) -> str | None:
+        found = self._get_file(path, ref)
+        return found.text if found else None
 
     def _file_get(self, path: str, ref: str) -> Get:
         return f"/repository/files/{self.rest.quote(path)}", {"ref": ref}, f"reading {path}"

@@ -270,18 +270,23 @@ def test_a_lost_branch_race_costs_one_more_post(
     assert log_messages(bare, "main")[1] == "another job" and commit_count(bare, "main") == 3
 
 
-@pytest.mark.parametrize("then_another_job", [False, True])
+@pytest.mark.parametrize("then_another_job", ["", "NOTES.md", "the same overlay"])
 def test_a_lost_answer_is_found_on_the_branch_and_never_posted_twice(
-    run: Run, bare: Path, gitlab_api: GitLabContractServer, then_another_job: bool
+    run: Run, bare: Path, gitlab_api: GitLabContractServer, then_another_job: str
 ) -> None:
+    """Another job may land on top of ours before we look, even a deploy of the same overlay: ours is found
+    in the branch's history, not by its content, so the newer deploy is never rolled back."""
     gitlab_api.api.faults.lose_answers = 1
+    path = overlay("app0", "dev")
+    newer = read_blob(bare, "main", path).replace('"1.0.0"', '"3.0.0"')
+    theirs = {"NOTES.md": "a concurrent landing\n"} if then_another_job == "NOTES.md" else {path: newer}
     if then_another_job:
         original = gitlab_api.api.faults.take_lost_answer
 
         def lose_then_land() -> bool:
             lost = original()
             if lost:
-                commit_files(bare, "main", {"NOTES.md": "a concurrent landing\n"}, "another job")
+                commit_files(bare, "main", theirs, "another job")
             return lost
 
         gitlab_api.api.faults.take_lost_answer = lose_then_land  # type: ignore[method-assign]
@@ -291,6 +296,19 @@ def test_a_lost_answer_is_found_on_the_branch_and_never_posted_twice(
     ours = [m for m in log_messages(bare, "main") if m.startswith("[skip ci]")]
     assert len(ours) == 1 and "landed after all" in result.err
     assert json.loads(result.out)["commit"] == rev_parse(bare, "main~1" if then_another_job else "main")
+    final = "3.0.0" if then_another_job == "the same overlay" else "2.0.0"
+    assert f'newTag: "{final}"' in read_blob(bare, "main", path)
+
+
+def test_the_history_read_after_a_lost_answer_is_retried_through_a_busy_gitlab(
+    run: Run, bare: Path, gitlab_api: GitLabContractServer
+) -> None:
+    gitlab_api.api.faults.lose_answers = 1
+    gitlab_api.api.scripted.append(Scripted("GET", "/repository/commits", status=502, reason="Bad Gateway"))
+    result = deploy(run)
+    assert result.code == 0, result.err
+    assert posts(gitlab_api) == 1 and "landed after all" in result.err
+    assert json.loads(result.out)["commit"] == rev_parse(bare, "main") and commit_count(bare, "main") == 2
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ tree git's own index builds from the same files, through python-gitlab.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -54,3 +55,29 @@ def test_a_commit_of_files_in_nested_shared_and_new_directories_writes_the_tree_
     assert commit.stats == {"additions": 5, "deletions": 3, "total": 8}  # three files updated, two created
     assert repo.tree(commit.id) == repo.write_files(changed, base=parent)
     assert repo.run("fsck", "--no-dangling", "--strict").returncode == 0
+
+
+def test_commits_are_listed_newest_first_by_path_and_paged_without_totals(
+    gitlab_api: GitLabContractServer, gitlab_token: str, gitlab_project: Callable[..., GitLabProject]
+) -> None:
+    repo = GitRepo(gitlab_project("group/manifests", FILES).repo_dir)
+    project = gitlab.Gitlab(gitlab_api.url, private_token=gitlab_token, timeout=10).projects.get(
+        "group/manifests"
+    )
+    made = []
+    for n, path in enumerate(["apps/a/overlays/prod/kustomization.yaml", "NOTES.md"] * 2):
+        action = {"action": "update" if path in FILES or n > 1 else "create", "file_path": path,
+                  "content": f"{n}\n"}  # fmt: skip
+        body = {"branch": "main", "commit_message": f"c{n}", "actions": [action]}
+        made.append(project.commits.create(body))
+
+    overlay = {"path": "apps/a/overlays/prod/kustomization.yaml"}  # python-gitlab's own `path` is the URL's
+    listed = project.commits.list(ref_name="main", query_parameters=overlay, get_all=True)
+    assert [c.id for c in listed[:2]] == [made[2].id, made[0].id]
+    assert listed[0].message.strip() == "c2" and listed[0].parent_ids == [made[1].id]
+    assert {"author_name", "author_email", "committed_date", "web_url"} <= set(listed[0].attributes)
+    pages = project.commits.list(ref_name="main", per_page=2, iterator=True)
+    assert [c.id for c in itertools.islice(pages, 2)] == [made[3].id, made[2].id]
+    assert pages.total is None and pages.next_page == 2  # commits.md: no x-total, x-total-pages
+    assert repo.branch_sha("main") == made[3].id
+    assert project.commits.list(ref_name="no-such-branch", get_all=False) == []

@@ -50,6 +50,7 @@ from servers.gitlab_repository import (
     create_commit,
     get_file,
     get_tree,
+    list_commits,
     merge_base,
 )
 from servers.gitlab_state import ApiError, GitLabState
@@ -155,6 +156,7 @@ class GitLabApi:
             ),
             route("GET", "/projects/{project}/repository/tree", self.get_tree, concurrent=True),
             route("GET", "/projects/{project}/repository/merge_base", self.get_merge_base, concurrent=True),
+            route("GET", "/projects/{project}/repository/commits", self.list_commits, concurrent=True),
             route(
                 "POST",
                 "/projects/{project}/repository/commits",
@@ -376,6 +378,11 @@ class GitLabApi:
         refs = ctx.params.get("refs")
         refs = refs if isinstance(refs, list) else [refs] if refs else []
         return 200, merge_base(self._project(ctx), refs), {}
+
+    def list_commits(self, ctx: Ctx) -> Reply:
+        status, page, headers = self._page(ctx, list_commits(self._project(ctx), ctx.params))
+        # commits.md: "For performance reasons, GitLab does not return x-total, x-total-pages"
+        return status, page, {k: v for k, v in headers.items() if k not in ("X-Total", "X-Total-Pages")}
 
     def create_commit(self, ctx: Ctx) -> Reply:
         return 201, create_commit(self._project(ctx), ctx.user, ctx.params, self.faults), {}

@@ -119,6 +119,42 @@ def get_tree(project: Project, params: dict[str, Any]) -> list[dict[str, Any]]:
     return entries
 
 
+def list_commits(project: Project, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """GET /projects/:id/repository/commits?ref_name=&path= (commits.md "List repository commits"): newest
+    first (git log's order: Gitaly's FindCommits), Entities::Commit; the caller paginates. The docs are silent
+    on an unknown ref_name: Gitaly's FindCommits finds no commits, so the list is empty."""
+    repo = project.repo
+    commit = _resolve(repo, str(params.get("ref_name") or project.default_branch))
+    if commit is None:
+        return []
+    path = str(params.get("path") or "")
+    fmt = "%H%x1f%P%x1f%an%x1f%ae%x1f%aI%x1f%cn%x1f%ce%x1f%cI%x1f%B"
+    out = repo.run("log", "-z", f"--format={fmt}", commit, *(["--", f":(literal){path}"] if path else []))
+    return [_commit_entity(project, record.split("\x1f")) for record in filter(None, out.stdout.split("\0"))]
+
+
+def _commit_entity(project: Project, fields: list[str]) -> dict[str, Any]:
+    """Entities::Commit from git's fields: SHA, parents, author, its date, committer, its date, message."""
+    full, parents, an, ae, ad, cn, ce, cd, body = fields[:9]
+    return {
+        "id": full,
+        "short_id": full[:8],
+        "created_at": cd,
+        "parent_ids": parents.split(),
+        "title": body.split("\n", 1)[0],
+        "message": body,
+        "author_name": an,
+        "author_email": ae,
+        "authored_date": ad,
+        "committer_name": cn,
+        "committer_email": ce,
+        "committed_date": cd,
+        "trailers": {},
+        "extended_trailers": {},
+        "web_url": f"{project.web_url}/-/commit/{full}",
+    }
+
+
 def merge_base(project: Project, refs: list[str]) -> dict[str, Any]:
     """GET /projects/:id/repository/merge_base?refs[]=A&refs[]=B (repositories.md): the common ancestor."""
     if len(refs) < 2:
@@ -252,26 +288,12 @@ def _commit(repo: GitRepo, tree: str, parent: str, message: str, user: Any, para
 
 
 def _commit_detail(project: Project, repo: GitRepo, sha: str) -> dict[str, Any]:
-    """Entities::CommitDetail (commits.md "Create a commit" response)."""
-    fmt = "%H%x00%P%x00%an%x00%ae%x00%aI%x00%cn%x00%ce%x00%cI%x00%B"
-    fields = repo.run("show", "-s", f"--format={fmt}", sha).stdout.split("\0")
-    full, parents, an, ae, ad, cn, ce, cd, body = fields[:9]
-    return {
-        "id": full,
-        "short_id": full[:8],
-        "created_at": cd,
-        "parent_ids": parents.split(),
-        "title": body.split("\n", 1)[0],
-        "message": body,
-        "author_name": an,
-        "author_email": ae,
-        "authored_date": ad,
-        "committer_name": cn,
-        "committer_email": ce,
-        "committed_date": cd,
-        "trailers": {},
-        "web_url": f"{project.web_url}/-/commit/{full}",
-        "stats": _stats(repo, full),
+    """Entities::CommitDetail (commits.md "Create a commit" response): Entities::Commit and more."""
+    fmt = "%H%x1f%P%x1f%an%x1f%ae%x1f%aI%x1f%cn%x1f%ce%x1f%cI%x1f%B"
+    entity = _commit_entity(project, repo.run("show", "-s", f"--format={fmt}", sha).stdout.split("\x1f"))
+    del entity["extended_trailers"]
+    return entity | {
+        "stats": _stats(repo, sha),
         "status": None,
         "project_id": project.id,
         "last_pipeline": None,
