@@ -1,6 +1,6 @@
 """python-gitlab as gitops-ci lets it talk to GitLab, and the one module that imports it: it never follows a
-redirect (that would send the token to another host), its retries always end and never re-send a POST, and its
-exceptions become ours (`gitlab_errors`).
+redirect or a next page to another host (that would send the token there), its retries always end and never
+re-send a POST, and its exceptions become ours (`gitlab_errors`).
 
 python-gitlab's own retries sleep as long as a Retry-After header says (a day, if a proxy says so) and re-send
 any request whose answer was lost, a POST included: a second note, a second merge request. Here a GET, PUT or
@@ -30,6 +30,7 @@ def bounded_gitlab(connection: GitLabConnection, clock: Clock = SYSTEM_CLOCK) ->
     class BoundedGitlab(gitlab.Gitlab):
         def http_request(self, verb: str, path: str, *args: Any, **kwargs: Any) -> Any:
             kwargs.update(obey_rate_limit=False, retry_transient_errors=False)
+            _refuse_foreign(path, self.api_url)
             for attempt in itertools.count(1):
                 try:
                     return _within(connection.timeout, super().http_request, verb, path, *args, **kwargs)
@@ -48,7 +49,21 @@ def bounded_gitlab(connection: GitLabConnection, clock: Clock = SYSTEM_CLOCK) ->
         timeout=connection.timeout,
         user_agent="gitops-ci",
         session=_session_without_redirects(),
+        keep_base_url=True,  # a next page under another base (GitLab's external_url) is read from ours
     )
+
+
+def _refuse_foreign(path: str, api_url: str) -> None:
+    """A page's `Link: rel="next"` is followed as given, token and all, unless python-gitlab could move it
+    under our base (it can when the URL holds "/api"): one elsewhere is refused, never sent."""
+    if path.startswith(("http://", "https://")) and not path.startswith(api_url + "/"):
+        from urllib.parse import urlsplit
+
+        where = urlsplit(path)
+        raise OperationalError(
+            f"GitLab's answer points the next page at {where.scheme}://{where.netloc}, outside {api_url}; "
+            "gitops-ci does not send the token there (check GitLab's external_url and --gitlab-url)"
+        )
 
 
 def _within(seconds: float, request: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -19,6 +19,7 @@ from conftest import CliResult, CliRunner
 from gitops_ci.review.note import MARKER
 from manifests import manifest_files, overlay
 from servers.gitlab_api import GitLabContractServer, Scripted
+from servers.hostile import HttpPeer
 
 if TYPE_CHECKING:
     from servers.gitlab_fixtures import GitLabProject
@@ -159,6 +160,34 @@ def test_a_note_whose_answer_was_lost_is_posted_once(
     assert result.code == 0, result.err
     assert len(our_notes(gitlab_api, merge_request)) == 1
     assert [m for m, _ in note_writes(gitlab_api)] == ["POST"]
+
+
+@pytest.mark.parametrize("pointed", ["external_url", "elsewhere"])
+def test_a_next_page_under_another_origin_is_read_from_gitlab_or_refused_never_sent_there(
+    gitops: CliRunner, checkout: Path, merge_request: int, gitlab_api: GitLabContractServer, pointed: str
+) -> None:
+    """GitLab's pagination links carry its external_url, which may be another origin than the job's URL (a
+    misconfigured GitLab): the next page is read from the job's URL. A link anywhere else (a hostile server)
+    is refused. The token goes to neither. Our note is on the second page."""
+    assert run_review(gitops, checkout).code == 0
+    alice = gitlab.Gitlab(gitlab_api.url, private_token="glpat-alice")
+    notes = alice.projects.get(PROJECT).mergerequests.get(merge_request, lazy=True).notes
+    for n in range(25):
+        notes.create({"body": f"comment {n}"})
+    before = len(note_writes(gitlab_api))
+    with HttpPeer() as elsewhere:
+        if pointed == "external_url":
+            gitlab_api.api.external_url = elsewhere.url
+        else:
+            link = (("Link", f'<{elsewhere.url}/page/2>; rel="next"'),)
+            gitlab_api.api.scripted.append(Scripted("GET", "/notes", headers=link))
+        result = run_review(gitops, checkout)
+    assert elsewhere.seen == []
+    assert note_writes(gitlab_api)[before:] == []  # found on page 2 (or nothing written): never posted twice
+    if pointed == "external_url":
+        assert result.code == 0, result.err
+    else:
+        assert result.code == 1 and f"points the next page at {elsewhere.url}" in result.err
 
 
 def test_a_busy_gitlab_is_retried_and_a_long_retry_after_is_not_obeyed(

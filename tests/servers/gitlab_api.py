@@ -112,7 +112,8 @@ def route(method: str, template: str, handler: Handler, **flags: bool) -> Route:
 class Scripted:
     """One request that misbehaves: answered `status` (with `headers`) before it is applied; or applied and
     its answer lost (the connection closes), or applied and answered `status_after` (a gateway that gave up
-    waiting for GitLab, which went on): what a proxy in front of a busy GitLab does."""
+    waiting for GitLab, which went on): what a proxy in front of a busy GitLab does. With `headers` alone it
+    is answered as usual, with those headers set (a hostile server's Link)."""
 
     method: str
     path_end: str
@@ -131,6 +132,8 @@ class GitLabApi:
         self.errors: list[str] = []  # unexpected exceptions, for tests to assert on
         self.faults = RepositoryFaults()
         self.scripted: list[Scripted] = []  # the next matching requests misbehave, in order
+        # GitLab builds pagination links from its external_url, which may not be the URL a client uses
+        self.external_url: str | None = None
         # wall time with at least one request being answered (for benchmarks: the server's share of a deploy)
         self.busy_seconds = 0.0
         self._busy_lock = threading.Lock()
@@ -213,6 +216,8 @@ class GitLabApi:
                     raise DropAnswer()
                 if fault is not None and fault.status_after is not None:
                     return fault.status_after, {"message": f"{fault.status_after} {fault.reason}"}, {}
+                if fault is not None and fault.headers:  # answered, with headers of its own
+                    return answer[0], answer[1], {**answer[2], **dict(fault.headers)}
                 return answer
             except ApiError as error:
                 return error.status, error.body, error.headers
@@ -305,8 +310,7 @@ class GitLabApi:
                 },
             )
 
-    @staticmethod
-    def _page(ctx: Ctx, items: list[Any]) -> Reply:
+    def _page(self, ctx: Ctx, items: list[Any]) -> Reply:
         """Offset pagination with the X-* headers and ``Link`` (rel prev/next/first/last)."""
         try:
             per_page = min(max(int(ctx.params.get("per_page") or 20), 1), 100)
@@ -322,7 +326,7 @@ class GitLabApi:
 
         def link(number: int, rel: str) -> str:
             query = urlencode([*kept, ("page", number), ("per_page", per_page)])
-            return f'<{ctx.base_url}{ctx.path}?{query}>; rel="{rel}"'
+            return f'<{self.external_url or ctx.base_url}{ctx.path}?{query}>; rel="{rel}"'
 
         rels = [(page - 1, "prev")] if page > 1 else []
         rels += [(page + 1, "next")] if page < pages else []
