@@ -4,21 +4,36 @@ target's tip, and one merge request. A re-run whose branch already proposes the 
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
 from gitops_ci import logs
 from gitops_ci.change import steps
-from gitops_ci.change.merge_request import gitlab_client_for
+from gitops_ci.change.merge_request import gitlab_client_for, until_proposed
 from gitops_ci.change.model import MergeRequestAction, MergeRequestResult
 from gitops_ci.change.runner import FilesPlanner, FilesResult
 from gitops_ci.change.settings import RepoSettings
 from gitops_ci.logs import one_line
 from gitops_ci.manifest_repo.port import ManifestRepo
+from gitops_ci.retry import SYSTEM_CLOCK, Clock
 from gitops_ci.review.markdown import check_note, code
 
 log = logs.get_logger(__name__)
 
 
 def propose_files(
+    repo: ManifestRepo,
+    plan: FilesPlanner,
+    message: str,
+    settings: RepoSettings,
+    source: str,
+    clock: Clock = SYSTEM_CLOCK,
+) -> FilesResult:
+    """Planned again after a lost race or a transient failure, as every merge request (`until_proposed`)."""
+    propose = partial(_propose_files, repo, plan, message, settings, source)
+    return until_proposed(repo, settings, source, propose, clock)
+
+
+def _propose_files(
     repo: ManifestRepo, plan: FilesPlanner, message: str, settings: RepoSettings, source: str
 ) -> FilesResult:
     files = plan(repo)

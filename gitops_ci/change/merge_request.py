@@ -9,8 +9,10 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
+from functools import partial
+from typing import TypeVar
 
 from gitops_ci import logs
 from gitops_ci.change import steps
@@ -25,7 +27,7 @@ from gitops_ci.change.model import (
     Target,
 )
 from gitops_ci.change.settings import MergeRequestOptions, RepoSettings
-from gitops_ci.errors import GitLabError, OperationalError, PushRejectedError
+from gitops_ci.errors import GitLabError, OperationalError, PushRejectedError, RetryableError
 from gitops_ci.images.describe import image_of
 from gitops_ci.logs import one_line
 from gitops_ci.manifest_repo.gitlab import GitLabClient, MergeRequestInfo
@@ -38,6 +40,7 @@ from gitops_ci.review.markdown import check_note, code
 log = logs.get_logger(__name__)
 _STILL_CHECKING = {"checking", "unchecked", "preparing", "approvals_syncing", "cannot_be_merged_recheck"}
 _WAIT_FOR_PIPELINE = {"ci_still_running", "ci_must_pass"}
+R = TypeVar("R")
 
 
 def open_merge_requests(
@@ -49,24 +52,15 @@ def open_merge_requests(
 ) -> DeployResult:
     """One branch and merge request per target, each built on the target branch's tip we read."""
     settings = change.settings
-    targets = change.planner(repo, defaults)
+    targets = settings.retried(lambda: change.planner(repo, defaults), "reading the manifest repo", clock)
     base = repo.base()
     client = None if settings.dry_run else gitlab_client_for(settings)
     results: list[MergeRequestResult] = []
     changes: list[EnvironmentChange] = []
     for target in targets:
-        deadline = clock.monotonic() + settings.push_timeout_seconds
-        for attempt in itertools.count(1):
-            try:
-                planned, result = _propose(repo, change, client, target, base)
-                break
-            except PushRejectedError as err:  # another job pushed the same branch: look again
-                if clock.monotonic() >= deadline:
-                    raise OperationalError(
-                        f"{target.app}/{target.environment}: {err}, for {settings.push_timeout_seconds:g}s; "
-                        "raise --push-timeout or look for another job that pushes this branch"
-                    ) from None
-                sleep_before_retry(attempt, settings.backoff_seconds, str(err), clock=clock)
+        propose = partial(_propose, repo, change, client, target)
+        where = f"{target.app}/{target.environment}"
+        planned, result = until_proposed(repo, settings, where, propose, clock)
         changes.append(planned)
         results.append(result)
     return DeployResult(status="merge-requests", repo_url=repo.url, branch=repo.branch, commit=None,
@@ -74,12 +68,42 @@ def open_merge_requests(
                         defaults=defaults)  # fmt: skip
 
 
+def until_proposed(
+    repo: ManifestRepo, settings: RepoSettings, what: str, propose: Callable[[], R], clock: Clock
+) -> R:
+    """`propose` until it is done: after another job's push to the branch (or, through GitLab's API, a
+    change of the file on the target) planned again on the target's new tip, until --push-timeout; after a
+    transient failure tried again, --max-attempts in all."""
+    deadline = clock.monotonic() + settings.push_timeout_seconds
+    failures = 0
+    for attempt in itertools.count(1):
+        try:
+            return propose()
+        except PushRejectedError as err:
+            if clock.monotonic() >= deadline:
+                raise OperationalError(
+                    f"{what}: {err}, for {settings.push_timeout_seconds:g}s; raise --push-timeout or look "
+                    "for another job that pushes this branch"
+                ) from None
+            reason = str(err)
+        except RetryableError as err:
+            failures += 1
+            if failures == settings.max_attempts:
+                raise OperationalError(
+                    f"{what}: failed {failures} times: {err}; raise --max-attempts if the server is only slow"
+                ) from None
+            reason = str(err)
+        sleep_before_retry(attempt, settings.backoff_seconds, reason, clock=clock)
+        settings.retried(repo.refresh, "fetch", clock)
+    raise AssertionError("unreachable")
+
+
 def gitlab_client_for(settings: RepoSettings) -> GitLabClient:
     return GitLabClient(gitlab_connection(settings))
 
 
 def _propose(
-    repo: ManifestRepo, change: Change, client: GitLabClient | None, target: Target, base: str
+    repo: ManifestRepo, change: Change, client: GitLabClient | None, target: Target
 ) -> tuple[EnvironmentChange, MergeRequestResult]:
     settings, options = change.settings, change.settings.merge_request
     source = check_ref_name(
@@ -225,4 +249,4 @@ def _merged(client: GitLabClient, iid: int) -> bool:
         return False
 
 
-__all__: Sequence[str] = ["describe", "open_merge_requests"]
+__all__: Sequence[str] = ["describe", "open_merge_requests", "until_proposed"]

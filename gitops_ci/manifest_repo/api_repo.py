@@ -201,7 +201,8 @@ class GitLabApiRepo:
     def _refused(self, message: str, branch: str) -> Exception:
         if message.startswith(_FILE_CHANGED):
             self._failure = "file-changed"
-            self._reads.pop(message.rsplit(": ", 1)[-1], None)
+            for path in self._sent:  # the message names one; read every file of the commit again
+                self._reads.pop(path, None)
             return PushRejectedError(f"{branch}: {message}")
         if any(text in message for text in _BRANCH_RACE):
             self._failure = "branch-race"

@@ -147,7 +147,7 @@ def _write(
 
     with open_repo(repo_settings, sparse, clock) as repo:
         if repo_settings.mode == "merge-request":
-            return propose_files(repo, plan, message, repo_settings, source_branch)
+            return propose_files(repo, plan, message, repo_settings, source_branch, clock)
         return land_files(repo, plan, message, repo_settings, clock)
 
 

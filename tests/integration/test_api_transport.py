@@ -381,6 +381,37 @@ def test_promote_and_merge_requests_work_through_the_api(
     assert json.loads(again.out)["merge_requests"][0]["action"] == "unchanged" and posts(gitlab_api) == 1
 
 
+@pytest.mark.parametrize("fault", ["file changed", "branch read answered 502"])
+def test_a_merge_request_is_proposed_again_on_the_new_tip_after_a_changed_file_or_a_busy_gitlab(
+    run: Run, bare: Path, gitlab_api: GitLabContractServer, fault: str
+) -> None:
+    """GitLab builds the merge request's branch on the target's tip and checks the file against it: after
+    another job changed the file, the edit is planned again on the new tip (not sent again as it was, until
+    --push-timeout). A 502 on a read is tried again, as in a direct deploy."""
+    path = overlay("app0", "dev")
+
+    def another_job_edits_the_same_file(read: str) -> None:  # between our read and our POST
+        if read == path:
+            gitlab_api.api.faults.after_file_read = None
+            text = read_blob(bare, "main", read).replace("# app0 in dev", "# app0 in dev (edited)")
+            commit_files(bare, "main", {read: text}, "another job")
+
+    if fault == "file changed":
+        gitlab_api.api.faults.after_file_read = another_job_edits_the_same_file
+    else:
+        branch = "/repository/branches/gitops%2Fapp0%2Fdev"
+        gitlab_api.api.scripted.append(Scripted("GET", branch, status=502, reason="Bad Gateway"))
+    image = "registry.example.com/shop/app0:2.0.0"
+    mode = ("--mode", "merge-request", "--push-timeout", "5")
+    result = run("deploy", "--app", "app0", "--env", "dev", "--image", image, *mode)
+    assert result.code == 0, result.err
+    (mr,) = json.loads(result.out)["merge_requests"]
+    assert mr["action"] == "created" and rev_parse(bare, "gitops/app0/dev~1") == rev_parse(bare, "main")
+    proposed = read_blob(bare, "gitops/app0/dev", path)
+    assert 'newTag: "2.0.0"' in proposed and ("(edited)" in proposed) is (fault == "file changed")
+    assert posts(gitlab_api) == (2 if fault == "file changed" else 1)
+
+
 def test_promoting_every_app_reads_ahead_no_overlay(run: Run, gitlab_api: GitLabContractServer) -> None:
     """--all-apps knows its overlays only once it has listed the apps: nothing to read ahead."""
     result = run("promote", "--all-apps", "--from", "staging", "--to", "prod", "--dry-run")

@@ -17,7 +17,7 @@ from ruamel.yaml import YAML
 from conftest import CliResult, CliRunner
 from manifests import manifest_files, overlay
 from servers.git_repos import commit_count, commit_files, log_messages, make_bare_repo, read_blob, rev_parse
-from servers.gitlab_api import GitLabContractServer
+from servers.gitlab_api import GitLabContractServer, Scripted
 from servers.gitserver import GitHttpServer
 
 pytest_plugins = ["servers.git_fixtures", "servers.gitlab_fixtures"]
@@ -691,12 +691,15 @@ def test_an_apps_overlay_stays_in_its_environments_namespace(
     ], result.out
 
 
+@pytest.mark.parametrize("busy", [False, True])
 def test_new_app_as_a_merge_request(
     git_server: GitHttpServer,
     gitlab_api: GitLabContractServer,
     gitops: CliRunner,
     monkeypatch: pytest.MonkeyPatch,
+    busy: bool,
 ) -> None:
+    """`busy`: GitLab answers 502 to both tries of its merge request lookup: the proposal is made again."""
     bare = make_bare_repo(git_server.root, "group/manifests.git", {"README.md": "# manifests\n"})
     gitlab_api.add_user("ci-bot")
     gitlab_api.add_token(git_server.token, username="ci-bot", scopes=("api", "write_repository"))
@@ -706,7 +709,10 @@ def test_new_app_as_a_merge_request(
               "--gitlab-url", gitlab_api.url, "--format", "json")  # fmt: skip
     assert gitops("init", *common, *CLUSTERS, *ENVS).code == 0
     main = rev_parse(bare, "main")
-    args = ("new-app", *common, "--app", "web", "--env", "dev", "--image", IMAGE, "--mode", "merge-request")
+    args = ("new-app", *common, "--app", "web", "--env", "dev", "--image", IMAGE, "--mode", "merge-request",
+            "--max-attempts", "2")  # fmt: skip
+    if busy:
+        gitlab_api.api.scripted += [Scripted("GET", "/merge_requests", status=502, reason="Bad Gateway")] * 2
     proposed = gitops(*args)
     assert proposed.code == 0, proposed.err
     mr = json.loads(proposed.out)["merge_request"]
