@@ -6,6 +6,7 @@ into a Bloom-filtered commit-graph chain. Without it 20 serial API deploys slowe
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -74,6 +75,9 @@ def test_every_tenth_push_over_git_optimizes_too(git_server: GitHttpServer, tmp_
         ident = ["-c", "user.name=ci", "-c", "user.email=ci@example.invalid"]
         subprocess.run(["git", *ident, "commit", "-qam", f"c{number}"], cwd=work, env=env, check=True)
         subprocess.run(["git", "push", "-q", "origin", "HEAD"], cwd=work, env=env, check=True)
+    deadline = time.monotonic() + 10
+    while housekeeping.counted(bare) < 10 and time.monotonic() < deadline:
+        time.sleep(0.01)
     housekeeping.settle()
     assert housekeeping._has_bloom_filters(str(bare)) and graph_commits(bare) == 11
 

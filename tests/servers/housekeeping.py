@@ -55,6 +55,13 @@ def pushed(git_dir: str | Path) -> None:
         state.running.start()
 
 
+def counted(git_dir: str | Path) -> int:
+    """The pushes counted for `git_dir` (the server counts one after its answer: a client may be faster)."""
+    with _lock:
+        state = _repositories.get(os.path.realpath(git_dir))
+        return state.pushes if state is not None else 0
+
+
 def settle() -> None:
     """Wait for every optimization under way (a server stopping: its repositories may be deleted next)."""
     with _lock:
