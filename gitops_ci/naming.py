@@ -67,6 +67,14 @@ def check_secret(value: str | None, variable: str) -> str | None:
     return value
 
 
+def check_token(value: str | None, variable: str) -> str | None:
+    """A token (sent in a header): a secret, and without a space around it (no token has one)."""
+    check_secret(value, variable)
+    if value and value != value.strip():
+        raise ConfigurationError(f"{variable} starts or ends with a space: set it to the token alone")
+    return value
+
+
 def check_name(value: str, option: str) -> str:
     """An app or environment name: a path component of letters, digits, `.`, `_` and `-`."""
     if not _NAME.fullmatch(value) or ".." in value:

@@ -28,7 +28,7 @@ from gitops_ci.errors import (
 )
 from gitops_ci.images.text_io import MAX_FILE_BYTES
 from gitops_ci.manifest_repo.api_history import find_landed
-from gitops_ci.manifest_repo.gitlab_answers import Answer, NotGitLabError, message_of
+from gitops_ci.manifest_repo.gitlab_answers import Answer, NotGitLabError, message_of, not_found
 from gitops_ci.manifest_repo.gitlab_rest import Get, GitLabRest
 from gitops_ci.manifest_repo.paths import checked_repo_path
 from gitops_ci.manifest_repo.port import Identity, Listing, kustomization_by_listing
@@ -179,7 +179,8 @@ class GitLabApiRepo:
         answer = self.rest.get(
             f"/repository/branches/{self.rest.quote(branch)}", what=f"reading branch {branch}"
         )
-        return answer.value("commit", "id", kind=str) if answer.status == 200 else None
+        found = not not_found(answer, self.rest.connection, f"reading branch {branch}")
+        return answer.value("commit", "id", kind=str) if found else None
 
     def read_branch(self, branch: str, path: str, back: int = 0) -> str | None:
         ref: str | None = branch
@@ -187,7 +188,8 @@ class GitLabApiRepo:
             answer = self.rest.get(
                 f"/repository/branches/{self.rest.quote(branch)}", what=f"reading {branch}"
             )
-            parents = answer.value("commit", "parent_ids", kind=list) if answer.status == 200 else []
+            there = not not_found(answer, self.rest.connection, f"reading {branch}")
+            parents = answer.value("commit", "parent_ids", kind=list) if there else []
             ref = parents[0] if len(parents) >= back else None
         found = self._get_file(path, ref) if ref else None
         return found.text if found else None
@@ -244,7 +246,9 @@ class GitLabApiRepo:
         return self._file_of(path, ref, self.rest.get(where, params, what=what))
 
     def _file_of(self, path: str, ref: str, answer: Answer) -> _Read | None:
-        if answer.status == 404:
+        if not_found(answer, self.rest.connection, f"reading {path}"):
+            if ref == self.branch and message_of(answer.body) == "404 Commit Not Found":
+                raise ConfigurationError(f"branch {ref} does not exist in {self.url}; check --branch")
             return None
         commit, last = answer.value("commit_id", kind=str), answer.value("last_commit_id", kind=str)
         if self._base is None and ref == self.branch:
@@ -265,7 +269,7 @@ class GitLabApiRepo:
         for page in range(1, MAX_TREE_PAGES + 1):
             params = {"path": path, "ref": ref, "per_page": 100, "page": page}
             answer = self.rest.get("/repository/tree", params, what=f"listing {path or '/'}")
-            if answer.status == 404:
+            if not_found(answer, self.rest.connection, f"listing {path or '/'}"):
                 return None
             for entry in answer.records("type", "name", "path"):
                 (dirs if entry["type"] == "tree" else files).append(str(entry["name"]))

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from gitops_ci import logs
 from gitops_ci.errors import ConfigurationError
-from gitops_ci.naming import check_secret
+from gitops_ci.naming import check_secret, check_token
 
 DEFAULT_USERNAME = "oauth2"
 JOB_TOKEN_USERNAME = "gitlab-ci-token"
@@ -48,6 +48,8 @@ def resolve_credentials(environ: Mapping[str, str] | None = None) -> Credentials
 def _registered(credentials: Credentials) -> Credentials:
     logs.register_secret(credentials.token)
     check_secret(credentials.token, credentials.variable)
+    if credentials.variable != "GITOPS_PASSWORD":  # a password may have a space around it; a token never
+        check_token(credentials.token, credentials.variable)
     logs.register_secret(credentials.basic_header().split(" ", 2)[2])
     return credentials
 

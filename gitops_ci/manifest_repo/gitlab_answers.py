@@ -88,6 +88,16 @@ def refusal(answer: Answer, c: GitLabConnection, what: str) -> Exception:
     return OperationalError(f"{what}: {c.url} answered {status} ({message})")
 
 
+def not_found(answer: Answer, c: GitLabConnection, what: str) -> bool:
+    """Whether GitLab answered that the file, tree or branch asked for does not exist. A 404 for the project
+    itself (a wrong path, or a token that cannot see it) is bad input, never a missing file."""
+    if answer.status != 404:
+        return False
+    if message_of(answer.body) == "404 Project Not Found":
+        raise refusal(answer, c, what)
+    return True
+
+
 def unanswered(
     err: BaseException, c: GitLabConnection, what: str, proxy: str | None, proxy_variable: str
 ) -> Exception:

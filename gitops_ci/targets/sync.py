@@ -18,7 +18,14 @@ from typing import Any, TypeVar
 
 from gitops_ci import logs
 from gitops_ci.errors import ConfigurationError
-from gitops_ci.naming import DEFAULT_APP_NAME_TEMPLATE, check_http_url, check_name, check_secret, render
+from gitops_ci.naming import (
+    DEFAULT_APP_NAME_TEMPLATE,
+    check_http_url,
+    check_name,
+    check_secret,
+    check_token,
+    render,
+)
 from gitops_ci.retry import with_retries
 from gitops_ci.targets import argocd, flux
 from gitops_ci.targets.argocd import ArgoCDApi, PlannedRequest
@@ -123,7 +130,7 @@ class SyncSettings:
         logs.register_secret(self.webhook_secret)
         logs.register_secret(self.argocd_token)
         check_secret(self.webhook_secret, argocd.WEBHOOK_SECRET_VARIABLE)
-        check_secret(self.argocd_token, argocd.TOKEN_VARIABLE)
+        check_token(self.argocd_token, argocd.TOKEN_VARIABLE)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 
 from gitops_ci import logs
 from gitops_ci.errors import ConfigurationError, OperationalError, RetryableError, SyncError, WaitTimeoutError
-from gitops_ci.naming import DEFAULT_APP_NAME_TEMPLATE, check_secret
+from gitops_ci.naming import DEFAULT_APP_NAME_TEMPLATE, check_token
 from gitops_ci.targets import argocd, flux
 from gitops_ci.targets.argocd import ArgoCDApi
 from gitops_ci.targets.durations import format_duration
@@ -74,7 +74,7 @@ class WaitSettings:
         for ref in self.flux_kustomizations:
             parse_object_ref(ref, "--flux-kustomization")
         logs.register_secret(self.argocd_token)
-        check_secret(self.argocd_token, argocd.TOKEN_VARIABLE)
+        check_token(self.argocd_token, argocd.TOKEN_VARIABLE)
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,24 @@ def test_a_repo_secret_pasted_with_a_line_break_is_bad_input_and_never_shown(
     assert rev_parse(bare, "main") == head
 
 
+@pytest.mark.parametrize("variable", ["GITOPS_TOKEN", "CI_JOB_TOKEN", "ARGOCD_AUTH_TOKEN"])
+@pytest.mark.parametrize("spaced", [" {}", "{} "])
+def test_a_token_with_a_space_around_it_is_bad_input_and_never_shown(
+    gitops: CliRunner, bare: Path, monkeypatch: pytest.MonkeyPatch, variable: str, spaced: str
+) -> None:
+    """No token has one; an HTTP library refuses the header (that was "not GitLab's answer", exit 1)."""
+    monkeypatch.setenv(variable, spaced.format(SECRET))
+    if variable == "ARGOCD_AUTH_TOKEN":
+        common = ("--app", "app0", "--env", "dev", "--revision", REVISION)
+        results = [gitops("sync", "--argocd-server", "https://argocd.example.com", *common)]
+    else:
+        results = [deploy(gitops, bare, "--transport", transport) for transport in ("git", "api")]
+        results.append(deploy(gitops, bare, "--mode", "merge-request"))
+    for result in results:
+        assert_refused(result, variable)
+        assert_unseen(result.err)
+
+
 @pytest.mark.parametrize(
     ("variable", "args"),
     [

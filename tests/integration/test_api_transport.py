@@ -606,6 +606,23 @@ def test_an_unknown_project_without_branch_is_bad_input(run: Run, gitlab_api: Gi
     assert result.code == 2 and "group/missing" in result.err, result.err
 
 
+@pytest.mark.parametrize(
+    ("where", "branch", "said"),
+    [
+        ("group/missing", "main", "project group/missing was not found"),
+        ("group/manifests", "no-such-branch", "branch no-such-branch does not exist"),
+    ],
+)
+def test_an_unknown_project_or_branch_is_named_as_such_not_as_a_missing_overlay(
+    run: Run, gitlab_api: GitLabContractServer, where: str, branch: str, said: str
+) -> None:
+    image = "registry.example.com/shop/app0:2"
+    args = ("--repo-url", f"{gitlab_api.url}/{where}.git", "--branch", branch)
+    result = run("deploy", *args, "--app", "app0", "--env", "dev", "--image", image, branch=False)
+    assert result.code == 2 and said in result.err and "overlay" not in result.err, result.err
+    assert posts(gitlab_api) == 0
+
+
 def test_a_merge_request_branch_that_moved_is_not_replaced(
     bare: Path, gitlab_api: GitLabContractServer
 ) -> None:
