@@ -35,7 +35,11 @@ from gitops_ci.manifest_repo.port import Identity, Listing, kustomization_by_lis
 
 MAX_READ_AHEAD = 3  # overlays read with the first file: a connection each
 MAX_TREE_PAGES = 100  # 10,000 entries in one directory: the apps directory of a very large repo
-_FILE_CHANGED = "The file has changed since you started editing it"
+_FILE_CHANGED = (  # since it was read: another job changed, created or deleted it
+    "The file has changed since you started editing it",
+    "A file with this name already exists",
+    "A file with this name doesn't exist",
+)
 _BRANCH_RACE = ("reference does not point to expected object", "Please refresh and try again")
 _NO_BRANCH = "You can only create or edit files when you are on a branch"
 Failure = Literal["none", "branch-race", "file-changed", "unknown"]

@@ -117,10 +117,10 @@ class GitLabClient:
         ids = []
         for username in usernames:
             with gitlab_errors(self.connection, f"looking up user {username}"):
-                users = self._gl.users.list(username=username, get_all=False)
+                users = [int(user.id) for user in self._gl.users.list(username=username, get_all=False)]
             if not users:
                 raise ConfigurationError(f"GitLab user {username!r} not found; check --assignee/--reviewer")
-            ids.append(int(users[0].id))
+            ids.append(users[0])
         return ids
 
     def merge_request_notes(self, iid: int) -> list[Note]:
@@ -145,24 +145,28 @@ class GitLabClient:
             return note_id
 
     def _create_note(self, iid: int, body: str) -> int:
-        """Post it once: after a lost answer, a note of ours with this body means it landed."""
+        """Post it once: after a lost answer, a note of ours with this body means it landed. It is looked
+        for after the backoff, so that a POST GitLab was still working on when the answer was lost is seen."""
         for attempt in itertools.count(1):
             try:
                 with gitlab_errors(self.connection, f"writing a note on merge request !{iid}"):
                     return int(self.project.mergerequests.get(iid, lazy=True).notes.create({"body": body}).id)
             except RetryableError as err:
-                me = self.current_user_id()
-                landed = [
-                    n.id
-                    for n in self.merge_request_notes(iid)
-                    if n.author_id == me and n.body.strip() == body.strip()
-                ]
-                if landed:
-                    return min(landed)
+                sleep_before_retry(attempt, self.connection.backoff_seconds, str(err))
+                if landed := self._our_note(iid, body):
+                    return landed
                 if attempt >= self.connection.max_attempts:
                     raise
-                sleep_before_retry(attempt, self.connection.backoff_seconds, str(err))
         raise AssertionError("unreachable")
+
+    def _our_note(self, iid: int, body: str) -> int | None:
+        me = self.current_user_id()
+        ours = [
+            n.id
+            for n in self.merge_request_notes(iid)
+            if n.author_id == me and n.body.strip() == body.strip()
+        ]
+        return min(ours, default=None)
 
 
 def _info(mr: Any) -> MergeRequestInfo:

@@ -256,6 +256,27 @@ def test_a_file_changed_since_it_was_read_is_read_again_and_the_edit_reapplied(
     assert posts(gitlab_api) == 2
 
 
+def test_a_file_another_job_created_since_it_was_read_is_planned_again_not_a_refusal(
+    run: Run, bare: Path, gitlab_api: GitLabContractServer
+) -> None:
+    """GitLab refuses a create of a file that exists ("A file with this name already exists"): another job
+    made it between our read and our POST, a lost race like a changed file."""
+    commit_files(bare, "main", {"gitops-ci.yaml": render_conventions(CONVENTIONS)}, "init")
+    theirs = "kustomize/web/overlays/dev/kustomization.yaml"
+
+    def another_job_creates_it(read: str) -> None:
+        if read == theirs:
+            gitlab_api.api.faults.after_file_read = None
+            commit_files(bare, "main", {theirs: "# made by another job\n"}, "another job")
+
+    gitlab_api.api.faults.after_file_read = another_job_creates_it
+    image = "registry.example.com/shop/web:1.0.0"
+    result = run("new-app", "--app", "web", "--env", "dev", "--image", image, "--update")
+    assert result.code == 0, result.err
+    assert read_blob(bare, "main", theirs) == "# made by another job\n" and posts(gitlab_api) == 2
+    assert "kind: Deployment" in read_blob(bare, "main", "kustomize/web/base/deployment.yaml")
+
+
 def test_a_lost_branch_race_costs_one_more_post(
     run: Run, bare: Path, gitlab_api: GitLabContractServer
 ) -> None:

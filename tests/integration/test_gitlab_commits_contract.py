@@ -81,3 +81,22 @@ def test_commits_are_listed_newest_first_by_path_and_paged_without_totals(
     assert pages.total is None and pages.next_page == 2  # commits.md: no x-total, x-total-pages
     assert repo.branch_sha("main") == made[3].id
     assert project.commits.list(ref_name="no-such-branch", get_all=False) == []
+
+
+def test_a_last_commit_id_gitlab_cannot_find_does_not_refuse_and_a_branch_path_needs_its_slash_encoded(
+    gitlab_api: GitLabContractServer, gitlab_token: str, gitlab_project: Callable[..., GitLabProject]
+) -> None:
+    """Files::BaseService#file_has_changed? answers "not changed" when either last commit is missing; the
+    branches endpoint takes a branch name without a slash in the URL (NO_SLASH_URL_PART_REGEX)."""
+    repo = GitRepo(gitlab_project("group/manifests", FILES).repo_dir)
+    client = gitlab.Gitlab(gitlab_api.url, private_token=gitlab_token, timeout=10)
+    project = client.projects.get("group/manifests")
+    path = "apps/a/overlays/prod/kustomization.yaml"
+    action = {"action": "update", "file_path": path, "content": "x\n", "last_commit_id": "f" * 40}
+    made = project.commits.create({"branch": "main", "commit_message": "blind", "actions": [action]})
+    assert repo.branch_sha("main") == made.id
+    assert repo.update_ref("refs/heads/gitops/a", made.id, "0" * 40)
+    assert project.branches.get("gitops/a").commit["id"] == made.id  # python-gitlab encodes the slash
+    with pytest.raises(gitlab.exceptions.GitlabHttpError) as raw:
+        client.http_get("/projects/1/repository/branches/gitops/a")
+    assert raw.value.response_code == 404

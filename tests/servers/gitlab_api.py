@@ -100,7 +100,8 @@ class Route:
     concurrent: bool = False  # runs without the state lock, as GitLab serves concurrent requests
 
 
-_PARAM = {"project": r"[^/]+", "iid": r"\d+", "note_id": r"\d+", "branch": r".+", "file_path": r"[^/]+"}
+# branches.rb: `branch: API::NO_SLASH_URL_PART_REGEX` (a slash in a branch name is sent as %2F)
+_PARAM = {"project": r"[^/]+", "iid": r"\d+", "note_id": r"\d+", "branch": r"[^/]+", "file_path": r"[^/]+"}
 
 
 def route(method: str, template: str, handler: Handler, **flags: bool) -> Route:

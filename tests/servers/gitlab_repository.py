@@ -267,12 +267,12 @@ def _rewritten_tree(repo: GitRepo, root: str, files: dict[str, str]) -> str:
 
 
 def _file_has_changed(repo: GitRepo, branch_head: str, path: str, commit_id: str) -> bool:
-    """Files::BaseService#file_has_changed?: the last commit of `path` on the branch vs as of `commit_id`."""
+    """Files::BaseService#file_has_changed? (GitLab >= 15): the last commit of `path` on the branch vs as of
+    `commit_id`; either one missing (an unknown commit_id included: Gitaly's LastCommitForPath finds none)
+    is "not changed"."""
     on_branch = _last_commit(repo, branch_head, path)
     if _resolve(repo, commit_id) is None:
-        return (
-            True  # an unknown commit cannot be the file's last one (Gitaly's log fails; GitLab answers 400)
-        )
+        return False
     at_commit = _last_commit(repo, commit_id, path)
     return bool(on_branch and at_commit and on_branch != at_commit)
 
