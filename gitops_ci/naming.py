@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import string
+from pathlib import Path
 
 from gitops_ci.errors import ConfigurationError
 from gitops_ci.logs import has_controls
@@ -17,6 +18,8 @@ from gitops_ci.logs import has_controls
 MAX_NAME = 100
 MAX_REF = 255
 MAX_TEMPLATE = 1000
+MAX_CA_BYTES = 16 << 20  # the system bundle is ~200 KiB
+MAX_REPLICAS = 2**31 - 1  # Kubernetes' replicas is an int32
 _NAME = re.compile(rf"[A-Za-z0-9](?:[A-Za-z0-9._-]{{0,{MAX_NAME - 2}}}[A-Za-z0-9])?")
 _REF_FORBIDDEN = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//")
 _PROJECT_PART = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,254}")
@@ -25,6 +28,25 @@ _REV_SUFFIX = re.compile(r"(?:[~^][0-9]{0,6})+$")
 
 DEFAULT_APP_NAME_TEMPLATE = "{app}-{env}"  # Argo CD names are global: the seed suffixes them per environment
 SETTINGS_FILE = "gitops-ci.yaml"  # the repo's conventions, written by `gitops-ci init`
+
+
+def check_ca_file(path: str | None) -> str | None:
+    """--ca-file: a file holding at least one PEM certificate (git, requests and ssl read nothing else)."""
+    if not path:
+        return path
+    try:
+        with Path(path).open("rb") as bundle:
+            pem = b"-----BEGIN CERTIFICATE-----" in bundle.read(MAX_CA_BYTES)
+    except OSError:
+        raise ConfigurationError(
+            f"--ca-file {path} is not a readable file; point it at a PEM CA bundle"
+        ) from None
+    if not pem:
+        raise ConfigurationError(
+            f"--ca-file {path} holds no PEM certificate (-----BEGIN CERTIFICATE-----); point it at a PEM CA "
+            "bundle"
+        )
+    return path
 
 
 def check_http_url(url: str, option: str) -> str:

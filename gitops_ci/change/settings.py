@@ -15,7 +15,7 @@ from gitops_ci.errors import ConfigurationError, ImageArgumentError
 from gitops_ci.images.reference import ImageUpdate, parse_image_arguments, split_reference
 from gitops_ci.manifest_repo.paths import inside_git
 from gitops_ci.manifest_repo.port import Identity
-from gitops_ci.naming import check_name, check_ref_name, check_secret, render
+from gitops_ci.naming import check_ca_file, check_name, check_ref_name, check_secret, render
 from gitops_ci.retry import Clock, with_retries
 
 if TYPE_CHECKING:  # signing is imported only when a key is given
@@ -94,8 +94,7 @@ class RepoSettings:
             raise ConfigurationError(f"--mode {self.mode!r} is not push or merge-request")
         if self.branch is not None:
             check_ref_name(self.branch, "--branch")
-        if self.ca_file and not Path(self.ca_file).is_file():
-            raise ConfigurationError(f"--ca-file {self.ca_file} is not a file; point it at a PEM CA bundle")
+        check_ca_file(self.ca_file)
 
     def retried(self, step: Callable[[], T], what: str, clock: Clock) -> T:
         """`step`, tried again on a transient failure: --max-attempts in all, --backoff apart."""

@@ -10,6 +10,7 @@ from gitops_ci.cli.app import common_options, emit
 from gitops_ci.cli.options import dotenv_report, repo_options, repo_settings
 from gitops_ci.errors import ConfigurationError
 from gitops_ci.images.describe import to_json
+from gitops_ci.naming import MAX_REPLICAS
 
 if TYPE_CHECKING:
     from gitops_ci.onboard.run import OnboardResult
@@ -64,7 +65,7 @@ def init_command(
 )
 @click.option(
     "--replicas",
-    type=click.IntRange(min=0, max=2**31 - 1),
+    type=click.IntRange(min=0, max=MAX_REPLICAS),
     help="Replicas in each overlay (default: the base's 1).",
 )
 @click.option("--update", is_flag=True, help="The app exists: add only the missing environments.")

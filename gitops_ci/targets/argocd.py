@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -26,7 +25,7 @@ from gitops_ci.errors import (
     SyncError,
     root_cause,
 )
-from gitops_ci.naming import check_http_url
+from gitops_ci.naming import check_ca_file, check_http_url
 from gitops_ci.targets.fields import text
 
 log = logs.get_logger(__name__)
@@ -85,8 +84,7 @@ def send(
     """Send `request`; connection failures and 5xx become RetryableError, TLS failures name --ca-file."""
     import requests  # lazily: see the module docstring
 
-    if ca_file and not Path(ca_file).is_file():
-        raise ConfigurationError(f"--ca-file {ca_file} does not exist; point it at a PEM CA bundle")
+    check_ca_file(ca_file)
     data = None if request.body is None else json.dumps(request.body).encode()
     try:
         with answer_within(timeout):

@@ -27,6 +27,7 @@ from gitops_ci.errors import (
     SyncError,
     root_cause,
 )
+from gitops_ci.naming import check_ca_file
 
 log = logs.get_logger(__name__)
 T = TypeVar("T")
@@ -62,6 +63,14 @@ class KubeSettings:
     context: str | None = None
     ca_file: str | None = None  # used only when the kubeconfig names no CA of its own
     request_timeout: float = REQUEST_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if self.context is not None and (not self.context or logs.has_controls(self.context)):
+            raise ConfigurationError(
+                "--kube-context is empty or holds a line break or another control character: give a "
+                "context's name from the kubeconfig"
+            )
+        check_ca_file(self.ca_file)
 
     def where(self) -> str:
         source = self.kubeconfig or _default_kubeconfig()
@@ -186,8 +195,6 @@ class KubeClient:
         # A redirect comes back as an answer (an error below), never followed with the credentials.
         configuration.retries = urllib3.util.Retry(total=0, redirect=False)
         if not configuration.ssl_ca_cert and self.settings.ca_file:
-            if not Path(self.settings.ca_file).is_file():
-                raise ConfigurationError(f"--ca-file {self.settings.ca_file} does not exist")
             configuration.ssl_ca_cert = self.settings.ca_file
         for value in (configuration.api_key or {}).values():
             logs.register_secret(str(value).removeprefix("Bearer "))

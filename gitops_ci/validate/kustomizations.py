@@ -1,4 +1,5 @@
-"""Checks of each kustomization file on its own: it parses, its local references exist, its images are valid.
+"""Checks of each kustomization file on its own: it parses, its local references exist, its images and
+replica counts are valid.
 
 A broken path shows up here at the field that names it (`resources[1]` of the file that has it), before the
 build of the overlays that include it fails with kustomize's less direct message.
@@ -11,6 +12,7 @@ from typing import Any
 
 from gitops_ci.errors import ImageArgumentError
 from gitops_ci.images.reference import validate_digest, validate_repository, validate_tag
+from gitops_ci.naming import MAX_REPLICAS
 from gitops_ci.validate import yaml_files as validate_yaml
 from gitops_ci.validate.findings import (
     INVALID_IMAGE,
@@ -51,6 +53,7 @@ def check_kustomization(layout: RepoLayout, k: Kustomization) -> list[Finding]:
         return findings
     findings.extend(_reference_findings(k))
     findings.extend(_image_findings(k))
+    findings.extend(_replica_findings(k))
     return findings
 
 
@@ -118,6 +121,31 @@ def _entry_problems(entry: dict[str, Any]) -> Iterator[tuple[str, str]]:
             check(value)
         except ImageArgumentError as err:
             yield key, str(err)
+
+
+def _replica_findings(k: Kustomization) -> Iterator[Finding]:
+    """kustomize reads a missing count as 0 (the Deployment scales to zero) and passes any int64 on."""
+    replicas = k.data.get("replicas") if k.data else None
+    if replicas is None:
+        return
+    if not isinstance(replicas, list):
+        yield _replica_finding(k, "replicas", "replicas is not a list of name and count")
+        return
+    for i, entry in enumerate(replicas):
+        field = f"replicas[{i}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            yield _replica_finding(k, field, "a replicas entry must be a mapping with name and count")
+            continue
+        count = entry.get("count")
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_REPLICAS:
+            shown = "missing (kustomize sets 0)" if count is None else repr(count)
+            yield _replica_finding(
+                k, f"{field}.count", f"count {shown} is not a whole number from 0 to {MAX_REPLICAS}"
+            )
+
+
+def _replica_finding(k: Kustomization, field: str, message: str) -> Finding:
+    return Finding(Severity.ERROR, KUSTOMIZATION_INVALID, k.file, message, field=field, line=_line(k, field))
 
 
 def _image_finding(k: Kustomization, field: str, message: str) -> Finding:

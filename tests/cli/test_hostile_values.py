@@ -130,6 +130,50 @@ def test_a_file_that_is_not_a_kubeconfig_is_bad_input(
     assert_unseen(result.err)
 
 
+@pytest.mark.parametrize("content", ["", "not a certificate\n", "\x00\x01binary"])
+def test_a_ca_file_without_a_pem_certificate_is_bad_input_before_any_request(
+    gitops: CliRunner, bare: Path, tmp_path: Path, content: str
+) -> None:
+    """It was an operational error (exit 1) at the first TLS handshake, after the clone or the GET began."""
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_text(content)
+    head = rev_parse(bare, "main")
+    common = ("--revision", REVISION, "--app", "app0", "--env", "dev", "--ca-file", ca_file)
+    results = [
+        deploy(gitops, bare, "--transport", transport, "--ca-file", ca_file) for transport in ("git", "api")
+    ]
+    results.append(gitops("sync", *common, "--argocd-server", "https://argocd.example.com"))
+    results.append(gitops("wait", *common, "--argocd-kube", "--timeout", "1s"))
+    for result in results:
+        assert_refused(result, f"--ca-file {ca_file} holds no PEM certificate")
+    assert rev_parse(bare, "main") == head
+
+
+KUBECONFIG_OF_PROD = """apiVersion: v1
+kind: Config
+clusters: [{name: prod, cluster: {server: "https://127.0.0.1:9", insecure-skip-tls-verify: true}}]
+users: [{name: prod, user: {token: not-a-secret}}]
+contexts: [{name: prod, context: {cluster: prod, user: prod}}]
+current-context: prod
+"""
+
+
+@pytest.mark.parametrize("context", ["", "prod\nINFO forged line", "prod\x1b[2J"])
+@pytest.mark.parametrize("command", ["wait", "sync"])
+def test_a_kube_context_that_cannot_name_one_is_bad_input(
+    gitops: CliRunner, tmp_path: Path, context: str, command: str
+) -> None:
+    target = (
+        ("--argocd-kube", "--timeout", "1s") if command == "wait" else ("--flux-kustomization", "flux/apps")
+    )
+    config = tmp_path / "kubeconfig"
+    config.write_text(KUBECONFIG_OF_PROD)
+    result = gitops(command, "--revision", REVISION, "--app", "app0", "--env", "dev", *target,
+                    "--kubeconfig", config, "--kube-context", context)  # fmt: skip
+    assert_refused(result, "--kube-context")
+    assert "forged" not in result.err.replace("--kube-context", "")
+
+
 @pytest.mark.parametrize(
     ("args", "option"),
     [

@@ -239,6 +239,29 @@ def test_a_clean_repo_exits_0(gitops: CliRunner, repo: Path) -> None:
     assert result.out.endswith("valid\n") and "0 errors" in result.out
 
 
+def test_replica_counts_kubernetes_or_kustomize_would_get_wrong_are_errors(
+    gitops: CliRunner, repo: Path
+) -> None:
+    """kustomize passes any int64 on (Kubernetes' replicas is an int32) and reads a missing count as 0."""
+    overlay = repo / "kustomize" / "shop" / "overlays" / "prod" / "kustomization.yaml"
+    entries = ["{name: shop, count: 3}", "{name: shop, count: 2147483648}", "{name: shop}",
+               "{name: shop, count: '2'}", "shop"]  # fmt: skip
+    overlay.write_text(overlay.read_text() + "replicas:\n" + "".join(f"  - {e}\n" for e in entries))
+    result = gitops("validate", repo, "--format", "json")
+    found = sorted(
+        (f["field"], f["line"])
+        for f in json.loads(result.out)["findings"]
+        if f["rule"] == "kustomization/invalid" and f["file"].endswith("prod/kustomization.yaml")
+    )
+    first = line_of(overlay, "count: 3")
+    assert found == [
+        ("replicas[1].count", first + 1),
+        ("replicas[2].count", first + 2),
+        ("replicas[3].count", first + 3),
+        ("replicas[4]", first + 4),
+    ], result.out
+
+
 def test_ignore_drops_rules_by_id_or_prefix(gitops: CliRunner, repo: Path) -> None:
     result = gitops(
         "validate", repo, "--format", "json", "--ignore", "schema/", "--ignore", "secret/plaintext"
