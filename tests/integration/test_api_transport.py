@@ -78,6 +78,18 @@ def deploy(
     return run("deploy", "--app", app, *env_args, "--image", image, *template, **kwargs)
 
 
+def another_job_edits_after_our_read(gitlab_api: GitLabContractServer, bare: Path, path: str) -> None:
+    """Once we have read `path`, another job changes a comment in it: between our read and our POST."""
+
+    def edit(read: str) -> None:
+        if read == path:
+            gitlab_api.api.faults.after_file_read = None
+            text = read_blob(bare, "main", read).replace("# app0 in dev", "# app0 in dev (edited)")
+            commit_files(bare, "main", {read: text}, "another job")
+
+    gitlab_api.api.faults.after_file_read = edit
+
+
 def posts(gitlab_api: GitLabContractServer) -> int:
     return sum(1 for c in gitlab_api.calls if c.method == "POST" and c.path.endswith("/repository/commits"))
 
@@ -238,13 +250,7 @@ def test_a_file_changed_since_it_was_read_is_read_again_and_the_edit_reapplied(
     run: Run, bare: Path, gitlab_api: GitLabContractServer
 ) -> None:
     path = overlay("app0", "dev")
-
-    def another_job_edits_the_same_file(read: str) -> None:  # between our read and our POST
-        gitlab_api.api.faults.after_file_read = None
-        text = read_blob(bare, "main", read).replace("# app0 in dev", "# app0 in dev (edited)")
-        commit_files(bare, "main", {read: text}, "another job")
-
-    gitlab_api.api.faults.after_file_read = another_job_edits_the_same_file
+    another_job_edits_after_our_read(gitlab_api, bare, path)
     result = deploy(run, path_template="kustomize/{app}/overlays/{env}")  # the overlay is the only read
     assert result.code == 0, result.err
     text = read_blob(bare, "main", path)
@@ -410,15 +416,8 @@ def test_a_merge_request_is_proposed_again_on_the_new_tip_after_a_changed_file_o
     another job changed the file, the edit is planned again on the new tip (not sent again as it was, until
     --push-timeout). A 502 on a read is tried again, as in a direct deploy."""
     path = overlay("app0", "dev")
-
-    def another_job_edits_the_same_file(read: str) -> None:  # between our read and our POST
-        if read == path:
-            gitlab_api.api.faults.after_file_read = None
-            text = read_blob(bare, "main", read).replace("# app0 in dev", "# app0 in dev (edited)")
-            commit_files(bare, "main", {read: text}, "another job")
-
     if fault == "file changed":
-        gitlab_api.api.faults.after_file_read = another_job_edits_the_same_file
+        another_job_edits_after_our_read(gitlab_api, bare, path)
     else:
         branch = "/repository/branches/gitops%2Fapp0%2Fdev"
         gitlab_api.api.scripted.append(Scripted("GET", branch, status=502, reason="Bad Gateway"))

@@ -33,6 +33,8 @@ from servers.gitlab_state import ApiError, as_bool
 BRANCH_RACE = "9:reference update: reference does not point to expected object."
 LEGACY_BRANCH_RACE = "9:Could not update refs/heads/{branch}. Please refresh and try again.."
 ZERO = "0" * 40
+# what _commit_entity reads, unit-separated: SHA, parents, author, its date, committer, its date, message
+_COMMIT_FIELDS = "%H%x1f%P%x1f%an%x1f%ae%x1f%aI%x1f%cn%x1f%ce%x1f%cI%x1f%B"
 
 
 class DropAnswer(Exception):
@@ -128,13 +130,14 @@ def list_commits(project: Project, params: dict[str, Any]) -> list[dict[str, Any
     if commit is None:
         return []
     path = str(params.get("path") or "")
-    fmt = "%H%x1f%P%x1f%an%x1f%ae%x1f%aI%x1f%cn%x1f%ce%x1f%cI%x1f%B"
-    out = repo.run("log", "-z", f"--format={fmt}", commit, *(["--", f":(literal){path}"] if path else []))
+    out = repo.run(
+        "log", "-z", f"--format={_COMMIT_FIELDS}", commit, *(["--", f":(literal){path}"] if path else [])
+    )
     return [_commit_entity(project, record.split("\x1f")) for record in filter(None, out.stdout.split("\0"))]
 
 
 def _commit_entity(project: Project, fields: list[str]) -> dict[str, Any]:
-    """Entities::Commit from git's fields: SHA, parents, author, its date, committer, its date, message."""
+    """Entities::Commit from git's `_COMMIT_FIELDS`."""
     full, parents, an, ae, ad, cn, ce, cd, body = fields[:9]
     return {
         "id": full,
@@ -289,10 +292,8 @@ def _commit(repo: GitRepo, tree: str, parent: str, message: str, user: Any, para
 
 def _commit_detail(project: Project, repo: GitRepo, sha: str) -> dict[str, Any]:
     """Entities::CommitDetail (commits.md "Create a commit" response): Entities::Commit and more."""
-    fmt = "%H%x1f%P%x1f%an%x1f%ae%x1f%aI%x1f%cn%x1f%ce%x1f%cI%x1f%B"
-    entity = _commit_entity(project, repo.run("show", "-s", f"--format={fmt}", sha).stdout.split("\x1f"))
-    del entity["extended_trailers"]
-    return entity | {
+    shown = repo.run("show", "-s", f"--format={_COMMIT_FIELDS}", sha).stdout
+    return _commit_entity(project, shown.split("\x1f")) | {
         "stats": _stats(repo, sha),
         "status": None,
         "project_id": project.id,
