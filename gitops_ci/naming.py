@@ -34,6 +34,8 @@ def check_ca_file(path: str | None) -> str | None:
     """--ca-file: a file holding at least one PEM certificate (git, requests and ssl read nothing else)."""
     if not path:
         return path
+    if not Path(path).is_file():  # a FIFO or /dev/stdin would block the read
+        raise ConfigurationError(f"--ca-file {path} is not a regular file; point it at a PEM CA bundle")
     try:
         with Path(path).open("rb") as bundle:
             pem = b"-----BEGIN CERTIFICATE-----" in bundle.read(MAX_CA_BYTES)

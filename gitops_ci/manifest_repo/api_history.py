@@ -2,10 +2,11 @@
 
 GitLab made the commit, so its SHA is unknown. Every commit that changed the first file since we read it is
 listed (Commits API, newest first, down to the file's `last_commit_id` as read); ours is the one with our
-message and author that holds our content in every file. Content alone would not do: another job may have
-deployed the same overlay on top of ours, and ours must then be found, not planned again (which would roll
-the newer deploy back). A commit of another job with our message, author and content made the same change,
-so reporting it as ours is true of the branch.
+message (its trailers name the pipeline) that holds our content in every file. Content alone would not do:
+another job may have deployed the same overlay on top of ours, and ours must then be found, not planned
+again (which would roll the newer deploy back). A commit of another job with our message and content made
+the same change, so reporting it as ours is true of the branch. The author is not compared: git rewrites
+some names (a final '.' is dropped).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from collections.abc import Callable, Mapping
 
 from gitops_ci.errors import OperationalError
 from gitops_ci.manifest_repo.gitlab_rest import GitLabRest
-from gitops_ci.manifest_repo.port import Identity
 
 PER_PAGE = 20
 MAX_PAGES = 25  # 500 commits changed the overlay since it was read: something pushes in a loop
@@ -26,7 +26,6 @@ def find_landed(
     branch: str,
     files: Mapping[str, str],
     message: str,
-    author: Identity,
     read_since: Mapping[str, str | None],
     text_at: TextAt,
 ) -> str | None:
@@ -39,11 +38,11 @@ def find_landed(
         answer = rest.get("/repository/commits", params, what=f"reading the history of {path}")
         if answer.status == 404:
             return None
-        records = answer.records("id", "message", "author_name", "author_email")
+        records = answer.records("id", "message")
         for record in records:
             if record["id"] == stop:
                 return None
-            if _ours(record, message, author) and all(
+            if _ours(record, message) and all(
                 text_at(p, str(record["id"])) == text for p, text in files.items()
             ):
                 return str(record["id"])
@@ -56,9 +55,6 @@ def find_landed(
     )
 
 
-def _ours(record: Mapping[str, object], message: str, author: Identity) -> bool:
-    return (
-        str(record["message"]).strip() == message.strip()
-        and record["author_name"] == author.name
-        and record["author_email"] == author.email
-    )
+def _ours(record: Mapping[str, object], message: str) -> bool:
+    """Our message (the author is not compared: git trims "crud" such as a final '.' from names)."""
+    return str(record["message"]).strip() == message.strip()

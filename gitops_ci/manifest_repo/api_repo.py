@@ -164,9 +164,7 @@ class GitLabApiRepo:
             return None
         ours = self._pending[commit]
         since = {path: read.last_commit_id if read else None for path, read in self._sent.items()}
-        found = find_landed(
-            self.rest, self.branch, ours.files, ours.message, ours.author, since, self._text_at
-        )
+        found = find_landed(self.rest, self.branch, ours.files, ours.message, since, self._text_at)
         if found:
             self._failure = "none"
         return found

@@ -65,7 +65,7 @@ def assert_refused(result: CliResult, fragment: str = "") -> None:
         (("--repo-url", "--upload-pack=touch /tmp/x"), "--repo-url"),
         (("--repo-url", "ssh://git@gitlab.example.com/group/manifests.git"), "uses ssh://"),
         (("--repo-url", "ftp://u:Secret1234567@gitlab.example.com/g/m.git"), "uses ftp://"),
-        (("--ca-file", "/nonexistent/ca.pem"), "--ca-file /nonexistent/ca.pem is not a readable file"),
+        (("--ca-file", "/nonexistent/ca.pem"), "--ca-file /nonexistent/ca.pem is not a regular file"),
         (("--ca-file", "/nonexistent/ca.pem", "--transport", "api"), "--ca-file"),
         (("--mr-branch", "-x{app}", "--mode", "merge-request"), "--mr-branch"),
     ],

@@ -3,6 +3,7 @@ secret."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -147,6 +148,15 @@ def test_a_ca_file_without_a_pem_certificate_is_bad_input_before_any_request(
     for result in results:
         assert_refused(result, f"--ca-file {ca_file} holds no PEM certificate")
     assert rev_parse(bare, "main") == head
+
+
+def test_a_ca_file_that_is_not_a_regular_file_is_refused_without_reading_it(
+    gitops: CliRunner, bare: Path, tmp_path: Path
+) -> None:
+    """A FIFO (or /dev/stdin) would block the read forever."""
+    fifo = tmp_path / "ca.pem"
+    os.mkfifo(fifo)
+    assert_refused(deploy(gitops, bare, "--ca-file", fifo), f"--ca-file {fifo} is not a regular file")
 
 
 KUBECONFIG_OF_PROD = """apiVersion: v1

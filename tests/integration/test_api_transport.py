@@ -327,6 +327,19 @@ def test_a_lost_answer_is_found_on_the_branch_and_never_posted_twice(
     assert f'newTag: "{final}"' in read_blob(bare, "main", path)
 
 
+def test_a_lost_answer_is_found_when_git_rewrote_the_authors_name(
+    run: Run, bare: Path, gitlab_api: GitLabContractServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """git trims "crud" such as a final '.' from an author's name: our commit is matched on its message and
+    content, not on the name as we sent it."""
+    monkeypatch.setenv("GITLAB_USER_NAME", "Jane Doe Jr.")
+    monkeypatch.setenv("GITLAB_USER_EMAIL", "jane@example.com")
+    gitlab_api.api.faults.lose_answers = 1
+    result = deploy(run)
+    assert result.code == 0, result.err
+    assert posts(gitlab_api) == 1 and "landed after all" in result.err and commit_count(bare, "main") == 2
+
+
 def test_the_history_read_after_a_lost_answer_is_retried_through_a_busy_gitlab(
     run: Run, bare: Path, gitlab_api: GitLabContractServer
 ) -> None:
